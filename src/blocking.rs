@@ -1,0 +1,109 @@
+//! The blocking facade: `acquire_blocking()`, `close_blocking()` and `with_connection_blocking`.
+//! They drive the same state machine as the async facade on the calling thread, and bound the
+//! wait by parking with a deadline, so no timer or runtime is involved.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
+
+impl<F: ConnectionFactory> ConnectionPool<F> {
+    /// Acquires a connection, blocking the calling thread up to `acquire_timeout`.
+    ///
+    /// # Blocking
+    ///
+    /// Blocks while it waits for a connection and while the factory creates or validates one
+    /// (the factory's futures are driven on this thread). Do not call it from async code; use
+    /// `acquire().await` there. Blocking and async callers share one FIFO queue.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Timeout`] past `acquire_timeout` (carrying the last create error if creates
+    /// were failing), [`PoolError::Create`] if the factory failed to create this caller's
+    /// connection, [`PoolError::Closed`] if the pool is or becomes closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    ///
+    /// struct Numbers;
+    /// impl ConnectionFactory for Numbers {
+    ///     type Connection = u32;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(5) }
+    /// }
+    ///
+    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let conn = pool.acquire_blocking()?;
+    /// assert_eq!(*conn, 5);
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    pub fn acquire_blocking(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+        match self.acquire_fast() {
+            Ok(conn) => Ok(conn),
+            Err(candidate) => {
+                let started = Instant::now();
+                let deadline = started + self.config().acquire_timeout();
+                match block_on(self.shared().acquire_slow(candidate), Some(deadline)) {
+                    Some(result) => self.finish_slow(result, started),
+                    None => Err(self.timeout_error(started)),
+                }
+            }
+        }
+    }
+
+    /// Closes the pool (see [`close_now`](ConnectionPool::close_now)) and blocks until every
+    /// connection has been destroyed, lent ones included.
+    ///
+    /// # Blocking
+    ///
+    /// Blocks until connections still lent out come back; do not hold one on this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// drop(pool.acquire_blocking().unwrap());
+    /// pool.close_blocking();
+    /// assert_eq!(pool.current_metrics().total, 0);
+    /// ```
+    pub fn close_blocking(&self) {
+        self.close_now();
+        let mut listener = None;
+        let shared = self.shared();
+        block_on(
+            futures_lite::future::poll_fn(|cx| shared.poll_drained(&mut listener, cx)),
+            None,
+        );
+    }
+}
+
+/// Runs `fut` to completion on this thread, or gives up (dropping it) at `deadline`.
+pub(crate) fn block_on<T>(fut: impl Future<Output = T>, deadline: Option<Instant>) -> Option<T> {
+    let mut fut = pin!(fut);
+    let (parker, unparker) = parking::pair();
+    let waker = Waker::from(unparker);
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
+            return Some(value);
+        }
+        match deadline {
+            None => parker.park(),
+            Some(deadline) => {
+                if !parker.park_deadline(deadline) && Instant::now() >= deadline {
+                    return None;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `PooledConnection`: the RAII guard that lends a connection and gives it back on drop.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::time::Instant;
+
+use crate::ConnectionFactory;
+use crate::core::{DestroyReason, Entry, Shared};
+
+/// A connection lent by a [`ConnectionPool`](crate::ConnectionPool), with what the pool knows
+/// about it. Derefs to the connection; dropping it returns the connection to the pool.
+///
+/// Dropping never blocks and spawns nothing: a healthy connection goes back to the idle queue
+/// (or straight to the oldest waiter); a broken or expired one, or one whose holder panicked, is
+/// handed to the pool's maintenance loop to be destroyed.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+///
+/// struct Buffers;
+/// impl ConnectionFactory for Buffers {
+///     type Connection = Vec<u8>;
+///     type Error = std::io::Error;
+///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+/// }
+///
+/// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+/// let mut conn = pool.acquire_blocking()?;
+/// conn.push(1); // DerefMut to the connection
+/// assert_eq!(conn.use_count(), 1);
+/// assert!(conn.is_healthy());
+/// drop(conn); // back to the pool
+///
+/// let conn = pool.acquire_blocking()?;
+/// assert_eq!(conn.use_count(), 2, "the same connection was reused");
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[clippy::has_significant_drop]
+#[must_use = "dropping the guard returns the connection at once"]
+pub struct PooledConnection<'a, F: ConnectionFactory> {
+    shared: &'a Shared<F>,
+    /// `None` only after `detach`, or transiently inside `drop`.
+    entry: Option<Entry<F::Connection>>,
+    broken: bool,
+}
+
+impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
+    #[inline]
+    pub(crate) fn new(shared: &'a Shared<F>, mut entry: Entry<F::Connection>) -> Self {
+        entry.use_count += 1;
+        PooledConnection {
+            shared,
+            entry: Some(entry),
+            broken: false,
+        }
+    }
+
+    #[inline]
+    fn entry(&self) -> &Entry<F::Connection> {
+        match &self.entry {
+            Some(entry) => entry,
+            None => unreachable!("a guard holds its connection until it is dropped"),
+        }
+    }
+
+    /// When the connection was opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let conn = pool.acquire_blocking()?;
+    /// assert!(conn.created_at() <= std::time::Instant::now());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn created_at(&self) -> Instant {
+        self.shared.clock.instant(self.entry().created_at)
+    }
+
+    /// When the connection was last given back to the pool (its creation time if never).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let conn = pool.acquire_blocking()?;
+    /// assert_eq!(conn.last_used_at(), conn.created_at(), "a new connection");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn last_used_at(&self) -> Instant {
+        self.shared.clock.instant(self.entry().last_used_at)
+    }
+
+    /// How many times the connection has been lent, this time included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// assert_eq!(pool.acquire_blocking()?.use_count(), 1);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn use_count(&self) -> u64 {
+        self.entry().use_count
+    }
+
+    /// Whether the connection will go back to the pool (`false` once marked broken).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let mut conn = pool.acquire_blocking()?;
+    /// conn.mark_broken();
+    /// assert!(!conn.is_healthy());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_healthy(&self) -> bool {
+        !self.broken
+    }
+
+    /// Marks the connection broken: on drop it is destroyed instead of reused, and its place is
+    /// freed for a new one. Use it after an I/O error that leaves the session unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let mut conn = pool.acquire_blocking()?;
+    /// conn.mark_broken();
+    /// drop(conn);
+    /// let fresh = pool.acquire_blocking()?;
+    /// assert_eq!(fresh.use_count(), 1, "a new connection replaced the broken one");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Takes the connection out of the pool for good. The pool forgets it (its place is freed for
+    /// a new one) and will never destroy it: closing it is now the caller's job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Buffers;
+    /// # impl ConnectionFactory for Buffers {
+    /// #     type Connection = Vec<u8>; type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(vec![1, 2]) }
+    /// # }
+    /// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+    /// let conn: Vec<u8> = pool.acquire_blocking()?.detach();
+    /// assert_eq!(conn, vec![1, 2]);
+    /// assert_eq!(pool.current_metrics().total, 0);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn detach(mut self) -> F::Connection {
+        let entry = match self.entry.take() {
+            Some(entry) => entry,
+            None => unreachable!("a guard holds its connection until it is dropped"),
+        };
+        self.shared.detach();
+        entry.conn
+    }
+}
+
+impl<F: ConnectionFactory> Deref for PooledConnection<'_, F> {
+    type Target = F::Connection;
+
+    #[inline]
+    fn deref(&self) -> &F::Connection {
+        &self.entry().conn
+    }
+}
+
+impl<F: ConnectionFactory> DerefMut for PooledConnection<'_, F> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut F::Connection {
+        match &mut self.entry {
+            Some(entry) => &mut entry.conn,
+            None => unreachable!("a guard holds its connection until it is dropped"),
+        }
+    }
+}
+
+impl<F: ConnectionFactory> Drop for PooledConnection<'_, F> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            let broken = if std::thread::panicking() {
+                // The holder panicked: the session may be mid-transaction. Never reuse it.
+                Some(DestroyReason::Panicked)
+            } else if self.broken {
+                Some(DestroyReason::Broken)
+            } else {
+                None
+            };
+            self.shared.release(entry, broken);
+        }
+    }
+}
+
+impl<F: ConnectionFactory> fmt::Debug for PooledConnection<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("use_count", &self.entry.as_ref().map(|e| e.use_count))
+            .field("healthy", &!self.broken)
+            .finish_non_exhaustive()
+    }
+}

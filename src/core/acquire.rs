@@ -1,0 +1,189 @@
+//! The slow path of an acquire, shared by both facades: take what is ours to take, else create if
+//! there is room, else register as a waiter, re-check, and sleep; then loop.
+
+use std::sync::atomic::{Ordering, fence};
+
+use event_listener::{EventListener, Listener};
+
+use super::{CLOSED, DestroyReason, Entry, Popped, Shared};
+use crate::{ConnectionFactory, PoolError};
+
+impl<F: ConnectionFactory> Shared<F> {
+    /// Acquires a connection, waiting as long as it takes: the facades bound it by dropping this
+    /// future at their deadline, which is safe at every await point (see `Waiter`).
+    ///
+    /// `candidate` is a connection the fast path popped but that must be validated first.
+    pub(crate) async fn acquire_slow(
+        &self,
+        mut candidate: Option<Popped<F::Connection>>,
+    ) -> Result<Entry<F::Connection>, PoolError<F::Error>> {
+        let mut waiter = Waiter::new(self);
+        loop {
+            if let Some(popped) = candidate.take() {
+                if !popped.needs_validation {
+                    return Ok(popped.entry);
+                }
+                if let Some(entry) = self.validate(popped.entry).await {
+                    return Ok(entry);
+                }
+                continue;
+            }
+            if self.is_closed() {
+                return Err(PoolError::Closed);
+            }
+            candidate = waiter.take();
+            if candidate.is_some() {
+                continue;
+            }
+            if waiter.may_create() {
+                if let Some(slot) = self.reserve() {
+                    waiter.leave();
+                    let entry = self.create(slot).await.map_err(PoolError::Create)?;
+                    if self.is_closed() {
+                        self.retire(entry, DestroyReason::Closed);
+                        return Err(PoolError::Closed);
+                    }
+                    return Ok(entry);
+                }
+                // No room: help the maintenance loop, since a destroyed connection makes room.
+                if self.destroy_one_retiring().await {
+                    continue;
+                }
+            }
+            if !waiter.is_listening() {
+                waiter.listen();
+                continue;
+            }
+            waiter.wait().await;
+        }
+    }
+
+    /// Validates `entry`. Returns it if it may be lent; otherwise it is retired.
+    async fn validate(&self, entry: Entry<F::Connection>) -> Option<Entry<F::Connection>> {
+        // Cancellation safety: if this future is dropped mid-validation the guard retires the
+        // connection, because a half-finished exchange may be left on the wire.
+        let mut guard = Validating {
+            shared: self,
+            entry: Some(entry),
+        };
+        let ok = match guard.entry.as_mut() {
+            Some(entry) => self.factory.validate(&mut entry.conn).await,
+            None => false,
+        };
+        let entry = guard.entry.take()?;
+        if ok {
+            Some(entry)
+        } else {
+            self.retire(entry, DestroyReason::FailedValidation);
+            None
+        }
+    }
+}
+
+struct Validating<'a, F: ConnectionFactory> {
+    shared: &'a Shared<F>,
+    entry: Option<Entry<F::Connection>>,
+}
+
+impl<F: ConnectionFactory> Drop for Validating<'_, F> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.shared.retire(entry, DestroyReason::Broken);
+        }
+    }
+}
+
+/// One caller's place in the waiter list. Dropping it, at any point, leaves the list cleanly:
+/// see the module docs of `core` for the protocol.
+pub(crate) struct Waiter<'a, F: ConnectionFactory> {
+    shared: &'a Shared<F>,
+    /// Whether this caller is counted in `gate`.
+    registered: bool,
+    /// True between registering and the first re-check: a newcomer's re-check may take idle
+    /// connections but not ones handed to older waiters.
+    fresh: bool,
+    listener: Option<EventListener>,
+}
+
+impl<'a, F: ConnectionFactory> Waiter<'a, F> {
+    pub(crate) fn new(shared: &'a Shared<F>) -> Self {
+        Waiter {
+            shared,
+            registered: false,
+            fresh: false,
+            listener: None,
+        }
+    }
+
+    /// Takes a connection this caller is entitled to, if one is there.
+    fn take(&mut self) -> Option<Popped<F::Connection>> {
+        let shared = self.shared;
+        if !self.registered {
+            // A newcomer queues behind existing waiters.
+            return if shared.waiting() == 0 {
+                shared.take_idle()
+            } else {
+                None
+            };
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        if !fresh || shared.claim_unnotified() {
+            if let Some(popped) = shared.take_handoff() {
+                return Some(popped);
+            }
+        }
+        shared.take_idle()
+    }
+
+    fn may_create(&self) -> bool {
+        self.registered || self.shared.waiting() == 0
+    }
+
+    fn is_listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// Starts listening, and on the first call joins the waiter count. The caller re-checks
+    /// before it sleeps.
+    fn listen(&mut self) {
+        self.listener = Some(self.shared.waiter_event().listen());
+        if !self.registered {
+            self.registered = true;
+            self.fresh = true;
+            self.shared.gate().fetch_add(1, Ordering::SeqCst);
+            // Count, then re-check. Pairs with the fence in `Shared::push_idle`.
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    async fn wait(&mut self) {
+        if let Some(listener) = self.listener.as_mut() {
+            listener.await;
+        }
+        self.listener = None;
+    }
+
+    /// Leaves the waiter list; idempotent.
+    pub(crate) fn leave(&mut self) {
+        let shared = self.shared;
+        if let Some(listener) = self.listener.take() {
+            // A notification this caller received but will not use goes to the next waiter.
+            if listener.discard() && !shared.is_closed() {
+                shared.notify_waiter();
+            }
+        }
+        if std::mem::take(&mut self.registered) {
+            let before = shared.gate().fetch_sub(1, Ordering::SeqCst);
+            if before & !CLOSED == 1 {
+                // The last waiter left: nothing may stay reserved for nobody.
+                shared.drain_handoff();
+            }
+        }
+    }
+}
+
+impl<F: ConnectionFactory> Drop for Waiter<'_, F> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}

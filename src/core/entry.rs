@@ -1,0 +1,48 @@
+//! `Entry`: a connection together with the facts the pool keeps about it.
+
+use super::clock::Millis;
+
+/// Why the pool closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DestroyReason {
+    /// Its holder marked it broken, or dropped it while a validation was in flight.
+    Broken,
+    /// Its holder panicked while holding it.
+    Panicked,
+    /// It outlived `max_lifetime`.
+    Expired,
+    /// It failed checkout validation.
+    FailedValidation,
+    /// The pool was closed.
+    Closed,
+}
+
+/// A connection and its metadata. Lives in exactly one place at a time: the idle queue, the
+/// hand-off queue, the retiring queue, or a `PooledConnection` guard.
+#[derive(Debug)]
+pub(crate) struct Entry<C> {
+    pub(crate) conn: C,
+    pub(crate) created_at: Millis,
+    pub(crate) last_used_at: Millis,
+    pub(crate) use_count: u64,
+    /// `created_at + max_lifetime`, fixed at creation; `Millis::MAX` for never.
+    pub(crate) expires_at: Millis,
+}
+
+impl<C> Entry<C> {
+    pub(crate) fn new(conn: C, now: Millis, expires_at: Millis) -> Self {
+        Entry {
+            conn,
+            created_at: now,
+            last_used_at: now,
+            use_count: 0,
+            expires_at,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_expired(&self, now: Millis) -> bool {
+        now >= self.expires_at
+    }
+}

@@ -1,0 +1,165 @@
+//! The async facade: `acquire().await`, `close().await` and `with_connection`, as named futures
+//! that run on any executor. Timeouts use `async-io` timers, so no runtime is required.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+use event_listener::EventListener;
+
+use crate::core::Entry;
+use crate::factory::BoxFuture;
+use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
+
+impl<F: ConnectionFactory> ConnectionPool<F> {
+    /// Acquires a connection, waiting up to `acquire_timeout` in all (waiting for a connection,
+    /// creating one, validating it).
+    ///
+    /// Waiters are served first-come first-served, together with blocking callers. The future is
+    /// cancellation safe: dropping it at any point frees everything it held, and a connection
+    /// being handed to it goes to the next waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Timeout`] past `acquire_timeout` (carrying the last create error if creates
+    /// were failing), [`PoolError::Create`] if the factory failed to create this caller's
+    /// connection, [`PoolError::Closed`] if the pool is or becomes closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    ///
+    /// struct Numbers;
+    /// impl ConnectionFactory for Numbers {
+    ///     type Connection = u32;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(1) }
+    /// }
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let conn = pool.acquire().await?;
+    /// assert_eq!(*conn, 1);
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn acquire(&self) -> Acquire<'_, F> {
+        Acquire {
+            pool: self,
+            slow: None,
+        }
+    }
+
+    /// Closes the pool (see [`close_now`](ConnectionPool::close_now)) and returns a future that
+    /// resolves once every connection has been destroyed, lent ones included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+    ///
+    /// struct Units;
+    /// impl ConnectionFactory for Units {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// }
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// drop(pool.acquire().await.unwrap());
+    /// pool.close().await;
+    /// assert_eq!(pool.current_metrics().total, 0);
+    /// assert!(matches!(pool.acquire().await, Err(PoolError::Closed)));
+    /// # });
+    /// ```
+    pub fn close(&self) -> Close<'_, F> {
+        self.close_now();
+        Close {
+            pool: self,
+            listener: None,
+        }
+    }
+}
+
+/// The future of [`ConnectionPool::acquire`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Acquire<'a, F: ConnectionFactory> {
+    pool: &'a ConnectionPool<F>,
+    slow: Option<Slow<'a, F>>,
+}
+
+/// An acquire that could not be served from the idle queue at once.
+struct Slow<'a, F: ConnectionFactory> {
+    fut: BoxFuture<'a, Result<Entry<F::Connection>, PoolError<F::Error>>>,
+    timer: Timer,
+    started: Instant,
+}
+
+impl<F: ConnectionFactory> fmt::Debug for Acquire<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acquire { .. }")
+    }
+}
+
+impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
+    type Output = Result<PooledConnection<'a, F>, PoolError<F::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let pool = this.pool;
+        let slow = match &mut this.slow {
+            Some(slow) => slow,
+            None => match pool.acquire_fast() {
+                Ok(conn) => return Poll::Ready(Ok(conn)),
+                Err(candidate) => {
+                    let started = Instant::now();
+                    this.slow.insert(Slow {
+                        fut: Box::pin(pool.shared().acquire_slow(candidate)),
+                        timer: Timer::at(started + pool.config().acquire_timeout()),
+                        started,
+                    })
+                }
+            },
+        };
+        if let Poll::Ready(result) = slow.fut.as_mut().poll(cx) {
+            let started = slow.started;
+            this.slow = None;
+            return Poll::Ready(pool.finish_slow(result, started));
+        }
+        if Pin::new(&mut slow.timer).poll(cx).is_ready() {
+            let started = slow.started;
+            // Cancellation safety: dropping the slow future here is what a caller's own drop
+            // does; `Waiter` and the create/validate guards leave everything in order.
+            this.slow = None;
+            return Poll::Ready(Err(pool.timeout_error(started)));
+        }
+        Poll::Pending
+    }
+}
+
+/// The future of [`ConnectionPool::close`].
+#[must_use = "the pool is closed already; await this to wait until every connection is destroyed"]
+pub struct Close<'a, F: ConnectionFactory> {
+    pool: &'a ConnectionPool<F>,
+    listener: Option<EventListener>,
+}
+
+impl<F: ConnectionFactory> fmt::Debug for Close<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Close { .. }")
+    }
+}
+
+impl<F: ConnectionFactory> Future for Close<'_, F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.pool.shared().poll_drained(&mut this.listener, cx)
+    }
+}

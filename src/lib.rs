@@ -1,0 +1,62 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod connection;
+mod core;
+mod error;
+mod factory;
+mod maintenance;
+mod metrics;
+mod pool;
+mod scope;
+
+#[cfg(feature = "blocking")]
+mod blocking;
+#[cfg(feature = "async")]
+mod future;
+
+pub use crate::config::{
+    CheckoutValidation, ConnectionPoolConfig, ConnectionPoolConfigBuilder, MAX_CONNECTIONS_LIMIT,
+};
+pub use crate::connection::PooledConnection;
+pub use crate::core::DestroyReason;
+pub use crate::error::{ConfigError, PoolError, TimeoutError};
+pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck};
+pub use crate::metrics::PoolMetrics;
+pub use crate::pool::{ConnectionPool, ConnectionPoolBuilder};
+pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};
+
+/// The named futures of the async facade.
+#[cfg(feature = "async")]
+pub mod futures {
+    pub use crate::future::{Acquire, Close};
+}
+
+/// Compile-time proof that the public types can cross threads.
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    struct F;
+    impl ConnectionFactory for F {
+        type Connection = std::net::TcpStream;
+        type Error = std::io::Error;
+        async fn create(&self) -> Result<Self::Connection, Self::Error> {
+            Err(std::io::ErrorKind::Other.into())
+        }
+    }
+    send_sync::<ConnectionPool<F>>();
+    send_sync::<PooledConnection<'static, F>>();
+    send_sync::<ConnectionScope>();
+    send_sync::<ScopedConnection<'static, 'static, F>>();
+    send_sync::<PoolError<std::io::Error>>();
+    send_sync::<PoolMetrics>();
+    send_sync::<ConnectionPoolConfig>();
+    #[cfg(feature = "async")]
+    {
+        fn send<T: Send>() {}
+        send::<futures::Acquire<'static, F>>();
+        send::<futures::Close<'static, F>>();
+    }
+}

@@ -1,0 +1,444 @@
+//! `ConnectionPool`: the public handle (an `Arc` inside, cheap to clone) and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::core::{Entry, Popped, Shared};
+use crate::error::TimeoutError;
+use crate::{
+    ConnectionFactory, ConnectionHealthCheck, ConnectionPoolConfig, PoolError, PoolMetrics,
+    PooledConnection, maintenance,
+};
+
+/// A pool of connections made by a [`ConnectionFactory`].
+///
+/// Clone it freely: clones share one pool. When the last clone is dropped the pool closes, as if
+/// [`close`](ConnectionPool::close) had been called.
+///
+/// Acquire from blocking threads with [`acquire_blocking`](ConnectionPool::acquire_blocking)
+/// (feature `blocking`), from async tasks on any executor with
+/// [`acquire`](ConnectionPool::acquire) (feature `async`), or without waiting with
+/// [`try_acquire`](ConnectionPool::try_acquire). All three share one FIFO queue of waiters.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(all(feature = "blocking", feature = "async"))] {
+/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+///
+/// struct Numbers;
+/// impl ConnectionFactory for Numbers {
+///     type Connection = u64;
+///     type Error = std::io::Error;
+///     async fn create(&self) -> Result<u64, std::io::Error> { Ok(42) }
+/// }
+///
+/// let config = ConnectionPoolConfig::builder().max_connections(4).build()?;
+/// let pool = ConnectionPool::new(Numbers, config);
+///
+/// // From a blocking thread...
+/// let conn = pool.acquire_blocking()?;
+/// assert_eq!(*conn, 42);
+/// drop(conn);
+///
+/// // ...and from async code, on any executor.
+/// futures_lite::future::block_on(async {
+///     let conn = pool.acquire().await?;
+///     assert_eq!(*conn, 42);
+///     Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+/// })?;
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ConnectionPool<F: ConnectionFactory> {
+    handle: Arc<Handle<F>>,
+}
+
+/// Closes the pool when the last `ConnectionPool` clone goes (the maintenance thread holds the
+/// shared state itself, so it can finish destroying connections).
+struct Handle<F: ConnectionFactory> {
+    shared: Arc<Shared<F>>,
+}
+
+impl<F: ConnectionFactory> Drop for Handle<F> {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl<F: ConnectionFactory> Clone for ConnectionPool<F> {
+    fn clone(&self) -> Self {
+        ConnectionPool {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<F: ConnectionFactory> fmt::Debug for ConnectionPool<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("name", &self.config().name())
+            .field("metrics", &self.current_metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: ConnectionFactory> ConnectionPool<F> {
+    /// Creates a pool with no health check. Connections are made on demand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    ///
+    /// struct Units;
+    /// impl ConnectionFactory for Units {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// }
+    ///
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// assert!(!pool.is_closed());
+    /// ```
+    pub fn new(factory: F, config: ConnectionPoolConfig) -> Self {
+        ConnectionPool::builder(factory).config(config).build()
+    }
+
+    /// Starts a builder, for a health check or other options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+    ///
+    /// struct Units;
+    /// impl ConnectionFactory for Units {
+    ///     type Connection = ();
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// }
+    /// struct Fine;
+    /// impl ConnectionHealthCheck<()> for Fine {
+    ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
+    /// }
+    ///
+    /// let pool = ConnectionPool::builder(Units)
+    ///     .config(ConnectionPoolConfig::builder().max_connections(2).build()?)
+    ///     .health_check(Fine)
+    ///     .build();
+    /// assert_eq!(pool.config().max_connections(), 2);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn builder(factory: F) -> ConnectionPoolBuilder<F> {
+        ConnectionPoolBuilder {
+            factory,
+            config: ConnectionPoolConfig::default(),
+            health: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn shared(&self) -> &Shared<F> {
+        &self.handle.shared
+    }
+
+    /// The configuration the pool was built with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// assert_eq!(pool.config().max_connections(), 10);
+    /// ```
+    pub fn config(&self) -> &ConnectionPoolConfig {
+        &self.shared().config
+    }
+
+    /// Takes an idle connection without waiting.
+    ///
+    /// It never waits and never calls the factory: it neither creates a connection nor runs
+    /// checkout validation (both may wait on I/O). Use it to shed load when the pool is busy.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Closed`] after [`close`](ConnectionPool::close); [`PoolError::Exhausted`] when
+    /// no connection is idle, or when other callers are already waiting (they come first).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)), "nothing idle yet");
+    /// drop(pool.acquire_blocking()?);
+    /// assert!(pool.try_acquire().is_ok(), "the returned connection is idle");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+        let shared = self.shared();
+        match shared.try_take_idle() {
+            Some(popped) => Ok(PooledConnection::new(shared, popped.entry)),
+            None if shared.is_closed() => Err(PoolError::Closed),
+            None => Err(PoolError::Exhausted),
+        }
+    }
+
+    /// The fast path shared by the facades: an idle connection ready to lend (`Ok`), or what
+    /// the slow path must start from (`Err`, holding a popped connection due for validation).
+    #[inline]
+    pub(crate) fn acquire_fast(
+        &self,
+    ) -> Result<PooledConnection<'_, F>, Option<Popped<F::Connection>>> {
+        let shared = self.shared();
+        match shared.try_take_idle() {
+            Some(popped) if !popped.needs_validation => {
+                Ok(PooledConnection::new(shared, popped.entry))
+            }
+            candidate => Err(candidate),
+        }
+    }
+
+    /// Wraps what the slow path returned, counting its duration.
+    pub(crate) fn finish_slow(
+        &self,
+        result: Result<Entry<F::Connection>, PoolError<F::Error>>,
+        started: Instant,
+    ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+        let shared = self.shared();
+        let entry = result?;
+        shared.record_slow_acquire(started);
+        Ok(PooledConnection::new(shared, entry))
+    }
+
+    /// The error for an acquire that gave up after waiting since `started`.
+    pub(crate) fn timeout_error(&self, started: Instant) -> PoolError<F::Error> {
+        let shared = self.shared();
+        if shared.is_closed() {
+            return PoolError::Closed;
+        }
+        let m = self.current_metrics();
+        PoolError::Timeout(TimeoutError {
+            waited: started.elapsed(),
+            total: m.total,
+            idle: m.idle,
+            waiting: m.waiting,
+            max: m.max,
+            last_create_error: shared.last_create_error(),
+        })
+    }
+
+    /// Returns a connection to the pool; the same as dropping the guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let conn = pool.acquire_blocking()?;
+    /// pool.release(conn);
+    /// assert_eq!(pool.current_metrics().idle, 1);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release(&self, conn: PooledConnection<'_, F>) {
+        drop(conn);
+    }
+
+    /// Whether the pool has been closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// pool.close_blocking();
+    /// assert!(pool.is_closed());
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared().is_closed()
+    }
+
+    /// Closes the pool without waiting: every waiter wakes with [`PoolError::Closed`], later
+    /// acquires fail at once, idle connections are destroyed and lent ones are destroyed when
+    /// they come back. Returns `false` if the pool was already closed.
+    ///
+    /// To wait until every connection is destroyed, use `close().await` (feature `async`) or
+    /// [`close_blocking`](ConnectionPool::close_blocking).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// assert!(pool.close_now());
+    /// assert!(!pool.close_now(), "already closed");
+    /// ```
+    pub fn close_now(&self) -> bool {
+        self.shared().close()
+    }
+
+    /// A snapshot of the pool's counters; cheap enough to call on every request.
+    ///
+    /// # Caveats
+    ///
+    /// A hint: the pool keeps running while it is read, so it may be stale at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let m = pool.current_metrics();
+    /// assert_eq!((m.total, m.idle, m.active, m.waiting, m.max), (0, 0, 0, 0, 10));
+    /// ```
+    pub fn current_metrics(&self) -> PoolMetrics {
+        let shared = self.shared();
+        let max = shared.config.max_connections();
+        let total = shared.total().min(max);
+        let idle = shared.idle_count().min(total);
+        PoolMetrics {
+            total,
+            idle,
+            active: total - idle,
+            waiting: shared.waiting(),
+            max,
+            acquire_time: shared.average_acquire_time(),
+        }
+    }
+}
+
+/// Builds a [`ConnectionPool`]; see [`ConnectionPool::builder`].
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::builder(Units).build();
+/// assert_eq!(pool.config(), &ConnectionPoolConfig::default());
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ConnectionPoolBuilder<F: ConnectionFactory> {
+    factory: F,
+    config: ConnectionPoolConfig,
+    health: Option<Box<dyn crate::factory::DynHealthCheck<F::Connection>>>,
+}
+
+impl<F: ConnectionFactory> fmt::Debug for ConnectionPoolBuilder<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPoolBuilder")
+            .field("config", &self.config)
+            .field("health_check", &self.health.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
+    /// Uses this (already validated) configuration instead of the defaults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let config = ConnectionPoolConfig::builder().max_connections(3).build()?;
+    /// let pool = ConnectionPool::builder(Units).config(config).build();
+    /// assert_eq!(pool.current_metrics().max, 3);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn config(mut self, config: ConnectionPoolConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a health check (by default there is none, and connections are trusted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// struct Fine;
+    /// impl ConnectionHealthCheck<()> for Fine {
+    ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
+    /// }
+    /// let pool = ConnectionPool::builder(Units).health_check(Fine).build();
+    /// # drop(pool);
+    /// ```
+    pub fn health_check(mut self, check: impl ConnectionHealthCheck<F::Connection>) -> Self {
+        self.health = Some(Box::new(check));
+        self
+    }
+
+    /// Builds the pool and starts its maintenance thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::builder(Units).build();
+    /// assert_eq!(pool.current_metrics().total, 0);
+    /// ```
+    pub fn build(self) -> ConnectionPool<F> {
+        let shared = Arc::new(Shared::new(self.factory, self.config, self.health));
+        maintenance::start(shared.clone());
+        ConnectionPool {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+}

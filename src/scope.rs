@@ -1,0 +1,328 @@
+//! Scoped use: `with_connection` (acquire, run, release, whatever happens) and
+//! `ConnectionScope` (several connections, possibly from several pools, tracked together).
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[cfg(any(feature = "async", feature = "blocking"))]
+use crate::PoolError;
+use crate::{ConnectionFactory, ConnectionPool, PooledConnection};
+
+impl<F: ConnectionFactory> ConnectionPool<F> {
+    /// Acquires a connection, runs `f` with it, and releases it, whether `f` succeeds, returns an
+    /// error or panics. A connection whose user panicked is destroyed, not reused.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or the acquire's [`PoolError`] converted into `f`'s error type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+    ///
+    /// struct Buffers;
+    /// impl ConnectionFactory for Buffers {
+    ///     type Connection = Vec<u8>;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+    /// }
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+    /// let len = pool
+    ///     .with_connection(async |conn| {
+    ///         conn.extend_from_slice(b"hello");
+    ///         Ok::<_, PoolError<std::io::Error>>(conn.len())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(len, 5);
+    /// assert_eq!(pool.current_metrics().idle, 1, "released after the closure");
+    /// # Ok::<(), PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "async")]
+    pub async fn with_connection<R, E>(
+        &self,
+        f: impl AsyncFnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<PoolError<F::Error>>,
+    {
+        let mut conn = self.acquire().await?;
+        f(&mut conn).await
+    }
+
+    /// The blocking form of [`with_connection`](ConnectionPool::with_connection).
+    ///
+    /// # Blocking
+    ///
+    /// Blocks like [`acquire_blocking`](ConnectionPool::acquire_blocking), then runs `f` here.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or the acquire's [`PoolError`] converted into `f`'s error type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # struct Buffers;
+    /// # impl ConnectionFactory for Buffers {
+    /// #     type Connection = Vec<u8>; type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+    /// let result = pool.with_connection_blocking(|conn| {
+    ///     conn.push(1);
+    ///     Err::<(), _>(PoolError::Exhausted) // an error still releases the connection
+    /// });
+    /// assert!(result.is_err());
+    /// assert_eq!(pool.current_metrics().idle, 1);
+    /// ```
+    #[cfg(feature = "blocking")]
+    pub fn with_connection_blocking<R, E>(
+        &self,
+        f: impl FnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<PoolError<F::Error>>,
+    {
+        let mut conn = self.acquire_blocking()?;
+        f(&mut conn)
+    }
+}
+
+/// What a [`ConnectionScope`] holds: one entry per borrowed connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldConnection {
+    /// The name of the pool it came from.
+    pub pool: String,
+    /// When the scope borrowed it.
+    pub acquired_at: Instant,
+}
+
+/// Borrows connections, possibly from several pools, and keeps track of them. Every connection
+/// borrowed through a scope is released when its guard drops, and the borrow checker makes sure
+/// that happens before the scope ends: a [`ScopedConnection`] cannot outlive its scope.
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+///
+/// struct Units;
+/// impl ConnectionFactory for Units {
+///     type Connection = ();
+///     type Error = std::io::Error;
+///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// }
+///
+/// let orders = ConnectionPool::new(Units, ConnectionPoolConfig::builder().name("orders").build()?);
+/// let users = ConnectionPool::new(Units, ConnectionPoolConfig::builder().name("users").build()?);
+/// {
+///     let scope = ConnectionScope::new();
+///     let _a = scope.acquire_blocking(&orders)?;
+///     let _b = scope.acquire_blocking(&users)?;
+///     let pools: Vec<String> = scope.held().into_iter().map(|h| h.pool).collect();
+///     assert_eq!(pools, ["orders", "users"]);
+/// } // both released here
+/// assert_eq!(orders.current_metrics().idle, 1);
+/// assert_eq!(users.current_metrics().idle, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default)]
+pub struct ConnectionScope {
+    held: Mutex<Vec<(u64, HeldConnection)>>,
+    next_id: Mutex<u64>,
+}
+
+impl fmt::Debug for ConnectionScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionScope")
+            .field("held", &self.held())
+            .finish()
+    }
+}
+
+impl ConnectionScope {
+    /// An empty scope.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let scope = nexus_pool::ConnectionScope::new();
+    /// assert!(scope.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Acquires a connection from `pool` and tracks it in this scope.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// # futures_lite::future::block_on(async {
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let scope = ConnectionScope::new();
+    /// let conn = scope.acquire(&pool).await?;
+    /// assert_eq!(scope.len(), 1);
+    /// drop(conn);
+    /// assert!(scope.is_empty());
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "async")]
+    pub async fn acquire<'s, 'p, F: ConnectionFactory>(
+        &'s self,
+        pool: &'p ConnectionPool<F>,
+    ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
+        let conn = pool.acquire().await?;
+        Ok(self.track(pool, conn))
+    }
+
+    /// Acquires a connection from `pool`, blocking, and tracks it in this scope.
+    ///
+    /// # Blocking
+    ///
+    /// As [`ConnectionPool::acquire_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire_blocking`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let scope = ConnectionScope::new();
+    /// let _conn = scope.acquire_blocking(&pool)?;
+    /// assert_eq!(scope.held()[0].pool, "nexus-pool");
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    #[cfg(feature = "blocking")]
+    pub fn acquire_blocking<'s, 'p, F: ConnectionFactory>(
+        &'s self,
+        pool: &'p ConnectionPool<F>,
+    ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
+        let conn = pool.acquire_blocking()?;
+        Ok(self.track(pool, conn))
+    }
+
+    fn track<'s, 'p, F: ConnectionFactory>(
+        &'s self,
+        pool: &'p ConnectionPool<F>,
+        conn: PooledConnection<'p, F>,
+    ) -> ScopedConnection<'s, 'p, F> {
+        let id = {
+            let mut next = lock(&self.next_id);
+            *next += 1;
+            *next
+        };
+        let held = HeldConnection {
+            pool: pool.config().name().to_owned(),
+            acquired_at: Instant::now(),
+        };
+        lock(&self.held).push((id, held));
+        ScopedConnection {
+            conn,
+            scope: self,
+            id,
+        }
+    }
+
+    /// The connections borrowed through this scope and not yet released, oldest first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(nexus_pool::ConnectionScope::new().held().is_empty());
+    /// ```
+    pub fn held(&self) -> Vec<HeldConnection> {
+        lock(&self.held).iter().map(|(_, h)| h.clone()).collect()
+    }
+
+    /// How many connections the scope holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::ConnectionScope::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    /// Whether the scope holds no connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(nexus_pool::ConnectionScope::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A connection borrowed through a [`ConnectionScope`]; derefs to the pool's guard and releases
+/// the connection (and leaves the scope) when dropped.
+#[clippy::has_significant_drop]
+#[must_use = "dropping the guard returns the connection at once"]
+pub struct ScopedConnection<'s, 'p, F: ConnectionFactory> {
+    conn: PooledConnection<'p, F>,
+    scope: &'s ConnectionScope,
+    id: u64,
+}
+
+impl<'p, F: ConnectionFactory> Deref for ScopedConnection<'_, 'p, F> {
+    type Target = PooledConnection<'p, F>;
+
+    fn deref(&self) -> &PooledConnection<'p, F> {
+        &self.conn
+    }
+}
+
+impl<F: ConnectionFactory> DerefMut for ScopedConnection<'_, '_, F> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl<F: ConnectionFactory> Drop for ScopedConnection<'_, '_, F> {
+    fn drop(&mut self) {
+        lock(&self.scope.held).retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl<F: ConnectionFactory> fmt::Debug for ScopedConnection<'_, '_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedConnection")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
