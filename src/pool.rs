@@ -164,13 +164,16 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 
     /// Takes an idle connection without waiting.
     ///
-    /// It never waits and never calls the factory: it neither creates a connection nor runs
-    /// checkout validation (both may wait on I/O). Use it to shed load when the pool is busy.
+    /// It never waits and never runs a user callback: it neither creates a connection nor runs
+    /// checkout validation (both may wait on I/O), and with a health check configured it does not
+    /// lend a used connection, since that must be reset first. Use it to shed load when the pool
+    /// is busy.
     ///
     /// # Errors
     ///
     /// [`PoolError::Closed`] after [`close`](ConnectionPool::close); [`PoolError::Exhausted`] when
-    /// no connection is idle, or when other callers are already waiting (they come first).
+    /// no connection is idle and ready, or when other callers are already waiting (they come
+    /// first).
     ///
     /// # Examples
     ///
@@ -192,7 +195,12 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     pub fn try_acquire(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let shared = self.shared();
         match shared.try_take_idle() {
-            Some(popped) => Ok(PooledConnection::new(shared, popped.entry)),
+            Some(popped) if !popped.reset => Ok(PooledConnection::new(shared, popped.entry)),
+            Some(popped) => {
+                // Its session must be reset first, which may wait on I/O: leave it for others.
+                shared.put_back(popped.entry);
+                Err(PoolError::Exhausted)
+            }
             None if shared.is_closed() => Err(PoolError::Closed),
             None => Err(PoolError::Exhausted),
         }
@@ -206,7 +214,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ) -> Result<PooledConnection<'_, F>, Option<Popped<F::Connection>>> {
         let shared = self.shared();
         match shared.try_take_idle() {
-            Some(popped) if !popped.needs_validation => {
+            Some(popped) if popped.is_ready() => {
                 Ok(PooledConnection::new(shared, popped.entry))
             }
             candidate => Err(candidate),

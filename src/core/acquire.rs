@@ -5,7 +5,7 @@ use std::sync::atomic::{Ordering, fence};
 
 use event_listener::{EventListener, Listener};
 
-use super::{CLOSED, DestroyReason, Entry, Popped, Shared};
+use super::{CLOSED, DestroyReason, Entry, Popped, RetireOnDrop, Shared};
 use crate::{ConnectionFactory, PoolError};
 
 impl<F: ConnectionFactory> Shared<F> {
@@ -20,10 +20,10 @@ impl<F: ConnectionFactory> Shared<F> {
         let mut waiter = Waiter::new(self);
         loop {
             if let Some(popped) = candidate.take() {
-                if !popped.needs_validation {
+                if popped.is_ready() {
                     return Ok(popped.entry);
                 }
-                if let Some(entry) = self.validate(popped.entry).await {
+                if let Some(entry) = self.vet(popped).await {
                     return Ok(entry);
                 }
                 continue;
@@ -58,38 +58,26 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
-    /// Validates `entry`. Returns it if it may be lent; otherwise it is retired.
-    async fn validate(&self, entry: Entry<F::Connection>) -> Option<Entry<F::Connection>> {
-        // Cancellation safety: if this future is dropped mid-validation the guard retires the
+    /// Validates and resets a connection as due. Returns it if it may be lent; otherwise it is
+    /// retired and the acquire goes on.
+    async fn vet(&self, popped: Popped<F::Connection>) -> Option<Entry<F::Connection>> {
+        // Cancellation safety: if this future is dropped mid-callback the guard retires the
         // connection, because a half-finished exchange may be left on the wire.
-        let mut guard = Validating {
-            shared: self,
-            entry: Some(entry),
-        };
-        let ok = match guard.entry.as_mut() {
-            Some(entry) => self.factory.validate(&mut entry.conn).await,
-            None => false,
-        };
-        let entry = guard.entry.take()?;
-        if ok {
-            Some(entry)
-        } else {
-            self.retire(entry, DestroyReason::FailedValidation);
-            None
+        let mut guard = RetireOnDrop::new(self, popped.entry, DestroyReason::Broken);
+        let conn = &mut guard.entry.as_mut()?.conn;
+        if popped.validate && !self.factory.validate(conn).await {
+            guard.reason = DestroyReason::FailedValidation;
+            return None;
         }
-    }
-}
-
-struct Validating<'a, F: ConnectionFactory> {
-    shared: &'a Shared<F>,
-    entry: Option<Entry<F::Connection>>,
-}
-
-impl<F: ConnectionFactory> Drop for Validating<'_, F> {
-    fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.retire(entry, DestroyReason::Broken);
+        if popped.reset {
+            if let Some(health) = &self.health {
+                if !health.reset(conn).await {
+                    guard.reason = DestroyReason::Unhealthy;
+                    return None;
+                }
+            }
         }
+        guard.entry.take()
     }
 }
 

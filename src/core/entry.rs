@@ -14,6 +14,8 @@ pub enum DestroyReason {
     Expired,
     /// It failed checkout validation.
     FailedValidation,
+    /// It failed a periodic health check, or a health check on it panicked.
+    Unhealthy,
     /// The pool was closed.
     Closed,
 }

@@ -166,11 +166,13 @@ impl<F: ConnectionFactory> Shared<F> {
                 self.retire(entry, DestroyReason::Expired);
                 continue;
             }
-            let needs_validation =
-                entry.use_count > 0 && now.saturating_sub(entry.last_used_at) >= self.validate_after;
+            let used = entry.use_count > 0;
+            let validate = used && now.saturating_sub(entry.last_used_at) >= self.validate_after;
+            let reset = used && self.health.is_some();
             return Some(Popped {
                 entry,
-                needs_validation,
+                validate,
+                reset,
             });
         }
     }
@@ -194,6 +196,11 @@ impl<F: ConnectionFactory> Shared<F> {
             return self.retire(entry, DestroyReason::Expired);
         }
         entry.last_used_at = now;
+        self.push_idle(entry);
+    }
+
+    /// Returns a connection taken from `idle` but not lent.
+    pub(crate) fn put_back(&self, entry: Entry<F::Connection>) {
         self.push_idle(entry);
     }
 
@@ -349,6 +356,35 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
+    // ----- health checks ------------------------------------------------------------------
+
+    /// Checks the connections idle now, one at a time, off the queue: healthy ones go back
+    /// (to a waiter first), unhealthy ones are destroyed; their replacements are made on demand.
+    /// No lock is held while a check runs, and acquirers never wait for one.
+    pub(crate) async fn check_idle_health(&self) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        for _ in 0..self.idle.len() {
+            if self.is_closed() {
+                return;
+            }
+            let Some(entry) = self.idle.pop() else {
+                return;
+            };
+            let mut guard = RetireOnDrop::new(self, entry, DestroyReason::Unhealthy);
+            let healthy = match guard.entry.as_mut() {
+                Some(entry) => health.is_healthy(&mut entry.conn).await,
+                None => false,
+            };
+            if healthy {
+                if let Some(entry) = guard.entry.take() {
+                    self.push_idle(entry);
+                }
+            }
+        }
+    }
+
     // ----- closing ------------------------------------------------------------------------
 
     /// Closes the pool. Returns `false` if it was already closed.
@@ -437,10 +473,21 @@ impl<F: ConnectionFactory> Shared<F> {
 
 }
 
-/// A connection just taken from a queue, and whether it must be validated before it is lent.
+/// A connection just taken from a queue, and what must run on it before it is lent.
 pub(crate) struct Popped<C> {
     pub(crate) entry: Entry<C>,
-    pub(crate) needs_validation: bool,
+    /// Checkout validation is due.
+    pub(crate) validate: bool,
+    /// It was used before and a health check is configured: reset its session state.
+    pub(crate) reset: bool,
+}
+
+impl<C> Popped<C> {
+    /// Whether it can be lent as it is, without running any user callback.
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.validate && !self.reset
+    }
 }
 
 /// A place reserved in `total` for a connection being created. Dropping it (a failed or cancelled
@@ -452,6 +499,32 @@ pub(crate) struct CreateSlot<'a, F: ConnectionFactory> {
 impl<F: ConnectionFactory> Drop for CreateSlot<'_, F> {
     fn drop(&mut self) {
         self.shared.connection_gone();
+    }
+}
+
+/// Holds a connection while a user callback runs on it; if the callback panics or its future is
+/// dropped, the connection is retired (its state is unknown), never lost.
+pub(crate) struct RetireOnDrop<'a, F: ConnectionFactory> {
+    shared: &'a Shared<F>,
+    pub(crate) entry: Option<Entry<F::Connection>>,
+    pub(crate) reason: DestroyReason,
+}
+
+impl<'a, F: ConnectionFactory> RetireOnDrop<'a, F> {
+    pub(crate) fn new(shared: &'a Shared<F>, entry: Entry<F::Connection>, reason: DestroyReason) -> Self {
+        RetireOnDrop {
+            shared,
+            entry: Some(entry),
+            reason,
+        }
+    }
+}
+
+impl<F: ConnectionFactory> Drop for RetireOnDrop<'_, F> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.shared.retire(entry, self.reason);
+        }
     }
 }
 

@@ -1,0 +1,93 @@
+//! Shared test helpers: a scripted factory that counts live connections.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+
+/// A connection: its serial number.
+#[derive(Debug)]
+pub struct Conn {
+    pub id: usize,
+}
+
+/// Counts of what the factory did; shared with the test.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub created: AtomicUsize,
+    pub destroyed: AtomicUsize,
+    /// Live connections: created and not yet destroyed or dropped. Tracked by `Conn`'s owner.
+    pub live: AtomicUsize,
+    /// The highest `live` ever seen.
+    pub peak: AtomicUsize,
+    pub validations: AtomicUsize,
+    /// While set, `create` fails.
+    pub fail_create: AtomicBool,
+    /// While set, `validate` says no.
+    pub fail_validate: AtomicBool,
+}
+
+impl Counts {
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::SeqCst)
+    }
+    pub fn destroyed(&self) -> usize {
+        self.destroyed.load(Ordering::SeqCst)
+    }
+}
+
+/// A factory whose behaviour the test scripts through `Counts`.
+#[derive(Clone, Default)]
+pub struct TestFactory {
+    pub counts: Arc<Counts>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("scripted create failure #{0}")]
+pub struct CreateFailed(pub usize);
+
+impl ConnectionFactory for TestFactory {
+    type Connection = Conn;
+    type Error = CreateFailed;
+
+    async fn create(&self) -> Result<Conn, CreateFailed> {
+        let id = self.counts.created.fetch_add(1, Ordering::SeqCst);
+        if self.counts.fail_create.load(Ordering::SeqCst) {
+            return Err(CreateFailed(id));
+        }
+        let live = self.counts.live.fetch_add(1, Ordering::SeqCst) + 1;
+        self.counts.peak.fetch_max(live, Ordering::SeqCst);
+        Ok(Conn { id })
+    }
+
+    async fn destroy(&self, _conn: Conn) {
+        self.counts.destroyed.fetch_add(1, Ordering::SeqCst);
+        self.counts.live.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    async fn validate(&self, _conn: &mut Conn) -> bool {
+        self.counts.validations.fetch_add(1, Ordering::SeqCst);
+        !self.counts.fail_validate.load(Ordering::SeqCst)
+    }
+}
+
+pub fn config(max: usize) -> ConnectionPoolConfig {
+    ConnectionPoolConfig::builder()
+        .max_connections(max)
+        .min_connections(0)
+        .build()
+        .unwrap()
+}
+
+pub fn pool(config: ConnectionPoolConfig) -> (ConnectionPool<TestFactory>, Arc<Counts>) {
+    let factory = TestFactory::default();
+    let counts = factory.counts.clone();
+    (ConnectionPool::new(factory, config), counts)
+}
