@@ -53,7 +53,7 @@ fn uncontended(c: &mut Criterion) {
         group.bench_function(format!("nexus_async/{round}"), |b| {
             b.iter(|| {
                 futures_lite::future::block_on(async {
-                    black_box(default_pool.acquire().await.unwrap());
+                    drop(black_box(default_pool.acquire().await.unwrap()));
                 })
             })
         });

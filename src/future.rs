@@ -10,7 +10,7 @@ use std::time::Instant;
 use async_io::Timer;
 use event_listener::EventListener;
 
-use crate::core::Entry;
+use crate::core::Acquired;
 use crate::factory::BoxFuture;
 use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
 
@@ -95,7 +95,7 @@ pub struct Acquire<'a, F: ConnectionFactory> {
 
 /// An acquire that could not be served from the idle queue at once.
 struct Slow<'a, F: ConnectionFactory> {
-    fut: BoxFuture<'a, Result<Entry<F::Connection>, PoolError<F::Error>>>,
+    fut: BoxFuture<'a, Acquired<F>>,
     timer: Timer,
     started: Instant,
 }

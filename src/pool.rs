@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::core::{Entry, Popped, Shared};
+use crate::core::{Acquired, Popped, Shared};
 use crate::error::TimeoutError;
 use crate::{
     ConnectionFactory, ConnectionHealthCheck, ConnectionPoolConfig, PoolError, PoolMetrics,
@@ -214,9 +214,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ) -> Result<PooledConnection<'_, F>, Option<Popped<F::Connection>>> {
         let shared = self.shared();
         match shared.try_take_idle() {
-            Some(popped) if popped.is_ready() => {
-                Ok(PooledConnection::new(shared, popped.entry))
-            }
+            Some(popped) if popped.is_ready() => Ok(PooledConnection::new(shared, popped.entry)),
             candidate => Err(candidate),
         }
     }
@@ -224,7 +222,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// Wraps what the slow path returned, counting its duration.
     pub(crate) fn finish_slow(
         &self,
-        result: Result<Entry<F::Connection>, PoolError<F::Error>>,
+        result: Acquired<F>,
         started: Instant,
     ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let shared = self.shared();

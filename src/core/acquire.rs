@@ -8,6 +8,10 @@ use event_listener::{EventListener, Listener};
 use super::{CLOSED, DestroyReason, Entry, Popped, RetireOnDrop, Shared};
 use crate::{ConnectionFactory, PoolError};
 
+/// What the slow path ends with.
+pub(crate) type Acquired<F> =
+    Result<Entry<<F as ConnectionFactory>::Connection>, PoolError<<F as ConnectionFactory>::Error>>;
+
 impl<F: ConnectionFactory> Shared<F> {
     /// Acquires a connection, waiting as long as it takes: the facades bound it by dropping this
     /// future at their deadline, which is safe at every await point (see `Waiter`).
@@ -16,7 +20,7 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) async fn acquire_slow(
         &self,
         mut candidate: Option<Popped<F::Connection>>,
-    ) -> Result<Entry<F::Connection>, PoolError<F::Error>> {
+    ) -> Acquired<F> {
         let mut waiter = Waiter::new(self);
         loop {
             if let Some(popped) = candidate.take() {

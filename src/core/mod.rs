@@ -41,6 +41,7 @@ mod acquire;
 mod clock;
 mod entry;
 
+pub(crate) use acquire::Acquired;
 pub(crate) use clock::{Clock, Millis, TICK};
 pub use entry::DestroyReason;
 pub(crate) use entry::Entry;
@@ -48,7 +49,6 @@ pub(crate) use entry::Entry;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
@@ -275,7 +275,9 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn reserve(&self) -> Option<CreateSlot<'_, F>> {
         let max = self.config.max_connections();
         self.total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t < max).then_some(t + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < max).then_some(t + 1)
+            })
             .ok()
             .map(|_| CreateSlot { shared: self })
     }
@@ -293,13 +295,18 @@ impl<F: ConnectionFactory> Shared<F> {
                     .config
                     .max_lifetime()
                     .map_or(Millis::MAX, |life| now.saturating_add(clock::millis(life)));
-                *self.last_create_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self
+                    .last_create_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(Entry::new(conn, now, expires))
             }
             Err(err) => {
                 let err = Arc::new(err);
-                *self.last_create_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(err.clone());
+                *self
+                    .last_create_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
                 drop(slot);
                 Err(err)
             }
@@ -470,7 +477,6 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn waiter_event(&self) -> &Event {
         &self.waiters
     }
-
 }
 
 /// A connection just taken from a queue, and what must run on it before it is lent.
@@ -511,7 +517,11 @@ pub(crate) struct RetireOnDrop<'a, F: ConnectionFactory> {
 }
 
 impl<'a, F: ConnectionFactory> RetireOnDrop<'a, F> {
-    pub(crate) fn new(shared: &'a Shared<F>, entry: Entry<F::Connection>, reason: DestroyReason) -> Self {
+    pub(crate) fn new(
+        shared: &'a Shared<F>,
+        entry: Entry<F::Connection>,
+        reason: DestroyReason,
+    ) -> Self {
         RetireOnDrop {
             shared,
             entry: Some(entry),
