@@ -3,6 +3,7 @@
 //! wait by parking with a deadline, so no timer or runtime is involved.
 
 use std::future::Future;
+use std::panic::Location;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -20,9 +21,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// # Errors
     ///
-    /// [`PoolError::Timeout`] past `acquire_timeout` (carrying the last create error if creates
-    /// were failing), [`PoolError::Create`] if the factory failed to create this caller's
-    /// connection, [`PoolError::Closed`] if the pool is or becomes closed.
+    /// [`PoolError::Timeout`] past `acquire_timeout` (carrying why the last create failed, if
+    /// creates were failing), [`PoolError::Closed`] if the pool is or becomes closed.
     ///
     /// # Examples
     ///
@@ -41,14 +41,23 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// assert_eq!(*conn, 5);
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
     /// ```
+    #[track_caller]
     pub fn acquire_blocking(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
-        match self.acquire_fast() {
+        self.acquire_blocking_at(Location::caller())
+    }
+
+    /// `acquire_blocking`, recording `location` as where the connection was asked for.
+    pub(crate) fn acquire_blocking_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+        match self.acquire_fast(location) {
             Ok(conn) => Ok(conn),
             Err(candidate) => {
                 let started = Instant::now();
                 let deadline = started + self.config().acquire_timeout();
                 match block_on(self.shared().acquire_slow(candidate), Some(deadline)) {
-                    Some(result) => self.finish_slow(result, started),
+                    Some(result) => self.finish_slow(result, started, location),
                     None => Err(self.timeout_error(started)),
                 }
             }

@@ -36,6 +36,29 @@ pub enum CheckoutValidation {
     IdleFor(Duration),
 }
 
+/// Where the pool's maintenance loop runs.
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::{ConnectionPoolConfig, MaintenanceMode};
+///
+/// let config = ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
+/// assert_eq!(config.maintenance(), MaintenanceMode::Spawned);
+/// # Ok::<(), nexus_pool::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MaintenanceMode {
+    /// On a small thread of the pool's own (the default). No runtime needed.
+    #[default]
+    Thread,
+    /// As a future the user spawns on an executor of their choice, from
+    /// [`ConnectionPool::maintenance`](crate::ConnectionPool::maintenance). Until it is spawned
+    /// the pool creates no connection.
+    Spawned,
+}
+
 /// A pool's settings. Build one with [`ConnectionPoolConfig::builder`]; invalid values are refused
 /// by [`ConnectionPoolConfigBuilder::build`] with a [`ConfigError`] that names the field.
 ///
@@ -49,6 +72,15 @@ pub enum CheckoutValidation {
 /// | `max_lifetime` | 30 min |
 /// | `health_check_interval` | 30 s |
 /// | `checkout_validation` | `IdleFor(500 ms)` |
+/// | `create_timeout` | 10 s |
+/// | `check_timeout` (validate, is_healthy, reset) | 5 s |
+/// | `destroy_timeout` | 5 s |
+/// | `max_concurrent_creates` | 2 |
+/// | `create_backoff` | 10 ms doubling up to 5 s, with jitter |
+/// | `max_lifetime_jitter` | 2.5% of `max_lifetime` |
+/// | `leak_detection_threshold` | off |
+/// | `max_connections_ceiling` | `max_connections` |
+/// | `maintenance` | [`MaintenanceMode::Thread`] |
 ///
 /// # Examples
 ///
@@ -79,6 +111,16 @@ pub struct ConnectionPoolConfig {
     max_lifetime: Option<Duration>,
     health_check_interval: Option<Duration>,
     checkout_validation: CheckoutValidation,
+    create_timeout: Duration,
+    check_timeout: Duration,
+    destroy_timeout: Duration,
+    max_concurrent_creates: usize,
+    create_backoff_initial: Duration,
+    create_backoff_max: Duration,
+    max_lifetime_jitter: Option<Duration>,
+    leak_detection_threshold: Option<Duration>,
+    max_connections_ceiling: Option<usize>,
+    maintenance: MaintenanceMode,
 }
 
 impl Default for ConnectionPoolConfig {
@@ -92,6 +134,16 @@ impl Default for ConnectionPoolConfig {
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             health_check_interval: Some(Duration::from_secs(30)),
             checkout_validation: CheckoutValidation::IdleFor(Duration::from_millis(500)),
+            create_timeout: Duration::from_secs(10),
+            check_timeout: Duration::from_secs(5),
+            destroy_timeout: Duration::from_secs(5),
+            max_concurrent_creates: 2,
+            create_backoff_initial: Duration::from_millis(10),
+            create_backoff_max: Duration::from_secs(5),
+            max_lifetime_jitter: None,
+            leak_detection_threshold: None,
+            max_connections_ceiling: None,
+            maintenance: MaintenanceMode::Thread,
         }
     }
 }
@@ -209,6 +261,122 @@ impl ConnectionPoolConfig {
         self.checkout_validation
     }
 
+    /// How long one `create` may take before it is abandoned (and counted as a failure).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().create_timeout(), Duration::from_secs(10));
+    /// ```
+    pub fn create_timeout(&self) -> Duration {
+        self.create_timeout
+    }
+
+    /// How long one `validate`, `is_healthy` or `reset` may take; past it the connection is
+    /// destroyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().check_timeout(), Duration::from_secs(5));
+    /// ```
+    pub fn check_timeout(&self) -> Duration {
+        self.check_timeout
+    }
+
+    /// How long one `destroy` may take; past it the connection is dropped and its place freed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().destroy_timeout(), Duration::from_secs(5));
+    /// ```
+    pub fn destroy_timeout(&self) -> Duration {
+        self.destroy_timeout
+    }
+
+    /// The most creates in flight at once, so a recovering database meets no stampede.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().max_concurrent_creates(), 2);
+    /// ```
+    pub fn max_concurrent_creates(&self) -> usize {
+        self.max_concurrent_creates
+    }
+
+    /// The first and the longest pause after failed creates: the pause doubles from the first
+    /// up to the longest, each with up to 50% random jitter, and resets after a success.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(
+    ///     nexus_pool::ConnectionPoolConfig::default().create_backoff(),
+    ///     (Duration::from_millis(10), Duration::from_secs(5)),
+    /// );
+    /// ```
+    pub fn create_backoff(&self) -> (Duration, Duration) {
+        (self.create_backoff_initial, self.create_backoff_max)
+    }
+
+    /// The most a connection's lifetime is shortened at random (fixed at its creation), so
+    /// connections made together do not expire together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // 2.5% of the default 30 min lifetime.
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().max_lifetime_jitter(), Duration::from_secs(45));
+    /// ```
+    pub fn max_lifetime_jitter(&self) -> Duration {
+        match (self.max_lifetime_jitter, self.max_lifetime) {
+            (Some(j), _) => j,
+            (None, Some(life)) => life / 40,
+            (None, None) => Duration::ZERO,
+        }
+    }
+
+    /// How long a connection may be held before it is reported as a suspected leak.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().leak_detection_threshold(), None);
+    /// ```
+    pub fn leak_detection_threshold(&self) -> Option<Duration> {
+        self.leak_detection_threshold
+    }
+
+    /// The largest `max_connections` that [`resize`](crate::ConnectionPool::resize) may set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().max_connections_ceiling(), 10);
+    /// ```
+    pub fn max_connections_ceiling(&self) -> usize {
+        self.max_connections_ceiling.unwrap_or(self.max_connections)
+    }
+
+    /// Where the maintenance loop runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionPoolConfig, MaintenanceMode};
+    /// assert_eq!(ConnectionPoolConfig::default().maintenance(), MaintenanceMode::Thread);
+    /// ```
+    pub fn maintenance(&self) -> MaintenanceMode {
+        self.maintenance
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "must not be empty"));
@@ -238,6 +406,46 @@ impl ConnectionPoolConfig {
         nonzero("idle_timeout", self.idle_timeout)?;
         nonzero("max_lifetime", self.max_lifetime)?;
         nonzero("health_check_interval", self.health_check_interval)?;
+        nonzero("create_timeout", Some(self.create_timeout))?;
+        nonzero("check_timeout", Some(self.check_timeout))?;
+        nonzero("destroy_timeout", Some(self.destroy_timeout))?;
+        nonzero("leak_detection_threshold", self.leak_detection_threshold)?;
+        if self.max_concurrent_creates == 0 {
+            return Err(ConfigError::new(
+                "max_concurrent_creates",
+                "must be at least 1",
+            ));
+        }
+        if self.create_backoff_initial.is_zero()
+            || self.create_backoff_initial > self.create_backoff_max
+        {
+            return Err(ConfigError::new(
+                "create_backoff",
+                format!(
+                    "needs 0 < initial <= max (got {:?} and {:?})",
+                    self.create_backoff_initial, self.create_backoff_max
+                ),
+            ));
+        }
+        if let (Some(jitter), Some(life)) = (self.max_lifetime_jitter, self.max_lifetime) {
+            if jitter >= life {
+                return Err(ConfigError::new(
+                    "max_lifetime_jitter",
+                    format!("must be shorter than `max_lifetime` ({jitter:?} >= {life:?})"),
+                ));
+            }
+        }
+        if let Some(ceiling) = self.max_connections_ceiling {
+            if ceiling < self.max_connections || ceiling > MAX_CONNECTIONS_LIMIT {
+                return Err(ConfigError::new(
+                    "max_connections_ceiling",
+                    format!(
+                        "must be between `max_connections` ({}) and {MAX_CONNECTIONS_LIMIT} (got {ceiling})",
+                        self.max_connections
+                    ),
+                ));
+            }
+        }
         if let (Some(idle), Some(life)) = (self.idle_timeout, self.max_lifetime) {
             if idle >= life {
                 return Err(ConfigError::new(
@@ -399,6 +607,146 @@ impl ConnectionPoolConfigBuilder {
     /// ```
     pub fn checkout_validation(mut self, validation: CheckoutValidation) -> Self {
         self.config.checkout_validation = validation;
+        self
+    }
+
+    /// Sets how long one `create` may take (default 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().create_timeout(Duration::from_secs(3)).build()?;
+    /// assert_eq!(c.create_timeout(), Duration::from_secs(3));
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn create_timeout(mut self, timeout: Duration) -> Self {
+        self.config.create_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one `validate`, `is_healthy` or `reset` may take (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().check_timeout(Duration::from_secs(1)).build()?;
+    /// assert_eq!(c.check_timeout(), Duration::from_secs(1));
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.config.check_timeout = timeout;
+        self
+    }
+
+    /// Sets how long one `destroy` may take (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().destroy_timeout(Duration::from_secs(1)).build()?;
+    /// assert_eq!(c.destroy_timeout(), Duration::from_secs(1));
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn destroy_timeout(mut self, timeout: Duration) -> Self {
+        self.config.destroy_timeout = timeout;
+        self
+    }
+
+    /// Sets the most creates in flight at once (default 2, at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().max_concurrent_creates(4).build()?;
+    /// assert_eq!(c.max_concurrent_creates(), 4);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn max_concurrent_creates(mut self, n: usize) -> Self {
+        self.config.max_concurrent_creates = n;
+        self
+    }
+
+    /// Sets the first and the longest pause after failed creates (default 10 ms and 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder()
+    ///     .create_backoff(Duration::from_millis(50), Duration::from_secs(10))
+    ///     .build()?;
+    /// assert_eq!(c.create_backoff().1, Duration::from_secs(10));
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn create_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.create_backoff_initial = initial;
+        self.config.create_backoff_max = max;
+        self
+    }
+
+    /// Sets the most a connection's lifetime is shortened at random (default 2.5% of
+    /// `max_lifetime`; zero turns jitter off).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().max_lifetime_jitter(Duration::ZERO).build()?;
+    /// assert_eq!(c.max_lifetime_jitter(), Duration::ZERO);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn max_lifetime_jitter(mut self, jitter: Duration) -> Self {
+        self.config.max_lifetime_jitter = Some(jitter);
+        self
+    }
+
+    /// Reports a connection held longer than this as a suspected leak (default: off).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder()
+    ///     .leak_detection_threshold(Duration::from_secs(60))
+    ///     .build()?;
+    /// assert_eq!(c.leak_detection_threshold(), Some(Duration::from_secs(60)));
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn leak_detection_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.config.leak_detection_threshold = threshold.into();
+        self
+    }
+
+    /// Sets the largest `max_connections` that `resize` may set later (default:
+    /// `max_connections`); the pool reserves queue room for that many.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().max_connections_ceiling(40).build()?;
+    /// assert_eq!(c.max_connections_ceiling(), 40);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn max_connections_ceiling(mut self, ceiling: usize) -> Self {
+        self.config.max_connections_ceiling = Some(ceiling);
+        self
+    }
+
+    /// Sets where the maintenance loop runs (default: a thread of the pool's own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::MaintenanceMode;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
+    /// assert_eq!(c.maintenance(), MaintenanceMode::Spawned);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn maintenance(mut self, mode: MaintenanceMode) -> Self {
+        self.config.maintenance = mode;
         self
     }
 

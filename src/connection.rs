@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Instant;
+use std::panic::Location;
+use std::time::{Duration, Instant};
 
 use crate::ConnectionFactory;
-use crate::core::{DestroyReason, Entry, Shared};
+use crate::core::{DestroyReason, Entry, LeakId, Shared};
 
 /// A connection lent by a [`ConnectionPool`](crate::ConnectionPool), with what the pool knows
 /// about it. Derefs to the connection; dropping it returns the connection to the pool.
@@ -27,7 +28,9 @@ use crate::core::{DestroyReason, Entry, Shared};
 ///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
 /// }
 ///
-/// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+/// // No spare idle connection (`min_connections(0)`), so the second acquire must reuse.
+/// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+/// let pool = ConnectionPool::new(Buffers, config);
 /// let mut conn = pool.acquire_blocking()?;
 /// conn.push(1); // DerefMut to the connection
 /// assert_eq!(conn.use_count(), 1);
@@ -46,16 +49,25 @@ pub struct PooledConnection<'a, F: ConnectionFactory> {
     /// `None` only after `detach`, or transiently inside `drop`.
     entry: Option<Entry<F::Connection>>,
     broken: bool,
+    leak: LeakId,
 }
 
 impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
+    /// Lends `entry`; `waited` is how long the caller waited, `location` where it asked.
     #[inline]
-    pub(crate) fn new(shared: &'a Shared<F>, mut entry: Entry<F::Connection>) -> Self {
+    pub(crate) fn new(
+        shared: &'a Shared<F>,
+        mut entry: Entry<F::Connection>,
+        waited: Duration,
+        location: &'static Location<'static>,
+    ) -> Self {
         entry.use_count += 1;
+        let leak = shared.lent(&entry, waited, location);
         PooledConnection {
             shared,
             entry: Some(entry),
             broken: false,
+            leak,
         }
     }
 
@@ -86,7 +98,7 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn created_at(&self) -> Instant {
-        self.shared.clock.instant(self.entry().created_at)
+        self.shared.instant(self.entry().created_at)
     }
 
     /// When the connection was last given back to the pool (its creation time if never).
@@ -108,7 +120,7 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn last_used_at(&self) -> Instant {
-        self.shared.clock.instant(self.entry().last_used_at)
+        self.shared.instant(self.entry().last_used_at)
     }
 
     /// How many times the connection has been lent, this time included.
@@ -194,10 +206,11 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
     /// #     type Connection = Vec<u8>; type Error = std::io::Error;
     /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(vec![1, 2]) }
     /// # }
-    /// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Buffers, config);
     /// let conn: Vec<u8> = pool.acquire_blocking()?.detach();
     /// assert_eq!(conn, vec![1, 2]);
-    /// assert_eq!(pool.current_metrics().total, 0);
+    /// assert_eq!(pool.current_metrics().total, 0, "the pool forgot it");
     /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -207,6 +220,9 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
             None => unreachable!("a guard holds its connection until it is dropped"),
         };
         self.shared.detach();
+        if let Some(leaks) = self.shared.leak_registry() {
+            leaks.unregister(self.leak);
+        }
         entry.conn
     }
 }
@@ -242,7 +258,7 @@ impl<F: ConnectionFactory> Drop for PooledConnection<'_, F> {
             } else {
                 None
             };
-            self.shared.release(entry, broken);
+            self.shared.release(entry, broken, self.leak);
         }
     }
 }

@@ -25,9 +25,10 @@ pub enum PoolError<E> {
     /// The pool was closed before or while waiting.
     #[error("the pool is closed")]
     Closed,
-    /// The factory failed to create a connection for this caller.
+    /// The pool could not open the connections it needed to start
+    /// ([`ConnectionPoolBuilder::build_connected`](crate::ConnectionPoolBuilder::build_connected)).
     #[error("could not create a connection: {0}")]
-    Create(Arc<E>),
+    Create(CreateError<E>),
     /// [`try_acquire`](crate::ConnectionPool::try_acquire) found no idle connection and no room to
     /// create one without waiting.
     #[error("no connection is available without waiting")]
@@ -49,9 +50,12 @@ impl<E> PoolError<E> {
     /// ```
     pub fn create_error(&self) -> Option<&E> {
         match self {
-            PoolError::Timeout(t) => t.last_create_error.as_deref(),
-            PoolError::Create(e) => Some(e),
-            _ => None,
+            PoolError::Timeout(t) => match &t.last_create_error {
+                Some(CreateError::Failed(e)) => Some(e),
+                _ => None,
+            },
+            PoolError::Create(CreateError::Failed(e)) => Some(e),
+            PoolError::Create(_) | PoolError::Closed | PoolError::Exhausted => None,
         }
     }
 }
@@ -101,8 +105,39 @@ pub struct TimeoutError<E> {
     pub waiting: usize,
     /// The pool's `max_connections`.
     pub max: usize,
-    /// The last error the factory returned while this caller waited, if creates were failing.
-    pub last_create_error: Option<Arc<E>>,
+    /// Why the last create failed, if creates were failing while this caller waited.
+    pub last_create_error: Option<CreateError<E>>,
+}
+
+/// Why the factory could not make a connection.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nexus_pool::CreateError;
+///
+/// let e: CreateError<std::io::Error> = CreateError::TimedOut(Duration::from_secs(10));
+/// assert_eq!(e.to_string(), "create timed out after 10s");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError<E> {
+    /// `create` returned this error.
+    #[error("{0}")]
+    Failed(Arc<E>),
+    /// `create` ran longer than `create_timeout` and was abandoned.
+    #[error("create timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+impl<E> Clone for CreateError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            CreateError::Failed(e) => CreateError::Failed(e.clone()),
+            CreateError::TimedOut(d) => CreateError::TimedOut(*d),
+        }
+    }
 }
 
 impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
@@ -112,8 +147,14 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
             "timed out after {:?} waiting for a connection ({} of {} open, {} idle, {} waiting)",
             self.waited, self.total, self.max, self.idle, self.waiting
         )?;
-        if let Some(err) = &self.last_create_error {
-            write!(f, "; the last attempt to connect failed: {err}")?;
+        match &self.last_create_error {
+            Some(CreateError::Failed(err)) => {
+                write!(f, "; the last attempt to connect failed: {err}")?
+            }
+            Some(CreateError::TimedOut(d)) => {
+                write!(f, "; the last attempt to connect timed out after {d:?}")?
+            }
+            None => {}
         }
         Ok(())
     }
@@ -121,9 +162,10 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
 
 impl<E: std::error::Error + 'static> std::error::Error for TimeoutError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.last_create_error
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        match &self.last_create_error {
+            Some(CreateError::Failed(e)) => Some(e.as_ref()),
+            _ => None,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::Location;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -24,9 +25,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// # Errors
     ///
-    /// [`PoolError::Timeout`] past `acquire_timeout` (carrying the last create error if creates
-    /// were failing), [`PoolError::Create`] if the factory failed to create this caller's
-    /// connection, [`PoolError::Closed`] if the pool is or becomes closed.
+    /// [`PoolError::Timeout`] past `acquire_timeout` (carrying why the last create failed, if
+    /// creates were failing), [`PoolError::Closed`] if the pool is or becomes closed.
     ///
     /// # Examples
     ///
@@ -47,10 +47,17 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
     /// # }).unwrap();
     /// ```
+    #[track_caller]
     pub fn acquire(&self) -> Acquire<'_, F> {
+        self.acquire_at(Location::caller())
+    }
+
+    /// `acquire`, recording `location` as where the connection was asked for.
+    pub(crate) fn acquire_at(&self, location: &'static Location<'static>) -> Acquire<'_, F> {
         Acquire {
             pool: self,
             slow: None,
+            location,
         }
     }
 
@@ -87,10 +94,25 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 }
 
 /// The future of [`ConnectionPool::acquire`].
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let acquire: nexus_pool::futures::Acquire<'_, Units> = pool.acquire();
+/// assert!(futures_lite::future::block_on(acquire).is_ok());
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,
     slow: Option<Slow<'a, F>>,
+    location: &'static Location<'static>,
 }
 
 /// An acquire that could not be served from the idle queue at once.
@@ -114,7 +136,7 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
         let pool = this.pool;
         let slow = match &mut this.slow {
             Some(slow) => slow,
-            None => match pool.acquire_fast() {
+            None => match pool.acquire_fast(this.location) {
                 Ok(conn) => return Poll::Ready(Ok(conn)),
                 Err(candidate) => {
                     let started = Instant::now();
@@ -129,7 +151,7 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
         if let Poll::Ready(result) = slow.fut.as_mut().poll(cx) {
             let started = slow.started;
             this.slow = None;
-            return Poll::Ready(pool.finish_slow(result, started));
+            return Poll::Ready(pool.finish_slow(result, started, this.location));
         }
         if Pin::new(&mut slow.timer).poll(cx).is_ready() {
             let started = slow.started;
@@ -143,6 +165,21 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
 }
 
 /// The future of [`ConnectionPool::close`].
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let close: nexus_pool::futures::Close<'_, Units> = pool.close();
+/// futures_lite::future::block_on(close);
+/// assert!(pool.is_closed());
+/// ```
 #[must_use = "the pool is closed already; await this to wait until every connection is destroyed"]
 pub struct Close<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,

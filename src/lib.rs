@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod core;
 mod error;
+mod events;
 mod factory;
 mod maintenance;
 mod metrics;
@@ -19,13 +20,26 @@ mod blocking;
 #[cfg(feature = "async")]
 mod future;
 
+#[cfg(any(
+    feature = "postgres",
+    feature = "tokio-postgres",
+    feature = "redis",
+    feature = "rusqlite"
+))]
+pub mod adapters;
+#[cfg(feature = "store")]
+pub mod store;
+
 pub use crate::config::{
     CheckoutValidation, ConnectionPoolConfig, ConnectionPoolConfigBuilder, MAX_CONNECTIONS_LIMIT,
+    MaintenanceMode,
 };
 pub use crate::connection::PooledConnection;
-pub use crate::core::DestroyReason;
-pub use crate::error::{ConfigError, PoolError, TimeoutError};
+pub use crate::core::{DestroyReason, ManualClock};
+pub use crate::error::{ConfigError, CreateError, PoolError, TimeoutError};
+pub use crate::events::PoolEventHandler;
 pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck};
+pub use crate::maintenance::Maintenance;
 pub use crate::metrics::PoolMetrics;
 pub use crate::pool::{ConnectionPool, ConnectionPoolBuilder};
 pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};

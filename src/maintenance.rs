@@ -1,70 +1,276 @@
-//! The maintenance loop: one small thread per pool that destroys retired connections off the
-//! callers' paths, runs the periodic health checks, keeps the coarse clock fresh while the pool
-//! is busy, and finishes a close.
+//! The maintenance loop: creates connections on demand (bounded, with backoff), destroys retired
+//! ones off the callers' paths, sweeps idle connections (idle timeout, lifetime, leaks), runs the
+//! periodic health checks, and keeps the coarse clock fresh while the pool is busy.
+//!
+//! It is one future made of four concurrent parts, so a slow health check never delays a create
+//! or the clock. It runs on a small thread of the pool's own (`async_io::block_on`, no runtime
+//! needed), or on the user's executor ([`MaintenanceMode::Spawned`]). It ends once the pool is
+//! closed and every connection is destroyed, dropping its reference to the pool's state.
+//!
+//! # Bounded connects
+//!
+//! At most `max_concurrent_creates` creates run at once, and only while demand remains. After a
+//! failure no new create starts for a pause that doubles from `create_backoff.0` up to
+//! `create_backoff.1` (each with up to 50% random jitter) and resets on success. So during an
+//! outage of length `T` the pool attempts at most about
+//! `max_concurrent_creates + log2(max / initial) + 2 * T / max` connects, whatever the load.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use event_listener::Listener;
+use async_io::Timer;
+use futures_lite::future;
 
 use crate::ConnectionFactory;
+use crate::MaintenanceMode;
 use crate::core::{Shared, TICK};
+use crate::factory::BoxFuture;
 
-/// Starts the pool's maintenance thread. It holds the shared state until the pool is closed and
-/// every connection is gone, then exits.
-///
-/// If the thread cannot be started (the process is out of threads) the pool still works:
-/// acquirers that need room destroy retired connections themselves.
-pub(crate) fn start<F: ConnectionFactory>(shared: Arc<Shared<F>>) {
-    let name = format!("{}-maintenance", shared.config.name());
-    let _ = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(&shared));
+/// The maintenance loop of a pool, from [`ConnectionPool::maintenance`](crate::ConnectionPool::maintenance).
+#[must_use = "futures do nothing unless polled; spawn it on an executor"]
+pub struct Maintenance {
+    run: Option<BoxFuture<'static, ()>>,
 }
 
-fn run<F: ConnectionFactory>(shared: &Shared<F>) {
-    let interval = shared
-        .health
-        .as_ref()
-        .and(shared.config.health_check_interval());
-    let mut next_check = interval.map(|every| Instant::now() + every);
+impl std::fmt::Debug for Maintenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Maintenance { .. }")
+    }
+}
+
+impl Maintenance {
+    pub(crate) fn new<F: ConnectionFactory>(shared: &Arc<Shared<F>>) -> Self {
+        let spawned = shared.config.maintenance() == MaintenanceMode::Spawned;
+        let run = (spawned && shared.claim_maintenance()).then(|| {
+            let shared = shared.clone();
+            Box::pin(async move { run(&shared).await }) as BoxFuture<'static, ()>
+        });
+        Maintenance { run }
+    }
+}
+
+impl Future for Maintenance {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.run.as_mut() {
+            Some(run) => run.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+/// Starts the pool's maintenance thread.
+///
+/// If the thread cannot be started (the process is out of threads) the pool cannot create
+/// connections; that is reported on stderr once, since there is no caller to return it to.
+pub(crate) fn start_thread<F: ConnectionFactory>(shared: Arc<Shared<F>>) {
+    if !shared.claim_maintenance() {
+        return;
+    }
+    let name = format!("{}-maintenance", shared.config.name());
+    if let Err(err) = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || async_io::block_on(run(&shared)))
+    {
+        eprintln!("nexus-pool: could not start the maintenance thread: {err}");
+    }
+}
+
+async fn run<F: ConnectionFactory>(shared: &Shared<F>) {
+    future::zip(
+        future::zip(creator(shared), reaper(shared)),
+        future::zip(housekeeper(shared), health_checker(shared)),
+    )
+    .await;
+}
+
+/// Starts creates while demand remains, at most `max_concurrent_creates` at once, pausing after
+/// failures.
+async fn creator<F: ConnectionFactory>(shared: &Shared<F>) {
+    let (initial, longest) = shared.config.create_backoff();
+    let mut backoff = Backoff::new(initial, longest);
+    let mut in_flight: Vec<BoxFuture<'_, bool>> = Vec::new();
+    loop {
+        if shared.is_closed() {
+            // Dropping the creates in flight gives their places back.
+            return;
+        }
+        let demand = shared.create_wanted.listen();
+        while in_flight.len() < shared.config.max_concurrent_creates()
+            && backoff.is_ready()
+            && shared.wants_create(in_flight.len())
+        {
+            match shared.reserve() {
+                Some(slot) => {
+                    in_flight.push(Box::pin(
+                        async move { shared.create_one(slot).await.is_ok() },
+                    ))
+                }
+                None => break,
+            }
+        }
+        let finished = future::poll_fn(|cx| poll_any(&mut in_flight, cx));
+        let woken = async {
+            demand.await;
+            None
+        };
+        let paused = async {
+            match backoff.until() {
+                Some(at) => {
+                    Timer::at(at).await;
+                }
+                None => future::pending::<()>().await,
+            }
+            None
+        };
+        match future::or(finished, future::or(woken, paused)).await {
+            Some(true) => backoff.succeeded(),
+            Some(false) => backoff.failed(),
+            None => {}
+        }
+    }
+}
+
+/// Polls every future in `set`; the first that finishes is removed and its output returned.
+fn poll_any<T>(set: &mut Vec<BoxFuture<'_, T>>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    for i in 0..set.len() {
+        if let Poll::Ready(out) = set[i].as_mut().poll(cx) {
+            drop(set.swap_remove(i));
+            return Poll::Ready(Some(out));
+        }
+    }
+    Poll::Pending
+}
+
+/// Exponential backoff with jitter, shared by all creates.
+struct Backoff {
+    initial: Duration,
+    longest: Duration,
+    current: Duration,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    fn new(initial: Duration, longest: Duration) -> Self {
+        Backoff {
+            initial,
+            longest,
+            current: initial,
+            until: None,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.until.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn until(&self) -> Option<Instant> {
+        self.until.filter(|at| Instant::now() < *at)
+    }
+
+    fn failed(&mut self) {
+        let half = self.current / 2;
+        let jitter = Duration::from_nanos(fastrand::u64(
+            0..=u64::try_from(half.as_nanos()).unwrap_or(u64::MAX),
+        ));
+        self.until = Some(Instant::now() + half + jitter);
+        self.current = (self.current * 2).min(self.longest);
+    }
+
+    fn succeeded(&mut self) {
+        self.current = self.initial;
+        self.until = None;
+    }
+}
+
+/// Destroys retired connections, one at a time, each bounded by `destroy_timeout`.
+async fn reaper<F: ConnectionFactory>(shared: &Shared<F>) {
+    loop {
+        let retired = shared.retired.listen();
+        while shared.destroy_one_retiring().await {}
+        if shared.is_closed() && shared.total() == 0 {
+            return;
+        }
+        retired.await;
+    }
+}
+
+/// Keeps the coarse clock fresh while the pool is busy and sweeps the idle queue periodically.
+async fn housekeeper<F: ConnectionFactory>(shared: &Shared<F>) {
+    let every = sweep_interval(shared);
+    let mut next_sweep = Instant::now() + every;
     let mut ticking = true;
     loop {
-        let listener = shared.maintenance.listen();
-        while futures_lite::future::block_on(shared.destroy_one_retiring()) {}
         if shared.is_closed() {
-            if shared.total() == 0 {
-                return;
-            }
-            next_check = None;
+            return;
         }
-        if let (Some(at), Some(every)) = (next_check, interval) {
-            if Instant::now() >= at {
-                futures_lite::future::block_on(shared.check_idle_health());
-                next_check = Some(Instant::now() + every);
-                continue;
-            }
+        let woken = shared.housekeeping.listen();
+        if Instant::now() >= next_sweep {
+            shared.sweep();
+            next_sweep = Instant::now() + every;
         }
         if ticking {
-            // Refresh the coarse clock; stop after a tick in which nobody read it.
+            // Stop ticking after a tick in which nobody read the clock.
             ticking = shared.clock.tick();
         }
-        let until_check = next_check.map(|at| at.saturating_duration_since(Instant::now()));
-        let timeout = match (ticking, until_check) {
-            (true, Some(d)) => Some(d.min(TICK)),
-            (true, None) => Some(TICK),
-            (false, d) => d,
+        let wake_at = if ticking {
+            next_sweep.min(Instant::now() + TICK)
+        } else {
+            next_sweep
         };
-        let woken = match timeout {
-            Some(d) => listener.wait_timeout(d).is_some(),
-            None => {
-                listener.wait();
-                true
-            }
-        };
-        if woken {
-            // By a retired connection, by `close`, or by a reader that restarted the clock.
-            ticking = shared.clock.is_ticking();
+        future::or(woken, async {
+            Timer::at(wake_at).await;
+        })
+        .await;
+        // A reader that found the clock asleep restarted it and woke us.
+        ticking = ticking || shared.clock.is_ticking();
+    }
+}
+
+/// How often to sweep: often enough for the shortest of the time limits configured.
+fn sweep_interval<F: ConnectionFactory>(shared: &Shared<F>) -> Duration {
+    let config = &shared.config;
+    [
+        config.idle_timeout(),
+        config.max_lifetime(),
+        config.leak_detection_threshold(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| d / 4)
+    .fold(Duration::from_secs(30), Duration::min)
+    .max(TICK)
+}
+
+/// Health-checks idle connections every `health_check_interval`, if a check is configured.
+async fn health_checker<F: ConnectionFactory>(shared: &Shared<F>) {
+    let Some(every) = shared
+        .health
+        .as_ref()
+        .and(shared.config.health_check_interval())
+    else {
+        return;
+    };
+    loop {
+        let closing = shared.closing.listen();
+        if shared.is_closed() {
+            return;
         }
+        let due = async {
+            Timer::after(every).await;
+            true
+        };
+        let closed = async {
+            closing.await;
+            false
+        };
+        if !future::or(due, closed).await {
+            return;
+        }
+        shared.check_idle_health().await;
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 /// # Caveats
 ///
 /// The fields are read one after another while the pool runs, so they are a hint that may be
-/// stale by the time it is read; each is clamped so that `idle + active == total` and
-/// `total <= max` always hold in the snapshot.
+/// stale by the time it is read; `idle` is clamped so that `idle + active == total` always holds
+/// in the snapshot. `total` exceeds `max` only for a moment after `resize` lowered it.
 ///
 /// # Examples
 ///
@@ -23,7 +23,8 @@ use std::time::Duration;
 ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// }
 ///
-/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+/// let pool = ConnectionPool::new(Units, config);
 /// let held = pool.acquire_blocking()?;
 /// let m = pool.current_metrics();
 /// assert_eq!((m.total, m.idle, m.active, m.waiting), (1, 0, 1, 0));

@@ -1,14 +1,16 @@
 //! `ConnectionPool`: the public handle (an `Arc` inside, cheap to clone) and its builder.
 
 use std::fmt;
+use std::panic::Location;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::{Acquired, Popped, Shared};
 use crate::error::TimeoutError;
+use crate::events::emit;
 use crate::{
-    ConnectionFactory, ConnectionHealthCheck, ConnectionPoolConfig, PoolError, PoolMetrics,
-    PooledConnection, maintenance,
+    ConfigError, ConnectionFactory, ConnectionHealthCheck, ConnectionPoolConfig, MaintenanceMode,
+    ManualClock, PoolError, PoolEventHandler, PoolMetrics, PooledConnection, maintenance,
 };
 
 /// A pool of connections made by a [`ConnectionFactory`].
@@ -136,11 +138,17 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             factory,
             config: ConnectionPoolConfig::default(),
             health: None,
+            events: None,
+            clock: None,
         }
     }
 
     #[inline]
     pub(crate) fn shared(&self) -> &Shared<F> {
+        &self.handle.shared
+    }
+
+    pub(crate) fn shared_arc(&self) -> &Arc<Shared<F>> {
         &self.handle.shared
     }
 
@@ -185,17 +193,24 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// #     type Connection = (); type Error = std::io::Error;
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
     /// assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)), "nothing idle yet");
     /// drop(pool.acquire_blocking()?);
     /// assert!(pool.try_acquire().is_ok(), "the returned connection is idle");
     /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[track_caller]
     pub fn try_acquire(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let shared = self.shared();
         match shared.try_take_idle() {
-            Some(popped) if !popped.reset => Ok(PooledConnection::new(shared, popped.entry)),
+            Some(popped) if !popped.reset => Ok(PooledConnection::new(
+                shared,
+                popped.entry,
+                Duration::ZERO,
+                Location::caller(),
+            )),
             Some(popped) => {
                 // Its session must be reset first, which may wait on I/O: leave it for others.
                 shared.put_back(popped.entry);
@@ -211,10 +226,16 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     #[inline]
     pub(crate) fn acquire_fast(
         &self,
+        location: &'static Location<'static>,
     ) -> Result<PooledConnection<'_, F>, Option<Popped<F::Connection>>> {
         let shared = self.shared();
         match shared.try_take_idle() {
-            Some(popped) if popped.is_ready() => Ok(PooledConnection::new(shared, popped.entry)),
+            Some(popped) if popped.is_ready() => Ok(PooledConnection::new(
+                shared,
+                popped.entry,
+                Duration::ZERO,
+                location,
+            )),
             candidate => Err(candidate),
         }
     }
@@ -224,11 +245,17 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         &self,
         result: Acquired<F>,
         started: Instant,
+        location: &'static Location<'static>,
     ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let shared = self.shared();
         let entry = result?;
         shared.record_slow_acquire(started);
-        Ok(PooledConnection::new(shared, entry))
+        Ok(PooledConnection::new(
+            shared,
+            entry,
+            started.elapsed(),
+            location,
+        ))
     }
 
     /// The error for an acquire that gave up after waiting since `started`.
@@ -237,9 +264,13 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         if shared.is_closed() {
             return PoolError::Closed;
         }
+        let waited = started.elapsed();
+        emit(&shared.events, |h| {
+            h.on_timed_out(self.config().name(), waited)
+        });
         let m = self.current_metrics();
         PoolError::Timeout(TimeoutError {
-            waited: started.elapsed(),
+            waited,
             total: m.total,
             idle: m.idle,
             waiting: m.waiting,
@@ -260,7 +291,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// #     type Connection = (); type Error = std::io::Error;
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
     /// let conn = pool.acquire_blocking()?;
     /// pool.release(conn);
     /// assert_eq!(pool.current_metrics().idle, 1);
@@ -316,6 +348,109 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         self.shared().close()
     }
 
+    /// Marks every connection for replacement, e.g. after a database failover: idle ones are
+    /// destroyed now, lent ones when they come back; new ones are made as demand needs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let old = pool.acquire_blocking()?;
+    /// pool.evict_all();
+    /// drop(old); // destroyed, not reused
+    /// assert_eq!(pool.acquire_blocking()?.use_count(), 1, "a new connection");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn evict_all(&self) {
+        self.shared().evict_all();
+    }
+
+    /// Changes `max_connections` while the pool runs, safely under load. Lowering it destroys
+    /// idle connections now and returned ones until the pool fits; raising it lets waiters be
+    /// served by new connections.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `max_connections` if `max` is 0, above the configured
+    /// `max_connections_ceiling`, or below `min_connections`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let config = ConnectionPoolConfig::builder().max_connections(4).max_connections_ceiling(16).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
+    /// pool.resize(16)?;
+    /// assert_eq!(pool.current_metrics().max, 16);
+    /// assert!(pool.resize(17).is_err());
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn resize(&self, max: usize) -> Result<(), ConfigError> {
+        self.shared().resize(max)
+    }
+
+    /// Runs the idle sweep now instead of at the next maintenance tick: closes idle connections
+    /// past `idle_timeout` (keeping `min_connections` idle) or `max_lifetime`, replaces evicted
+    /// ones, and reports loans past `leak_detection_threshold`. The destroys themselves happen
+    /// on the maintenance loop. Useful with a [`ManualClock`] in tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// pool.sweep_idle();
+    /// ```
+    pub fn sweep_idle(&self) {
+        self.shared().sweep();
+    }
+
+    /// The maintenance loop as a future, for a pool configured with
+    /// [`MaintenanceMode::Spawned`]: spawn it on any executor. It ends once the pool is closed and
+    /// every connection is destroyed. For a pool that runs its own maintenance thread (the
+    /// default), or if called a second time, the future ends at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MaintenanceMode};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let config = ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
+    /// let maintenance = std::thread::spawn({
+    ///     let task = pool.maintenance();
+    ///     move || futures_lite::future::block_on(task)
+    /// });
+    /// pool.close_now();
+    /// maintenance.join().unwrap();
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn maintenance(&self) -> maintenance::Maintenance {
+        maintenance::Maintenance::new(self.shared_arc())
+    }
+
     /// A snapshot of the pool's counters; cheap enough to call on every request.
     ///
     /// # Caveats
@@ -331,14 +466,16 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// #     type Connection = (); type Error = std::io::Error;
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
     /// let m = pool.current_metrics();
     /// assert_eq!((m.total, m.idle, m.active, m.waiting, m.max), (0, 0, 0, 0, 10));
+    /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn current_metrics(&self) -> PoolMetrics {
         let shared = self.shared();
-        let max = shared.config.max_connections();
-        let total = shared.total().min(max);
+        let max = shared.max();
+        let total = shared.total();
         let idle = shared.idle_count().min(total);
         PoolMetrics {
             total,
@@ -370,6 +507,8 @@ pub struct ConnectionPoolBuilder<F: ConnectionFactory> {
     factory: F,
     config: ConnectionPoolConfig,
     health: Option<Box<dyn crate::factory::DynHealthCheck<F::Connection>>>,
+    events: Option<Box<dyn PoolEventHandler>>,
+    clock: Option<ManualClock>,
 }
 
 impl<F: ConnectionFactory> fmt::Debug for ConnectionPoolBuilder<F> {
@@ -426,7 +565,75 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
         self
     }
 
-    /// Builds the pool and starts its maintenance thread.
+    /// Installs an event hook, called at every lifecycle event (by default there is none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, PoolEventHandler};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// struct Log;
+    /// impl PoolEventHandler for Log {
+    ///     fn on_timed_out(&self, pool: &str, waited: std::time::Duration) {
+    ///         eprintln!("{pool}: a caller gave up after {waited:?}");
+    ///     }
+    /// }
+    /// let pool = ConnectionPool::builder(Units).event_handler(Log).build();
+    /// # drop(pool);
+    /// ```
+    pub fn event_handler(mut self, handler: impl PoolEventHandler) -> Self {
+        self.events = Some(Box::new(handler));
+        self
+    }
+
+    /// Drives the pool's connection-age decisions from a [`ManualClock`] instead of the system
+    /// clock, for tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ManualClock};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let clock = ManualClock::new();
+    /// let pool = ConnectionPool::builder(Units).clock(clock.clone()).build();
+    /// # drop(pool);
+    /// ```
+    pub fn clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn into_shared(self) -> Arc<Shared<F>> {
+        Arc::new(Shared::new(
+            self.factory,
+            self.config,
+            self.health,
+            self.events,
+            self.clock,
+        ))
+    }
+
+    /// Wraps shared state in a handle and starts the maintenance thread if the config says so.
+    fn finish(shared: Arc<Shared<F>>) -> ConnectionPool<F> {
+        if shared.config.maintenance() == MaintenanceMode::Thread {
+            maintenance::start_thread(shared.clone());
+        }
+        ConnectionPool {
+            handle: Arc::new(Handle { shared }),
+        }
+    }
+
+    /// Builds the pool and starts its maintenance, which makes `min_connections` in the
+    /// background: the pool starts even if the database is unreachable, and fills in when it
+    /// comes back. To fail instead, use `build_connected`.
     ///
     /// # Examples
     ///
@@ -438,13 +645,50 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
     /// let pool = ConnectionPool::builder(Units).build();
-    /// assert_eq!(pool.current_metrics().total, 0);
+    /// assert!(!pool.is_closed());
     /// ```
     pub fn build(self) -> ConnectionPool<F> {
-        let shared = Arc::new(Shared::new(self.factory, self.config, self.health));
-        maintenance::start(shared.clone());
-        ConnectionPool {
-            handle: Arc::new(Handle { shared }),
+        Self::finish(self.into_shared())
+    }
+
+    /// Builds the pool after making `min_connections` on the calling task, so it starts full
+    /// or not at all.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Create`] with why the first create that failed did (each is bounded by
+    /// `create_timeout`); the connections made so far are destroyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// # futures_lite::future::block_on(async {
+    /// let config = ConnectionPoolConfig::builder().min_connections(3).build()?;
+    /// let pool = ConnectionPool::builder(Units).config(config).build_connected().await?;
+    /// assert_eq!(pool.current_metrics().idle, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn build_connected(self) -> Result<ConnectionPool<F>, PoolError<F::Error>> {
+        let shared = self.into_shared();
+        for _ in 0..shared.config.min_connections() {
+            let created = match shared.reserve() {
+                Some(slot) => shared.create_one(slot).await,
+                None => Ok(()),
+            };
+            if let Err(err) = created {
+                // Closing destroys what was made; with no maintenance running, do it here.
+                shared.close();
+                while shared.destroy_one_retiring().await {}
+                return Err(PoolError::Create(err));
+            }
         }
+        Ok(Self::finish(shared))
     }
 }

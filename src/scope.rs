@@ -2,7 +2,11 @@
 //! `ConnectionScope` (several connections, possibly from several pools, tracked together).
 
 use std::fmt;
+#[cfg(feature = "async")]
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+#[cfg(any(feature = "async", feature = "blocking"))]
+use std::panic::Location;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -31,7 +35,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// }
     ///
     /// # futures_lite::future::block_on(async {
-    /// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
+    /// let pool = ConnectionPool::new(Buffers, config);
     /// let len = pool
     ///     .with_connection(async |conn| {
     ///         conn.extend_from_slice(b"hello");
@@ -44,15 +49,19 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # }).unwrap();
     /// ```
     #[cfg(feature = "async")]
-    pub async fn with_connection<R, E>(
+    #[track_caller]
+    pub fn with_connection<R, E>(
         &self,
         f: impl AsyncFnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
-    ) -> Result<R, E>
+    ) -> impl Future<Output = Result<R, E>>
     where
         E: From<PoolError<F::Error>>,
     {
-        let mut conn = self.acquire().await?;
-        f(&mut conn).await
+        let acquire = self.acquire_at(Location::caller());
+        async move {
+            let mut conn = acquire.await?;
+            f(&mut conn).await
+        }
     }
 
     /// The blocking form of [`with_connection`](ConnectionPool::with_connection).
@@ -74,7 +83,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// #     type Connection = Vec<u8>; type Error = std::io::Error;
     /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
     /// # }
-    /// let pool = ConnectionPool::new(Buffers, ConnectionPoolConfig::default());
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
+    /// let pool = ConnectionPool::new(Buffers, config);
     /// let result = pool.with_connection_blocking(|conn| {
     ///     conn.push(1);
     ///     Err::<(), _>(PoolError::Exhausted) // an error still releases the connection
@@ -83,6 +93,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// assert_eq!(pool.current_metrics().idle, 1);
     /// ```
     #[cfg(feature = "blocking")]
+    #[track_caller]
     pub fn with_connection_blocking<R, E>(
         &self,
         f: impl FnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
@@ -90,7 +101,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     where
         E: From<PoolError<F::Error>>,
     {
-        let mut conn = self.acquire_blocking()?;
+        let mut conn = self.acquire_blocking_at(Location::caller())?;
         f(&mut conn)
     }
 }
@@ -121,8 +132,9 @@ pub struct HeldConnection {
 ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// }
 ///
-/// let orders = ConnectionPool::new(Units, ConnectionPoolConfig::builder().name("orders").build()?);
-/// let users = ConnectionPool::new(Units, ConnectionPoolConfig::builder().name("users").build()?);
+/// let config = |name| ConnectionPoolConfig::builder().name(name).min_connections(0).build();
+/// let orders = ConnectionPool::new(Units, config("orders")?);
+/// let users = ConnectionPool::new(Units, config("users")?);
 /// {
 ///     let scope = ConnectionScope::new();
 ///     let _a = scope.acquire_blocking(&orders)?;
@@ -187,12 +199,16 @@ impl ConnectionScope {
     /// # }).unwrap();
     /// ```
     #[cfg(feature = "async")]
-    pub async fn acquire<'s, 'p, F: ConnectionFactory>(
+    #[track_caller]
+    pub fn acquire<'s, 'p, F: ConnectionFactory>(
         &'s self,
         pool: &'p ConnectionPool<F>,
-    ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
-        let conn = pool.acquire().await?;
-        Ok(self.track(pool, conn))
+    ) -> impl Future<Output = Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>>> {
+        let acquire = pool.acquire_at(Location::caller());
+        async move {
+            let conn = acquire.await?;
+            Ok(self.track(pool, conn))
+        }
     }
 
     /// Acquires a connection from `pool`, blocking, and tracks it in this scope.
@@ -221,11 +237,12 @@ impl ConnectionScope {
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
     /// ```
     #[cfg(feature = "blocking")]
+    #[track_caller]
     pub fn acquire_blocking<'s, 'p, F: ConnectionFactory>(
         &'s self,
         pool: &'p ConnectionPool<F>,
     ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
-        let conn = pool.acquire_blocking()?;
+        let conn = pool.acquire_blocking_at(Location::caller())?;
         Ok(self.track(pool, conn))
     }
 

@@ -1,11 +1,11 @@
-//! The slow path of an acquire, shared by both facades: take what is ours to take, else create if
-//! there is room, else register as a waiter, re-check, and sleep; then loop.
+//! The slow path of an acquire, shared by both facades: take what is ours to take, else register
+//! as a waiter (asking the creator for a connection), re-check, and sleep; then loop.
 
 use std::sync::atomic::{Ordering, fence};
 
 use event_listener::{EventListener, Listener};
 
-use super::{CLOSED, DestroyReason, Entry, Popped, RetireOnDrop, Shared};
+use super::{DestroyReason, Entry, Popped, RetireOnDrop, Shared, WAITERS, with_timeout};
 use crate::{ConnectionFactory, PoolError};
 
 /// What the slow path ends with.
@@ -39,23 +39,10 @@ impl<F: ConnectionFactory> Shared<F> {
             if candidate.is_some() {
                 continue;
             }
-            if waiter.may_create() {
-                if let Some(slot) = self.reserve() {
-                    waiter.leave();
-                    let entry = self.create(slot).await.map_err(PoolError::Create)?;
-                    if self.is_closed() {
-                        self.retire(entry, DestroyReason::Closed);
-                        return Err(PoolError::Closed);
-                    }
-                    return Ok(entry);
-                }
-                // No room: help the maintenance loop, since a destroyed connection makes room.
-                if self.destroy_one_retiring().await {
-                    continue;
-                }
-            }
             if !waiter.is_listening() {
                 waiter.listen();
+                // Whichever comes first serves this waiter: a returned connection or a new one.
+                self.signal_demand();
                 continue;
             }
             waiter.wait().await;
@@ -69,13 +56,14 @@ impl<F: ConnectionFactory> Shared<F> {
         // connection, because a half-finished exchange may be left on the wire.
         let mut guard = RetireOnDrop::new(self, popped.entry, DestroyReason::Broken);
         let conn = &mut guard.entry.as_mut()?.conn;
-        if popped.validate && !self.factory.validate(conn).await {
+        let limit = self.config.check_timeout();
+        if popped.validate && with_timeout(limit, self.factory.validate(conn)).await != Some(true) {
             guard.reason = DestroyReason::FailedValidation;
             return None;
         }
         if popped.reset {
             if let Some(health) = &self.health {
-                if !health.reset(conn).await {
+                if with_timeout(limit, health.reset(conn)).await != Some(true) {
                     guard.reason = DestroyReason::Unhealthy;
                     return None;
                 }
@@ -92,7 +80,7 @@ pub(crate) struct Waiter<'a, F: ConnectionFactory> {
     /// Whether this caller is counted in `gate`.
     registered: bool,
     /// True between registering and the first re-check: a newcomer's re-check may take idle
-    /// connections but not ones handed to older waiters.
+    /// connections but not ones handed to older waiters (unless nobody was told of them).
     fresh: bool,
     listener: Option<EventListener>,
 }
@@ -125,10 +113,6 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             }
         }
         shared.take_idle()
-    }
-
-    fn may_create(&self) -> bool {
-        self.registered || self.shared.waiting() == 0
     }
 
     fn is_listening(&self) -> bool {
@@ -166,7 +150,7 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
         }
         if std::mem::take(&mut self.registered) {
             let before = shared.gate().fetch_sub(1, Ordering::SeqCst);
-            if before & !CLOSED == 1 {
+            if before & WAITERS == 1 {
                 // The last waiter left: nothing may stay reserved for nobody.
                 shared.drain_handoff();
             }

@@ -12,6 +12,7 @@
 //! clears `read` on each tick and stops ticking, clearing `ticking`, after a tick in which
 //! nobody read the clock.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,68 @@ pub(crate) type Millis = u64;
 pub(crate) struct Clock {
     origin: Instant,
     now: CachePadded<Now>,
+    /// Set for a pool driven by a [`ManualClock`]: then time moves only when the test says.
+    manual: Option<Arc<AtomicU64>>,
+}
+
+/// A clock that moves only when told to, for testing time-dependent behaviour (idle timeout,
+/// lifetime, leak detection, validation windows) without sleeping.
+///
+/// Give it to a pool with
+/// [`ConnectionPoolBuilder::clock`](crate::ConnectionPoolBuilder::clock). The pool reads its
+/// time from it for every connection-age decision; timeouts of waits and callbacks still use
+/// real time, so a test never hangs on a clock nobody advances.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nexus_pool::ManualClock;
+///
+/// let clock = ManualClock::new();
+/// clock.advance(Duration::from_secs(90));
+/// assert_eq!(clock.elapsed(), Duration::from_secs(90));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    millis: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock at zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::ManualClock::new().elapsed(), std::time::Duration::ZERO);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward (millisecond resolution).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let clock = nexus_pool::ManualClock::new();
+    /// clock.advance(std::time::Duration::from_millis(1500));
+    /// assert_eq!(clock.elapsed().as_millis(), 1500);
+    /// ```
+    pub fn advance(&self, by: Duration) {
+        self.millis.fetch_add(millis(by), Ordering::SeqCst);
+    }
+
+    /// How far the clock has been moved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::ManualClock::new().elapsed().as_secs(), 0);
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.millis.load(Ordering::SeqCst))
+    }
 }
 
 #[derive(Debug)]
@@ -37,8 +100,9 @@ struct Now {
 }
 
 impl Clock {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(manual: Option<ManualClock>) -> Self {
         Clock {
+            manual: manual.map(|m| m.millis),
             origin: Instant::now(),
             now: CachePadded::new(Now {
                 millis: AtomicU64::new(0),
@@ -52,6 +116,9 @@ impl Clock {
     /// idle and must wake the maintenance loop.
     #[inline]
     pub(crate) fn now(&self) -> (Millis, bool) {
+        if let Some(manual) = &self.manual {
+            return (manual.load(Ordering::Relaxed), false);
+        }
         if !self.now.ticking.load(Ordering::Relaxed) {
             return (self.refresh_and_start(), true);
         }
@@ -73,6 +140,9 @@ impl Clock {
     /// One tick of the maintenance loop: refresh, and say whether to keep ticking (someone read
     /// the clock since the last tick). When it says no, readers restart it.
     pub(crate) fn tick(&self) -> bool {
+        if self.manual.is_some() {
+            return false;
+        }
         self.now.millis.fetch_max(self.precise(), Ordering::Relaxed);
         let keep = self.now.read.swap(false, Ordering::Relaxed);
         if !keep {
@@ -88,6 +158,9 @@ impl Clock {
 
     /// The system clock, in the pool's milliseconds.
     pub(crate) fn precise(&self) -> Millis {
+        if let Some(manual) = &self.manual {
+            return manual.load(Ordering::Relaxed);
+        }
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 

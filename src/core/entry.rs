@@ -10,6 +10,12 @@ pub enum DestroyReason {
     Broken,
     /// Its holder panicked while holding it.
     Panicked,
+    /// It sat idle longer than `idle_timeout` while more than `min_connections` were open.
+    IdleTimeout,
+    /// `evict_all` was called after it was created.
+    Evicted,
+    /// `resize` lowered `max_connections` below the number open.
+    Resized,
     /// It outlived `max_lifetime`.
     Expired,
     /// It failed checkout validation.
@@ -28,18 +34,24 @@ pub(crate) struct Entry<C> {
     pub(crate) created_at: Millis,
     pub(crate) last_used_at: Millis,
     pub(crate) use_count: u64,
-    /// `created_at + max_lifetime`, fixed at creation; `Millis::MAX` for never.
+    /// `created_at + max_lifetime - jitter`, fixed at creation; `Millis::MAX` for never.
     pub(crate) expires_at: Millis,
+    /// The pool's eviction generation when it was created; older ones are replaced.
+    pub(crate) generation: u64,
+    /// When it was last lent (meaningful while lent).
+    pub(crate) lent_at: Millis,
 }
 
 impl<C> Entry<C> {
-    pub(crate) fn new(conn: C, now: Millis, expires_at: Millis) -> Self {
+    pub(crate) fn new(conn: C, now: Millis, expires_at: Millis, generation: u64) -> Self {
         Entry {
             conn,
             created_at: now,
             last_used_at: now,
             use_count: 0,
             expires_at,
+            generation,
+            lent_at: now,
         }
     }
 

@@ -31,35 +31,57 @@
 //! being validated is held by its guard, marked broken, so it is destroyed rather than lent with
 //! a half-finished exchange on the wire.
 //!
+//! # Creating and destroying
+//!
+//! Callers never create connections themselves: a waiter signals demand and the maintenance
+//! loop's creator makes connections (at most `max_concurrent_creates` at once, backing off after
+//! failures) and publishes each through the release path, so it goes to the oldest waiter, or to
+//! whichever waiter is left if the one that asked has given up. A waiter thus takes whichever
+//! comes first, a returned connection or a new one. Connections that must go (broken, expired,
+//! evicted, closed) are retired to the maintenance loop's reaper, never destroyed on the
+//! dropping thread.
+//!
 //! # Counters
 //!
 //! `total` counts connections open or being created or destroyed (a create reserves its place
-//! first). `idle` and `active` are derived from `total` and the queues, so the metrics read the
-//! same atomics the pool runs on.
+//! first, so `total <= max` always holds). `idle` and `active` are derived from `total` and the
+//! queues, so the metrics read the same atomics the pool runs on.
 
 mod acquire;
 mod clock;
 mod entry;
+mod leaks;
+mod lend;
+mod lifecycle;
 
 pub(crate) use acquire::Acquired;
+pub use clock::ManualClock;
 pub(crate) use clock::{Clock, Millis, TICK};
 pub use entry::DestroyReason;
 pub(crate) use entry::Entry;
+pub(crate) use leaks::LeakId;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use event_listener::{Event, IntoNotification};
+use event_listener::Event;
 
 use crate::config::CheckoutValidation;
+use crate::events::PoolEventHandler;
 use crate::factory::DynHealthCheck;
-use crate::{ConnectionFactory, ConnectionPoolConfig};
+use crate::{ConnectionFactory, ConnectionPoolConfig, CreateError};
 
-/// The `CLOSED` bit of `gate`; the bits below it count registered waiters.
+/// The `CLOSED` bit of `gate`.
 const CLOSED: usize = 1 << (usize::BITS - 1);
+/// The `SHRINK` bit of `gate`: `resize` lowered `max` below `total`, so returned connections are
+/// retired until it is reached.
+const SHRINK: usize = 1 << (usize::BITS - 2);
+/// The bits of `gate` that count registered waiters.
+const WAITERS: usize = !(CLOSED | SHRINK);
 
 /// Counts behind the average acquire time.
 #[derive(Debug, Default)]
@@ -70,35 +92,57 @@ pub(crate) struct Stats {
     slow_nanos: AtomicU64,
 }
 
+/// What the hot paths read on every call, on one cache line.
+#[derive(Debug)]
+struct Hot {
+    /// Registered waiters, plus the `CLOSED` and `SHRINK` bits. Zero means: the fast path may
+    /// run.
+    gate: AtomicUsize,
+    /// Bumped by `evict_all`; connections created under an older one are replaced.
+    generation: AtomicU64,
+}
+
 /// Everything one pool shares between its handles, guards, waiters and maintenance.
 pub(crate) struct Shared<F: ConnectionFactory> {
     pub(crate) factory: F,
     pub(crate) config: ConnectionPoolConfig,
     pub(crate) health: Option<Box<dyn DynHealthCheck<F::Connection>>>,
+    pub(crate) events: Option<Box<dyn PoolEventHandler>>,
     pub(crate) clock: Clock,
-    /// Registered waiters, plus the `CLOSED` bit.
-    gate: CachePadded<AtomicUsize>,
+    hot: CachePadded<Hot>,
     /// Idle connections anyone may take while nobody waits.
     idle: ArrayQueue<Entry<F::Connection>>,
     /// Connections handed to waiters that were notified; only woken waiters pop it.
     handoff: ArrayQueue<Entry<F::Connection>>,
     /// Connections in `handoff` whose notification reached no listener (every waiter was busy
-    /// creating or validating); a newcomer's first re-check may take those.
+    /// validating); a newcomer's first re-check may take those.
     unnotified: AtomicUsize,
     /// Connections waiting for `destroy`, with the reason; they still count in `total`.
     retiring: ArrayQueue<(Entry<F::Connection>, DestroyReason)>,
     /// Connections open, being created or being destroyed.
     total: CachePadded<AtomicUsize>,
+    /// The current `max_connections` (changed by `resize`).
+    max: AtomicUsize,
     /// Waiters listen here (FIFO).
     waiters: Event,
-    /// The maintenance loop listens here for retiring connections and shutdown.
-    pub(crate) maintenance: Event,
+    /// The creator listens here for demand.
+    pub(crate) create_wanted: Event,
+    /// The reaper listens here for retiring connections.
+    pub(crate) retired: Event,
+    /// The housekeeper listens here: clock restarts, `close`.
+    pub(crate) housekeeping: Event,
+    /// The health checker listens here for `close`.
+    pub(crate) closing: Event,
     /// `close().await` listens here for `total` to reach zero.
     drained: Event,
+    /// Whether the maintenance loop has been started (thread) or handed out (spawned).
+    maintenance_started: AtomicBool,
     /// Checkout validation runs on connections idle at least this long (`Millis::MAX`: never).
     validate_after: Millis,
+    /// Connections on loan, when leak detection is on.
+    leaks: Option<leaks::Registry>,
     stats: Stats,
-    last_create_error: Mutex<Option<Arc<F::Error>>>,
+    last_create_error: Mutex<Option<CreateError<F::Error>>>,
 }
 
 impl<F: ConnectionFactory> Shared<F> {
@@ -106,75 +150,71 @@ impl<F: ConnectionFactory> Shared<F> {
         factory: F,
         config: ConnectionPoolConfig,
         health: Option<Box<dyn DynHealthCheck<F::Connection>>>,
+        events: Option<Box<dyn PoolEventHandler>>,
+        clock: Option<ManualClock>,
     ) -> Self {
-        let max = config.max_connections();
+        let capacity = config.max_connections_ceiling();
         let validate_after = match config.checkout_validation() {
             CheckoutValidation::Never => Millis::MAX,
             CheckoutValidation::Always => 0,
             CheckoutValidation::IdleFor(d) => clock::millis(d),
         };
         Shared {
+            leaks: config
+                .leak_detection_threshold()
+                .map(|_| leaks::Registry::default()),
+            max: AtomicUsize::new(config.max_connections()),
             validate_after,
             factory,
             config,
             health,
-            clock: Clock::new(),
-            gate: CachePadded::new(AtomicUsize::new(0)),
-            idle: ArrayQueue::new(max),
-            handoff: ArrayQueue::new(max),
+            events,
+            clock: Clock::new(clock),
+            hot: CachePadded::new(Hot {
+                gate: AtomicUsize::new(0),
+                generation: AtomicU64::new(0),
+            }),
+            idle: ArrayQueue::new(capacity),
+            handoff: ArrayQueue::new(capacity),
             unnotified: AtomicUsize::new(0),
-            retiring: ArrayQueue::new(max),
+            retiring: ArrayQueue::new(capacity),
             total: CachePadded::new(AtomicUsize::new(0)),
             waiters: Event::new(),
-            maintenance: Event::new(),
+            create_wanted: Event::new(),
+            retired: Event::new(),
+            housekeeping: Event::new(),
+            closing: Event::new(),
             drained: Event::new(),
+            maintenance_started: AtomicBool::new(false),
             stats: Stats::default(),
             last_create_error: Mutex::new(None),
         }
     }
 
-    // ----- the fast path -------------------------------------------------------------------
+    // ----- counts -------------------------------------------------------------------------
 
-    /// The coarse time (see `clock`), waking the ticker if it was asleep.
+    /// Registered waiters.
     #[inline]
-    pub(crate) fn now(&self) -> Millis {
-        let (now, woke) = self.clock.now();
-        if woke {
-            self.maintenance.notify(1);
-        }
-        now
+    pub(crate) fn waiting(&self) -> usize {
+        self.hot.gate.load(Ordering::Relaxed) & WAITERS
     }
 
-    /// Pops an idle connection if nobody waits and the pool is open. Expired connections are
-    /// retired on the way.
+    /// Whether `close` has been called.
     #[inline]
-    pub(crate) fn try_take_idle(&self) -> Option<Popped<F::Connection>> {
-        if self.gate.load(Ordering::Relaxed) != 0 {
-            return None;
-        }
-        self.pop_live(&self.idle)
+    pub(crate) fn is_closed(&self) -> bool {
+        self.hot.gate.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// Pops from `queue`, retiring expired connections, until one is live or the queue is empty,
-    /// and says whether it is due for checkout validation. One clock read per pop.
-    #[inline]
-    fn pop_live(&self, queue: &ArrayQueue<Entry<F::Connection>>) -> Option<Popped<F::Connection>> {
-        loop {
-            let entry = queue.pop()?;
-            let now = self.now();
-            if entry.is_expired(now) {
-                self.retire(entry, DestroyReason::Expired);
-                continue;
-            }
-            let used = entry.use_count > 0;
-            let validate = used && now.saturating_sub(entry.last_used_at) >= self.validate_after;
-            let reset = used && self.health.is_some();
-            return Some(Popped {
-                entry,
-                validate,
-                reset,
-            });
-        }
+    pub(crate) fn total(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.len() + self.handoff.len()
     }
 
     /// Counts an acquire that took the slow path (the fast path is not counted: an atomic
@@ -185,283 +225,7 @@ impl<F: ConnectionFactory> Shared<F> {
         self.stats.slow_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
-    /// Takes a connection back from a guard: publish, then notify.
-    #[inline]
-    pub(crate) fn release(&self, mut entry: Entry<F::Connection>, broken: Option<DestroyReason>) {
-        if let Some(reason) = broken {
-            return self.retire(entry, reason);
-        }
-        let now = self.now();
-        if entry.is_expired(now) {
-            return self.retire(entry, DestroyReason::Expired);
-        }
-        entry.last_used_at = now;
-        self.push_idle(entry);
-    }
-
-    /// Returns a connection taken from `idle` but not lent.
-    pub(crate) fn put_back(&self, entry: Entry<F::Connection>) {
-        self.push_idle(entry);
-    }
-
-    /// Puts a healthy connection into `idle`, then serves a waiter or honours `close`.
-    #[inline]
-    fn push_idle(&self, entry: Entry<F::Connection>) {
-        if let Err(entry) = self.idle.push(entry) {
-            // Cannot happen while every connection is in one place and the queue holds `max`;
-            // closing the surplus keeps the count honest if it ever did.
-            return self.retire(entry, DestroyReason::Closed);
-        }
-        // Publish, then look for waiters. Pairs with the fence in `Waiter::listen`.
-        fence(Ordering::SeqCst);
-        let gate = self.gate.load(Ordering::Relaxed);
-        if gate != 0 {
-            self.release_slow(gate);
-        }
-    }
-
-    #[cold]
-    fn release_slow(&self, gate: usize) {
-        if gate & CLOSED != 0 {
-            self.drain_idle();
-        } else if let Some(entry) = self.idle.pop() {
-            // Waiters exist: hand the connection to the oldest one not yet notified.
-            if let Err(entry) = self.handoff.push(entry) {
-                return self.retire(entry, DestroyReason::Closed);
-            }
-            self.notify_waiter();
-        }
-    }
-
-    /// Wakes the oldest waiter not yet notified, for a connection in `handoff`.
-    pub(crate) fn notify_waiter(&self) {
-        if self.waiters.notify(1.additional()) == 0 {
-            self.unnotified.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Claims one connection in `handoff` that no waiter was told about.
-    pub(crate) fn claim_unnotified(&self) -> bool {
-        self.unnotified
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    // ----- waiting ------------------------------------------------------------------------
-
-    /// Registered waiters.
-    #[inline]
-    pub(crate) fn waiting(&self) -> usize {
-        self.gate.load(Ordering::Relaxed) & !CLOSED
-    }
-
-    /// Whether `close` has been called.
-    #[inline]
-    pub(crate) fn is_closed(&self) -> bool {
-        self.gate.load(Ordering::Acquire) & CLOSED != 0
-    }
-
-    pub(crate) fn take_handoff(&self) -> Option<Popped<F::Connection>> {
-        self.pop_live(&self.handoff)
-    }
-
-    pub(crate) fn take_idle(&self) -> Option<Popped<F::Connection>> {
-        self.pop_live(&self.idle)
-    }
-
-    // ----- creating and destroying ----------------------------------------------------------
-
-    /// Reserves a place in `total` for a new connection, if there is room.
-    pub(crate) fn reserve(&self) -> Option<CreateSlot<'_, F>> {
-        let max = self.config.max_connections();
-        self.total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                (t < max).then_some(t + 1)
-            })
-            .ok()
-            .map(|_| CreateSlot { shared: self })
-    }
-
-    /// Makes a new connection in a reserved place.
-    pub(crate) async fn create(
-        &self,
-        slot: CreateSlot<'_, F>,
-    ) -> Result<Entry<F::Connection>, Arc<F::Error>> {
-        match self.factory.create().await {
-            Ok(conn) => {
-                std::mem::forget(slot);
-                let now = self.clock.precise();
-                let expires = self
-                    .config
-                    .max_lifetime()
-                    .map_or(Millis::MAX, |life| now.saturating_add(clock::millis(life)));
-                *self
-                    .last_create_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
-                Ok(Entry::new(conn, now, expires))
-            }
-            Err(err) => {
-                let err = Arc::new(err);
-                *self
-                    .last_create_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
-                drop(slot);
-                Err(err)
-            }
-        }
-    }
-
-    /// The error the last failed create returned, cleared by the next successful one.
-    pub(crate) fn last_create_error(&self) -> Option<Arc<F::Error>> {
-        self.last_create_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Hands a connection to the maintenance loop to be destroyed off the caller's path.
-    pub(crate) fn retire(&self, entry: Entry<F::Connection>, reason: DestroyReason) {
-        match self.retiring.push((entry, reason)) {
-            Ok(()) => {
-                self.maintenance.notify(1);
-            }
-            Err((entry, _)) => {
-                // The retiring queue holds `max`, so this cannot happen; drop rather than leak.
-                drop(entry);
-                self.connection_gone();
-            }
-        }
-    }
-
-    /// Destroys one retiring connection, if any. Returns whether it did.
-    pub(crate) async fn destroy_one_retiring(&self) -> bool {
-        let Some((entry, _reason)) = self.retiring.pop() else {
-            return false;
-        };
-        let guard = GoneOnDrop { shared: self };
-        self.factory.destroy(entry.conn).await;
-        drop(guard);
-        true
-    }
-
-    /// Takes a connection out of the pool's accounts for good.
-    pub(crate) fn detach(&self) {
-        self.connection_gone();
-    }
-
-    /// A connection stopped counting: wake a waiter that may now create, and `close().await`.
-    fn connection_gone(&self) {
-        let before = self.total.fetch_sub(1, Ordering::AcqRel);
-        let gate = self.gate.load(Ordering::SeqCst);
-        if gate & !CLOSED != 0 {
-            self.waiters.notify(1.additional());
-        }
-        if before == 1 && gate & CLOSED != 0 {
-            self.drained.notify(usize::MAX);
-        }
-    }
-
-    // ----- health checks ------------------------------------------------------------------
-
-    /// Checks the connections idle now, one at a time, off the queue: healthy ones go back
-    /// (to a waiter first), unhealthy ones are destroyed; their replacements are made on demand.
-    /// No lock is held while a check runs, and acquirers never wait for one.
-    pub(crate) async fn check_idle_health(&self) {
-        let Some(health) = &self.health else {
-            return;
-        };
-        for _ in 0..self.idle.len() {
-            if self.is_closed() {
-                return;
-            }
-            let Some(entry) = self.idle.pop() else {
-                return;
-            };
-            let mut guard = RetireOnDrop::new(self, entry, DestroyReason::Unhealthy);
-            let healthy = match guard.entry.as_mut() {
-                Some(entry) => health.is_healthy(&mut entry.conn).await,
-                None => false,
-            };
-            if healthy {
-                if let Some(entry) = guard.entry.take() {
-                    self.push_idle(entry);
-                }
-            }
-        }
-    }
-
-    // ----- closing ------------------------------------------------------------------------
-
-    /// Closes the pool. Returns `false` if it was already closed.
-    pub(crate) fn close(&self) -> bool {
-        let before = self.gate.fetch_or(CLOSED, Ordering::SeqCst);
-        if before & CLOSED != 0 {
-            return false;
-        }
-        self.waiters.notify(usize::MAX);
-        self.drain_idle();
-        if self.total.load(Ordering::SeqCst) == 0 {
-            self.drained.notify(usize::MAX);
-        }
-        self.maintenance.notify(usize::MAX);
-        true
-    }
-
-    fn drain_idle(&self) {
-        while let Some(entry) = self.idle.pop().or_else(|| self.handoff.pop()) {
-            self.retire(entry, DestroyReason::Closed);
-        }
-    }
-
-    /// Moves what waits in `handoff` back through the release path (used when the last waiter
-    /// leaves, so nothing stays reserved for nobody).
-    pub(crate) fn drain_handoff(&self) {
-        self.unnotified.store(0, Ordering::Release);
-        while let Some(entry) = self.handoff.pop() {
-            self.push_idle(entry);
-        }
-    }
-
-    /// Ready once the pool is closed and every connection is gone. `listener` is the caller's
-    /// slot for its listener between polls.
-    pub(crate) fn poll_drained(
-        &self,
-        listener: &mut Option<event_listener::EventListener>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        use std::future::Future;
-        use std::pin::Pin;
-        use std::task::Poll;
-        loop {
-            if self.is_closed() && self.total() == 0 {
-                *listener = None;
-                return Poll::Ready(());
-            }
-            match listener.as_mut() {
-                None => *listener = Some(self.drained.listen()),
-                Some(l) => {
-                    if Pin::new(l).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *listener = None;
-                }
-            }
-        }
-    }
-
-    // ----- counts -------------------------------------------------------------------------
-
-    pub(crate) fn total(&self) -> usize {
-        self.total.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn idle_count(&self) -> usize {
-        self.idle.len() + self.handoff.len()
-    }
-
-    /// Average time of the acquires that had to wait, create or validate.
+    /// Average time of the acquires that had to wait or validate.
     pub(crate) fn average_acquire_time(&self) -> Duration {
         let count = self.stats.slow_acquires.load(Ordering::Relaxed);
         if count == 0 {
@@ -470,13 +234,19 @@ impl<F: ConnectionFactory> Shared<F> {
         Duration::from_nanos(self.stats.slow_nanos.load(Ordering::Relaxed) / count)
     }
 
-    pub(crate) fn gate(&self) -> &AtomicUsize {
-        &self.gate
+    /// Claims the right to run the maintenance loop; only the first caller gets it.
+    pub(crate) fn claim_maintenance(&self) -> bool {
+        !self.maintenance_started.swap(true, Ordering::AcqRel)
     }
+}
 
-    pub(crate) fn waiter_event(&self) -> &Event {
-        &self.waiters
-    }
+/// Runs `fut` for at most `limit`; `None` if it ran out of time (the future is dropped).
+pub(crate) async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        async_io::Timer::after(limit).await;
+        None
+    })
+    .await
 }
 
 /// A connection just taken from a queue, and what must run on it before it is lent.
@@ -505,6 +275,14 @@ pub(crate) struct CreateSlot<'a, F: ConnectionFactory> {
 impl<F: ConnectionFactory> Drop for CreateSlot<'_, F> {
     fn drop(&mut self) {
         self.shared.connection_gone();
+    }
+}
+
+impl<F: ConnectionFactory> Shared<F> {
+    /// Why `entry` may not be lent or kept any more, at the hot path's coarse time.
+    #[inline]
+    fn stale(&self, entry: &Entry<F::Connection>, now: Millis) -> Option<DestroyReason> {
+        self.stale_at(entry, now)
     }
 }
 

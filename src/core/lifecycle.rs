@@ -1,0 +1,370 @@
+//! The life of a connection outside the hot path: creating one in a reserved place, retiring
+//! and destroying, eviction, resizing, the idle sweep, health checks, and closing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
+
+use super::{
+    CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Millis, RetireOnDrop, SHRINK, Shared,
+    with_timeout,
+};
+use crate::events::emit;
+use crate::{ConfigError, ConnectionFactory, CreateError};
+
+impl<F: ConnectionFactory> Shared<F> {
+    // ----- creating -----------------------------------------------------------------------
+
+    /// Reserves a place in `total` for a new connection, if there is room.
+    pub(crate) fn reserve(&self) -> Option<CreateSlot<'_, F>> {
+        let max = self.max();
+        self.total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < max).then_some(t + 1)
+            })
+            .ok()
+            .map(|_| CreateSlot { shared: self })
+    }
+
+    /// Whether the creator should start another create, given `in_flight` already running:
+    /// waiters not yet served outnumber the creates in flight, or idle connections (counting
+    /// those in flight) are below `min_connections`.
+    pub(crate) fn wants_create(&self, in_flight: usize) -> bool {
+        if self.is_closed() || self.total() >= self.max() {
+            return false;
+        }
+        let unserved = self.waiting().saturating_sub(self.handoff.len());
+        unserved > in_flight || self.idle_count() + in_flight < self.config.min_connections()
+    }
+
+    /// Tells the creator that a caller waits.
+    pub(crate) fn signal_demand(&self) {
+        self.create_wanted.notify(1);
+    }
+
+    /// Makes one connection in a reserved place, bounded by `create_timeout`, and publishes it
+    /// through the release path (to the oldest waiter, or idle).
+    pub(crate) async fn create_one(
+        &self,
+        slot: CreateSlot<'_, F>,
+    ) -> Result<(), CreateError<F::Error>> {
+        let started = Instant::now();
+        let limit = self.config.create_timeout();
+        let failure = match with_timeout(limit, self.factory.create()).await {
+            Some(Ok(conn)) => {
+                std::mem::forget(slot);
+                *self.lock_last_error() = None;
+                emit(&self.events, |h| {
+                    h.on_created(self.config.name(), started.elapsed())
+                });
+                let entry = self.new_entry(conn);
+                if self.is_closed() {
+                    self.retire(entry, DestroyReason::Closed);
+                } else {
+                    self.push_idle(entry);
+                }
+                return Ok(());
+            }
+            Some(Err(err)) => CreateError::Failed(Arc::new(err)),
+            None => CreateError::TimedOut(limit),
+        };
+        drop(slot);
+        emit(&self.events, |h| match &failure {
+            CreateError::Failed(e) => h.on_create_failed(self.config.name(), e.as_ref()),
+            CreateError::TimedOut(d) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("create timed out after {d:?}"),
+                );
+                h.on_create_failed(self.config.name(), &e);
+            }
+        });
+        *self.lock_last_error() = Some(failure.clone());
+        Err(failure)
+    }
+
+    fn new_entry(&self, conn: F::Connection) -> Entry<F::Connection> {
+        let now = self.clock.precise();
+        let expires = match self.config.max_lifetime() {
+            None => Millis::MAX,
+            Some(life) => {
+                let jitter = Self::millis(self.config.max_lifetime_jitter());
+                let cut = if jitter == 0 {
+                    0
+                } else {
+                    fastrand::u64(0..=jitter)
+                };
+                now.saturating_add(Self::millis(life).saturating_sub(cut))
+            }
+        };
+        let generation = self.hot.generation.load(Ordering::Acquire);
+        Entry::new(conn, now, expires, generation)
+    }
+
+    fn lock_last_error(&self) -> std::sync::MutexGuard<'_, Option<CreateError<F::Error>>> {
+        self.last_create_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the last create failed, cleared by the next successful one.
+    pub(crate) fn last_create_error(&self) -> Option<CreateError<F::Error>> {
+        self.lock_last_error().clone()
+    }
+
+    // ----- retiring and destroying ----------------------------------------------------------
+
+    /// Hands a connection to the reaper to be destroyed off the caller's path. It keeps its
+    /// place in `total` until destroyed.
+    pub(crate) fn retire(&self, entry: Entry<F::Connection>, reason: DestroyReason) {
+        match self.retiring.push((entry, reason)) {
+            Ok(()) => {
+                self.retired.notify(1);
+            }
+            Err((entry, _)) => {
+                // The retiring queue holds the ceiling, so this cannot happen; drop rather than
+                // leak the place.
+                drop(entry);
+                self.connection_gone();
+            }
+        }
+    }
+
+    /// Destroys one retiring connection, if any, bounded by `destroy_timeout` (past it the
+    /// connection is dropped). Returns whether there was one.
+    pub(crate) async fn destroy_one_retiring(&self) -> bool {
+        let Some((entry, reason)) = self.retiring.pop() else {
+            return false;
+        };
+        let _gone = GoneOnDrop { shared: self };
+        with_timeout(
+            self.config.destroy_timeout(),
+            self.factory.destroy(entry.conn),
+        )
+        .await;
+        emit(&self.events, |h| h.on_destroyed(self.config.name(), reason));
+        true
+    }
+
+    /// Takes a connection out of the pool's accounts for good.
+    pub(crate) fn detach(&self) {
+        self.connection_gone();
+    }
+
+    /// A connection stopped counting: room for the creator, maybe the end of a shrink or close.
+    pub(crate) fn connection_gone(&self) {
+        let before = self.total.fetch_sub(1, Ordering::AcqRel);
+        let gate = self.hot.gate.load(Ordering::SeqCst);
+        if gate & SHRINK != 0 && before - 1 <= self.max() {
+            self.hot.gate.fetch_and(!SHRINK, Ordering::AcqRel);
+        }
+        if gate & CLOSED != 0 {
+            if before == 1 {
+                self.drained.notify(usize::MAX);
+                self.retired.notify(usize::MAX);
+            }
+        } else {
+            self.create_wanted.notify(1);
+        }
+    }
+
+    // ----- eviction and resizing --------------------------------------------------------------
+
+    /// Marks every connection for replacement: idle ones are retired now, lent ones when they
+    /// come back, and ones being handed over when their waiter takes them.
+    pub(crate) fn evict_all(&self) {
+        self.hot.generation.fetch_add(1, Ordering::AcqRel);
+        for _ in 0..self.idle.len() {
+            match self.idle.pop() {
+                Some(entry) => self.retire(entry, DestroyReason::Evicted),
+                None => break,
+            }
+        }
+        self.create_wanted.notify(1);
+    }
+
+    /// Changes `max_connections`. Lowering it retires idle connections now and returned ones
+    /// until the pool fits; raising it lets waiters be served by new connections.
+    pub(crate) fn resize(&self, max: usize) -> Result<(), ConfigError> {
+        let ceiling = self.config.max_connections_ceiling();
+        if max == 0 || max > ceiling {
+            return Err(ConfigError::new(
+                "max_connections",
+                format!("must be between 1 and `max_connections_ceiling` ({ceiling}) (got {max})"),
+            ));
+        }
+        if max < self.config.min_connections() {
+            return Err(ConfigError::new(
+                "max_connections",
+                format!(
+                    "must not be below `min_connections` ({max} < {})",
+                    self.config.min_connections()
+                ),
+            ));
+        }
+        self.max.store(max, Ordering::Release);
+        if self.total() > max {
+            self.hot.gate.fetch_or(SHRINK, Ordering::SeqCst);
+            while self.shrink_one() {}
+        }
+        self.create_wanted.notify(1);
+        Ok(())
+    }
+
+    /// Retires one idle connection if the pool is above `max`. Returns whether it did.
+    pub(crate) fn shrink_one(&self) -> bool {
+        let live = self.total().saturating_sub(self.retiring.len());
+        if live <= self.max() {
+            if self.total() <= self.max() {
+                self.hot.gate.fetch_and(!SHRINK, Ordering::AcqRel);
+            }
+            return false;
+        }
+        match self.idle.pop() {
+            Some(entry) => {
+                self.retire(entry, DestroyReason::Resized);
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ----- housekeeping -----------------------------------------------------------------------
+
+    /// One sweep of the idle queue: retires expired and evicted connections, and those idle past
+    /// `idle_timeout` while more than `min_connections` are idle; reports overdue loans.
+    pub(crate) fn sweep(&self) {
+        let now = self.clock.precise();
+        let idle_limit = self.config.idle_timeout().map(Self::millis);
+        let min = self.config.min_connections();
+        for _ in 0..self.idle.len() {
+            if self.is_closed() {
+                return;
+            }
+            let Some(entry) = self.idle.pop() else {
+                break;
+            };
+            if let Some(reason) = self.stale_at(&entry, now) {
+                self.retire(entry, reason);
+                continue;
+            }
+            let idle_for = now.saturating_sub(entry.last_used_at);
+            if idle_limit.is_some_and(|limit| idle_for >= limit) && self.idle_count() >= min {
+                self.retire(entry, DestroyReason::IdleTimeout);
+                continue;
+            }
+            self.push_idle(entry);
+        }
+        if let (Some(leaks), Some(threshold)) =
+            (&self.leaks, self.config.leak_detection_threshold())
+        {
+            for (held, location) in leaks.overdue(now, Self::millis(threshold)) {
+                emit(&self.events, |h| {
+                    h.on_leak_suspected(self.config.name(), Duration::from_millis(held), location)
+                });
+            }
+        }
+        self.create_wanted.notify(1);
+    }
+
+    #[inline]
+    pub(crate) fn stale_at(
+        &self,
+        entry: &Entry<F::Connection>,
+        now: Millis,
+    ) -> Option<DestroyReason> {
+        if entry.is_expired(now) {
+            Some(DestroyReason::Expired)
+        } else if entry.generation != self.hot.generation.load(Ordering::Relaxed) {
+            Some(DestroyReason::Evicted)
+        } else {
+            None
+        }
+    }
+
+    /// Checks the connections idle now, one at a time, off the queue, each bounded by
+    /// `check_timeout`: healthy ones go back (to a waiter first), unhealthy ones are destroyed and
+    /// the creator replaces them on demand. No lock is held while a check runs, and acquirers
+    /// never wait for one.
+    pub(crate) async fn check_idle_health(&self) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        for _ in 0..self.idle.len() {
+            if self.is_closed() {
+                return;
+            }
+            let Some(entry) = self.idle.pop() else {
+                return;
+            };
+            // A panicking or hanging check leaves the guard to retire the connection.
+            let mut guard = RetireOnDrop::new(self, entry, DestroyReason::Unhealthy);
+            let started = Instant::now();
+            let healthy = match guard.entry.as_mut() {
+                Some(entry) => with_timeout(
+                    self.config.check_timeout(),
+                    health.is_healthy(&mut entry.conn),
+                )
+                .await
+                .unwrap_or(false),
+                None => false,
+            };
+            emit(&self.events, |h| {
+                h.on_health_check(self.config.name(), healthy, started.elapsed())
+            });
+            if healthy {
+                if let Some(entry) = guard.entry.take() {
+                    self.push_idle(entry);
+                }
+            }
+        }
+        self.create_wanted.notify(1);
+    }
+
+    // ----- closing ----------------------------------------------------------------------------
+
+    /// Closes the pool. Returns `false` if it was already closed.
+    pub(crate) fn close(&self) -> bool {
+        let before = self.hot.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        if before & CLOSED != 0 {
+            return false;
+        }
+        self.waiters.notify(usize::MAX);
+        self.drain_idle(DestroyReason::Closed);
+        if self.total.load(Ordering::SeqCst) == 0 {
+            self.drained.notify(usize::MAX);
+        }
+        self.create_wanted.notify(usize::MAX);
+        self.retired.notify(usize::MAX);
+        self.housekeeping.notify(usize::MAX);
+        self.closing.notify(usize::MAX);
+        true
+    }
+
+    /// Ready once the pool is closed and every connection is gone. `listener` is the caller's
+    /// slot for its listener between polls.
+    pub(crate) fn poll_drained(
+        &self,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if self.is_closed() && self.total() == 0 {
+                *listener = None;
+                return Poll::Ready(());
+            }
+            match listener.as_mut() {
+                None => *listener = Some(self.drained.listen()),
+                Some(l) => {
+                    if std::pin::Pin::new(l).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *listener = None;
+                }
+            }
+        }
+    }
+}
