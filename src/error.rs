@@ -129,6 +129,9 @@ pub enum CreateError<E> {
     /// `create` ran longer than `create_timeout` and was abandoned.
     #[error("create timed out after {0:?}")]
     TimedOut(Duration),
+    /// `create` panicked (the panic was caught).
+    #[error("create panicked")]
+    Panicked,
 }
 
 impl<E> Clone for CreateError<E> {
@@ -136,6 +139,7 @@ impl<E> Clone for CreateError<E> {
         match self {
             CreateError::Failed(e) => CreateError::Failed(e.clone()),
             CreateError::TimedOut(d) => CreateError::TimedOut(*d),
+            CreateError::Panicked => CreateError::Panicked,
         }
     }
 }
@@ -151,9 +155,7 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
             Some(CreateError::Failed(err)) => {
                 write!(f, "; the last attempt to connect failed: {err}")?
             }
-            Some(CreateError::TimedOut(d)) => {
-                write!(f, "; the last attempt to connect timed out after {d:?}")?
-            }
+            Some(other) => write!(f, "; the last attempt to connect failed: {other}")?,
             None => {}
         }
         Ok(())

@@ -57,13 +57,13 @@ impl<F: ConnectionFactory> Shared<F> {
         let mut guard = RetireOnDrop::new(self, popped.entry, DestroyReason::Broken);
         let conn = &mut guard.entry.as_mut()?.conn;
         let limit = self.config.check_timeout();
-        if popped.validate && with_timeout(limit, self.factory.validate(conn)).await != Some(true) {
+        if popped.validate && with_timeout(limit, self.factory.validate(conn)).await != Ok(true) {
             guard.reason = DestroyReason::FailedValidation;
             return None;
         }
         if popped.reset {
             if let Some(health) = &self.health {
-                if with_timeout(limit, health.reset(conn)).await != Some(true) {
+                if with_timeout(limit, health.reset(conn)).await != Ok(true) {
                     guard.reason = DestroyReason::Unhealthy;
                     return None;
                 }

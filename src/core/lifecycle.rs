@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 
 use super::{
-    CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Millis, RetireOnDrop, SHRINK, Shared,
-    with_timeout,
+    CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Interrupted, Millis, RetireOnDrop,
+    SHRINK, Shared, with_timeout,
 };
 use crate::events::emit;
 use crate::{ConfigError, ConnectionFactory, CreateError};
@@ -54,7 +54,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let started = Instant::now();
         let limit = self.config.create_timeout();
         let failure = match with_timeout(limit, self.factory.create()).await {
-            Some(Ok(conn)) => {
+            Ok(Ok(conn)) => {
                 std::mem::forget(slot);
                 *self.lock_last_error() = None;
                 emit(&self.events, |h| {
@@ -68,17 +68,15 @@ impl<F: ConnectionFactory> Shared<F> {
                 }
                 return Ok(());
             }
-            Some(Err(err)) => CreateError::Failed(Arc::new(err)),
-            None => CreateError::TimedOut(limit),
+            Ok(Err(err)) => CreateError::Failed(Arc::new(err)),
+            Err(Interrupted::TimedOut) => CreateError::TimedOut(limit),
+            Err(Interrupted::Panicked) => CreateError::Panicked,
         };
         drop(slot);
         emit(&self.events, |h| match &failure {
             CreateError::Failed(e) => h.on_create_failed(self.config.name(), e.as_ref()),
-            CreateError::TimedOut(d) => {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("create timed out after {d:?}"),
-                );
+            other => {
+                let e = std::io::Error::other(other.to_string());
                 h.on_create_failed(self.config.name(), &e);
             }
         });
@@ -140,7 +138,8 @@ impl<F: ConnectionFactory> Shared<F> {
             return false;
         };
         let _gone = GoneOnDrop { shared: self };
-        with_timeout(
+        // Timed out or panicked: the connection is dropped either way and its place freed.
+        let _ = with_timeout(
             self.config.destroy_timeout(),
             self.factory.destroy(entry.conn),
         )

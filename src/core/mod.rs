@@ -240,11 +240,29 @@ impl<F: ConnectionFactory> Shared<F> {
     }
 }
 
-/// Runs `fut` for at most `limit`; `None` if it ran out of time (the future is dropped).
-pub(crate) async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
+/// Why a user callback gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupted {
+    TimedOut,
+    Panicked,
+}
+
+/// Runs a user callback's future for at most `limit`. On time-out the future is dropped; a panic
+/// is caught, since a user's bug must not kill the maintenance loop or leak what the caller holds.
+pub(crate) async fn with_timeout<T>(
+    limit: Duration,
+    fut: impl Future<Output = T>,
+) -> Result<T, Interrupted> {
+    use futures_lite::FutureExt;
+    let guarded = async {
+        std::panic::AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .map_err(|_| Interrupted::Panicked)
+    };
+    futures_lite::future::or(guarded, async {
         async_io::Timer::after(limit).await;
-        None
+        Err(Interrupted::TimedOut)
     })
     .await
 }

@@ -1,0 +1,136 @@
+//! What the two PostgreSQL adapters share: how a session is reset, and which errors mean the
+//! session is gone.
+
+use std::error::Error as _;
+
+#[cfg(all(feature = "postgres", not(feature = "tokio-postgres")))]
+use ::postgres::{
+    Error,
+    error::{Severity, SqlState},
+};
+#[cfg(feature = "tokio-postgres")]
+use ::tokio_postgres::{
+    Error,
+    error::{Severity, SqlState},
+};
+
+/// How a PostgreSQL health check returns a used session to a clean state before it is lent
+/// again. Every mode first ends a transaction the previous user left open (or aborted): such a
+/// connection is rolled back, or destroyed if that fails, never lent dirty.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "tokio-postgres")]
+/// use nexus_pool::adapters::tokio_postgres::{PostgresReset, TokioPostgresHealthCheck};
+/// # #[cfg(all(feature = "postgres", not(feature = "tokio-postgres")))]
+/// # use nexus_pool::adapters::postgres::{PostgresReset, PostgresHealthCheck as TokioPostgresHealthCheck};
+///
+/// assert_eq!(PostgresReset::default(), PostgresReset::DiscardAll);
+/// let check = TokioPostgresHealthCheck::new().reset_mode(PostgresReset::KeepPreparedStatements);
+/// # drop(check);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum PostgresReset {
+    /// `DISCARD ALL` (after a `ROLLBACK` when a transaction was left open): session variables,
+    /// temporary tables, prepared statements, cursors, `LISTEN`s, advisory locks and cached
+    /// plans are all dropped. One round trip in the common case.
+    ///
+    /// It also deallocates prepared statements the client keeps handles to: a `Statement` kept
+    /// from an earlier checkout no longer exists on the server, and neither do the statements
+    /// the client prepares once to look up user-defined types (enums, composites, domains). If
+    /// your queries use such types, choose [`KeepPreparedStatements`](PostgresReset::KeepPreparedStatements).
+    #[default]
+    DiscardAll,
+    /// Everything `DISCARD ALL` does except `DEALLOCATE ALL`: `ROLLBACK; CLOSE ALL; SET SESSION
+    /// AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD
+    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`, in one round trip. Prepared statements survive.
+    KeepPreparedStatements,
+    /// Only `ROLLBACK`: ends a transaction left open and leaves every other session setting as
+    /// the last user left it. The cheapest; for applications that never change session state.
+    Rollback,
+}
+
+/// `DISCARD ALL` minus `DEALLOCATE ALL`, preceded by a `ROLLBACK` (see the PostgreSQL docs of
+/// `DISCARD`). Sent as one simple query: the `ROLLBACK` closes any open block (with a warning
+/// when there is none) and the rest runs in an implicit transaction, where all of it is allowed.
+const KEEP_STATEMENTS_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
+     RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
+     DISCARD SEQUENCES";
+
+impl PostgresReset {
+    /// The statement tried first.
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            PostgresReset::DiscardAll => "DISCARD ALL",
+            PostgresReset::KeepPreparedStatements => KEEP_STATEMENTS_SQL,
+            PostgresReset::Rollback => "ROLLBACK",
+        }
+    }
+
+    /// Whether `err`, from [`sql`](Self::sql), says a transaction is open, so that a `ROLLBACK`
+    /// and a second try are due. Only `DISCARD ALL` refuses to run inside a transaction block;
+    /// the other modes start with their own `ROLLBACK`.
+    pub(crate) fn needs_rollback(self, err: &Error) -> bool {
+        self == PostgresReset::DiscardAll
+            && matches!(
+                err.code(),
+                Some(c) if *c == SqlState::ACTIVE_SQL_TRANSACTION
+                    || *c == SqlState::IN_FAILED_SQL_TRANSACTION
+            )
+    }
+}
+
+/// Whether `err` means the session is gone (the server closed it, terminated the backend, or the
+/// network failed), so the connection must not go back to the pool: call
+/// [`PooledConnection::mark_broken`](crate::PooledConnection::mark_broken) when it returns `true`.
+///
+/// A best effort: it is `true` for a closed connection, an I/O error, a `FATAL` or `PANIC` error
+/// from the server, SQLSTATE class `08` (connection exception) and `57P01`–`57P03` (the server
+/// shutting down), a timeout, and a protocol error; `false` for ordinary SQL errors (a constraint
+/// violation, a syntax error) that leave the session usable. When in doubt, marking a connection
+/// broken only costs one reconnect.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[cfg(all(feature = "postgres", feature = "blocking"))] {
+/// use nexus_pool::adapters::postgres::{PostgresConnectionFactory, connection_lost};
+///
+/// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+/// let pool = factory.pool_builder().build();
+/// let mut conn = pool.acquire_blocking()?;
+/// if let Err(e) = conn.simple_query("SELECT 1") {
+///     if connection_lost(&e) {
+///         conn.mark_broken(); // destroyed on drop instead of going back to the pool
+///     }
+///     return Err(e.into());
+/// }
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn connection_lost(err: &Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        return matches!(
+            db.parsed_severity(),
+            Some(Severity::Fatal | Severity::Panic)
+        ) || code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW;
+    }
+    if err.source().is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    // The remaining kinds have no public accessor; these three leave the wire in an unknown
+    // state (a reply may still be in flight, or the stream is out of step).
+    let text = err.to_string();
+    text == "timeout waiting for server"
+        || text == "unexpected message from server"
+        || text == "error parsing response from server"
+}

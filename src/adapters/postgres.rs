@@ -1,0 +1,390 @@
+//! PostgreSQL through the blocking [`postgres`](::postgres) crate (feature `postgres`).
+//!
+//! # How it is built
+//!
+//! [`PostgresConnectionFactory`] holds a parsed [`postgres::Config`](::postgres::Config) and a TLS
+//! connector ([`NoTls`](::postgres::NoTls) unless you call
+//! [`with_tls`](PostgresConnectionFactory::with_tls)); `create` is `Config::connect`, so the pool
+//! lends plain [`postgres::Client`](::postgres::Client)s. `validate` is
+//! [`Client::is_valid`](::postgres::Client::is_valid): an empty query, one round trip, bounded by
+//! a timeout. [`PostgresHealthCheck`] pings the same way in `is_healthy`, and its `reset` rolls
+//! back a transaction left open and runs `DISCARD ALL` (see [`PostgresReset`] for the other
+//! modes). `destroy` closes the session politely (a `Terminate` message).
+//!
+//! # Thread safety
+//!
+//! A `postgres::Client` is `Send` but not `Sync`: the guard gives one thread at a time the use of
+//! it, which is all it needs. Its methods block the calling thread on a small tokio runtime that
+//! each client owns, so **they must not run inside an async runtime**: tokio panics with "Cannot
+//! start a runtime from within a runtime". Use this adapter from blocking threads
+//! ([`acquire_blocking`](crate::ConnectionPool::acquire_blocking),
+//! [`with_connection_blocking`](crate::ConnectionPool::with_connection_blocking), or tokio's
+//! `spawn_blocking`); from async code use [`tokio_postgres`](super::tokio_postgres) instead.
+//!
+//! The pool cannot interrupt a thread blocked in a query: [`new`](PostgresConnectionFactory::new)
+//! sets a 10 s `connect_timeout` when the URL has none, and `validate`/`is_healthy` carry their
+//! own timeout; for the rest set `tcp_user_timeout` or `keepalives` in the URL (or
+//! `statement_timeout` in `options`) if a dead network must not hang a caller.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # #[cfg(feature = "blocking")] {
+//! use std::time::Duration;
+//! use nexus_pool::ConnectionPoolConfig;
+//! use nexus_pool::adapters::postgres::{PostgresConnectionFactory, connection_lost};
+//!
+//! let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1:5432/test")?;
+//! let pool = factory
+//!     .pool_builder() // with PostgresHealthCheck attached: every reuse is reset first
+//!     .config(ConnectionPoolConfig::builder().max_connections(8).build()?)
+//!     .build();
+//!
+//! let handles: Vec<_> = (0..4)
+//!     .map(|i| {
+//!         let pool = pool.clone();
+//!         std::thread::spawn(move || -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
+//!             let mut conn = pool.acquire_blocking()?;
+//!             match conn.query_one("SELECT $1::int + 1", &[&i]) {
+//!                 Ok(row) => Ok(row.get(0)),
+//!                 Err(e) => {
+//!                     if connection_lost(&e) {
+//!                         conn.mark_broken(); // never reuse a dead session
+//!                     }
+//!                     Err(e.into())
+//!                 }
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! for (i, h) in handles.into_iter().enumerate() {
+//!     assert_eq!(h.join().unwrap().unwrap(), i as i32 + 1);
+//! }
+//! pool.close_blocking();
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use ::postgres::tls::{MakeTlsConnect, TlsConnect};
+use ::postgres::{Client, Config, NoTls, Socket};
+
+pub use super::pg_common::{PostgresReset, connection_lost};
+use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
+
+/// How long `validate` and `is_healthy` wait for the server's answer by default.
+const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The `connect_timeout` [`PostgresConnectionFactory::new`] sets when the URL has none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes blocking [`postgres::Client`](::postgres::Client)s; see the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+///
+/// // Parsing does not connect: connections are made when the pool needs them.
+/// let factory = PostgresConnectionFactory::new("postgres://app@db.internal:5432/orders")?;
+/// assert_eq!(factory.config().get_dbname(), Some("orders"));
+/// # Ok::<(), postgres::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PostgresConnectionFactory<T = NoTls> {
+    config: Config,
+    tls: T,
+    check_timeout: Duration,
+}
+
+impl<T> fmt::Debug for PostgresConnectionFactory<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `Config`'s Debug hides the password.
+        f.debug_struct("PostgresConnectionFactory")
+            .field("config", &self.config)
+            .field("check_timeout", &self.check_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresConnectionFactory<NoTls> {
+    /// Parses a connection string, URL (`postgres://user:pass@host:port/db?opt=...`) or
+    /// `key=value` form, without TLS. Sets a 10 s `connect_timeout` if the string has none.
+    ///
+    /// # Errors
+    ///
+    /// The string does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let factory = PostgresConnectionFactory::new("host=127.0.0.1 user=postgres dbname=test")?;
+    /// assert_eq!(factory.config().get_user(), Some("postgres"));
+    /// assert!(PostgresConnectionFactory::new("postgres://[nonsense").is_err());
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn new(url: &str) -> Result<Self, ::postgres::Error> {
+        let mut config: Config = url.parse()?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        Ok(Self::from_config(config))
+    }
+
+    /// Uses a configuration you built, as it is, without TLS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let mut config = postgres::Config::new();
+    /// config.host("127.0.0.1").user("postgres").dbname("test").application_name("billing");
+    /// let factory = PostgresConnectionFactory::from_config(config);
+    /// assert_eq!(factory.config().get_application_name(), Some("billing"));
+    /// ```
+    pub fn from_config(config: Config) -> Self {
+        PostgresConnectionFactory {
+            config,
+            tls: NoTls,
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
+        }
+    }
+}
+
+impl<T> PostgresConnectionFactory<T> {
+    /// Connects through `tls` (for instance `postgres-native-tls` or `postgres-openssl`'s
+    /// connector) instead of in the clear.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// // `NoTls` stands in for a real connector here.
+    /// let factory = PostgresConnectionFactory::new("postgres://app@db/orders?sslmode=require")?
+    ///     .with_tls(postgres::NoTls);
+    /// # drop(factory);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn with_tls<U>(self, tls: U) -> PostgresConnectionFactory<U> {
+        PostgresConnectionFactory {
+            config: self.config,
+            tls,
+            check_timeout: self.check_timeout,
+        }
+    }
+
+    /// How long `validate` (and the health check from [`health_check`](Self::health_check))
+    /// waits for the server; 5 s by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .check_timeout(Duration::from_secs(1));
+    /// # drop(factory);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout;
+        self
+    }
+
+    /// The configuration connections are made with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1:5433/test")?;
+    /// assert_eq!(factory.config().get_ports(), [5433]);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes the configuration before the pool is built (an `application_name`, for instance).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let mut factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    /// factory.config_mut().application_name("reports");
+    /// assert_eq!(factory.config().get_application_name(), Some("reports"));
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// The recommended health check for these connections: `DISCARD ALL` on reuse, pings with
+    /// this factory's check timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::{PostgresConnectionFactory, PostgresReset};
+    ///
+    /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    /// let check = factory.health_check().reset_mode(PostgresReset::Rollback);
+    /// # drop(check);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn health_check(&self) -> PostgresHealthCheck {
+        PostgresHealthCheck::new().timeout(self.check_timeout)
+    }
+}
+
+impl<T> PostgresConnectionFactory<T>
+where
+    Self: ConnectionFactory<Connection = Client>,
+{
+    /// Starts a pool builder with [`health_check`](Self::health_check) attached, so that every
+    /// reused connection is reset before it is lent. Add a config and `build()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::ConnectionPoolConfig;
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .pool_builder()
+    ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
+    ///     .build(); // connects lazily, on the first acquire
+    /// assert_eq!(pool.current_metrics().total, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {
+        let check = self.health_check();
+        ConnectionPool::builder(self).health_check(check)
+    }
+}
+
+impl<T> ConnectionFactory for PostgresConnectionFactory<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::TlsConnect: Send,
+    T::Stream: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    type Connection = Client;
+    type Error = ::postgres::Error;
+
+    async fn create(&self) -> Result<Client, ::postgres::Error> {
+        self.config.connect(self.tls.clone())
+    }
+
+    async fn destroy(&self, conn: Client) {
+        // Tells the server goodbye instead of dropping the socket; errors mean it is gone anyway.
+        let _ = conn.close();
+    }
+
+    async fn validate(&self, conn: &mut Client) -> bool {
+        !conn.is_closed() && conn.is_valid(self.check_timeout).is_ok()
+    }
+}
+
+/// Pings idle connections and resets used ones; see [`PostgresReset`] for what a reset does.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nexus_pool::adapters::postgres::{PostgresHealthCheck, PostgresReset};
+///
+/// let check = PostgresHealthCheck::new()
+///     .reset_mode(PostgresReset::KeepPreparedStatements)
+///     .timeout(Duration::from_secs(2));
+/// # drop(check);
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresHealthCheck {
+    mode: PostgresReset,
+    timeout: Duration,
+}
+
+impl Default for PostgresHealthCheck {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PostgresHealthCheck {
+    /// `DISCARD ALL` on reset, a 5 s timeout on pings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let check = nexus_pool::adapters::postgres::PostgresHealthCheck::new();
+    /// # drop(check);
+    /// ```
+    pub fn new() -> Self {
+        PostgresHealthCheck {
+            mode: PostgresReset::DiscardAll,
+            timeout: DEFAULT_CHECK_TIMEOUT,
+        }
+    }
+
+    /// Chooses what `reset` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::{PostgresHealthCheck, PostgresReset};
+    ///
+    /// let check = PostgresHealthCheck::new().reset_mode(PostgresReset::Rollback);
+    /// # drop(check);
+    /// ```
+    pub fn reset_mode(mut self, mode: PostgresReset) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long `is_healthy` waits for the server's answer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nexus_pool::adapters::postgres::PostgresHealthCheck;
+    ///
+    /// let check = PostgresHealthCheck::new().timeout(Duration::from_millis(500));
+    /// # drop(check);
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl ConnectionHealthCheck<Client> for PostgresHealthCheck {
+    async fn is_healthy(&self, conn: &mut Client) -> bool {
+        !conn.is_closed() && conn.is_valid(self.timeout).is_ok()
+    }
+
+    async fn reset(&self, conn: &mut Client) -> bool {
+        if conn.is_closed() {
+            return false;
+        }
+        match conn.batch_execute(self.mode.sql()) {
+            Ok(()) => true,
+            Err(e) if self.mode.needs_rollback(&e) => {
+                conn.batch_execute("ROLLBACK").is_ok()
+                    && conn.batch_execute(self.mode.sql()).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+}
