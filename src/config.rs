@@ -81,6 +81,7 @@ pub enum MaintenanceMode {
 /// | `leak_detection_threshold` | off |
 /// | `max_connections_ceiling` | `max_connections` |
 /// | `maintenance` | [`MaintenanceMode::Thread`] |
+/// | `detailed_statistics` | off |
 ///
 /// # Examples
 ///
@@ -121,6 +122,7 @@ pub struct ConnectionPoolConfig {
     leak_detection_threshold: Option<Duration>,
     max_connections_ceiling: Option<usize>,
     maintenance: MaintenanceMode,
+    detailed_statistics: bool,
 }
 
 impl Default for ConnectionPoolConfig {
@@ -144,6 +146,7 @@ impl Default for ConnectionPoolConfig {
             leak_detection_threshold: None,
             max_connections_ceiling: None,
             maintenance: MaintenanceMode::Thread,
+            detailed_statistics: false,
         }
     }
 }
@@ -375,6 +378,18 @@ impl ConnectionPoolConfig {
     /// ```
     pub fn maintenance(&self) -> MaintenanceMode {
         self.maintenance
+    }
+
+    /// Whether every acquire and release is counted and timed (see
+    /// [`PoolStatistics`](crate::PoolStatistics)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!nexus_pool::ConnectionPoolConfig::default().detailed_statistics());
+    /// ```
+    pub fn detailed_statistics(&self) -> bool {
+        self.detailed_statistics
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -747,6 +762,21 @@ impl ConnectionPoolConfigBuilder {
     /// ```
     pub fn maintenance(mut self, mode: MaintenanceMode) -> Self {
         self.config.maintenance = mode;
+        self
+    }
+
+    /// Counts and times every acquire and release, at the cost of a few atomic operations on
+    /// the fast path (default: off; the slow path is always recorded).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().detailed_statistics(true).build()?;
+    /// assert!(c.detailed_statistics());
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn detailed_statistics(mut self, on: bool) -> Self {
+        self.config.detailed_statistics = on;
         self
     }
 

@@ -40,7 +40,7 @@ pub use crate::error::{ConfigError, CreateError, PoolError, TimeoutError};
 pub use crate::events::PoolEventHandler;
 pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck};
 pub use crate::maintenance::Maintenance;
-pub use crate::metrics::PoolMetrics;
+pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
 pub use crate::pool::{ConnectionPool, ConnectionPoolBuilder};
 pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};
 

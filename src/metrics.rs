@@ -50,3 +50,124 @@ pub struct PoolMetrics {
     /// nanoseconds and are not counted, so this is the figure that shows an undersized pool.
     pub acquire_time: Duration,
 }
+
+/// What a pool has done since it was built, from
+/// [`ConnectionPool::statistics`](crate::ConnectionPool::statistics). Fixed memory, whatever the
+/// traffic.
+///
+/// Acquires served from the idle queue at once are counted, and their (zero) waits recorded,
+/// only with `detailed_statistics` on, since counting them costs an atomic increment on the
+/// fast path; otherwise `acquired` and `acquire_wait` cover the acquires that had to wait or
+/// validate, and `released` and `hold_time` are `None`.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+///
+/// struct Units;
+/// impl ConnectionFactory for Units {
+///     type Connection = ();
+///     type Error = std::io::Error;
+///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// }
+///
+/// let config = ConnectionPoolConfig::builder().min_connections(0).detailed_statistics(true).build()?;
+/// let pool = ConnectionPool::new(Units, config);
+/// for _ in 0..3 {
+///     drop(pool.acquire_blocking()?);
+/// }
+/// let stats = pool.statistics();
+/// assert_eq!(stats.created, 1);
+/// assert_eq!(stats.acquired, 3);
+/// assert_eq!(stats.released, Some(3));
+/// assert_eq!(stats.acquire_wait.count, 3);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatistics {
+    /// Connections created.
+    pub created: u64,
+    /// Creates that failed, timed out or panicked.
+    pub create_failures: u64,
+    /// Connections destroyed, by reason.
+    pub destroyed: DestroyedCounts,
+    /// Successful acquires (see the type's docs for which).
+    pub acquired: u64,
+    /// Connections returned, when statistics are detailed.
+    pub released: Option<u64>,
+    /// Acquires that gave up at `acquire_timeout`.
+    pub timed_out: u64,
+    /// Periodic health checks run.
+    pub health_checks: u64,
+    /// Periodic health checks that found a connection unhealthy (or timed out or panicked).
+    pub health_check_failures: u64,
+    /// Loans reported as suspected leaks.
+    pub leaks_reported: u64,
+    /// How long acquires waited (see the type's docs for which).
+    pub acquire_wait: Distribution,
+    /// How long connections were held, when statistics are detailed.
+    pub hold_time: Option<Distribution>,
+    /// How long successful creates took.
+    pub create_time: Distribution,
+    /// Whether the fast path is counted too (`detailed_statistics`).
+    pub detailed: bool,
+}
+
+/// Connections destroyed, by [`DestroyReason`](crate::DestroyReason).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[allow(missing_docs)] // each field is the `DestroyReason` of the same name
+pub struct DestroyedCounts {
+    pub broken: u64,
+    pub panicked: u64,
+    pub idle_timeout: u64,
+    pub expired: u64,
+    pub failed_validation: u64,
+    pub unhealthy: u64,
+    pub evicted: u64,
+    pub resized: u64,
+    pub closed: u64,
+}
+
+impl DestroyedCounts {
+    /// All connections destroyed, whatever the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(nexus_pool::DestroyedCounts::default().total(), 0);
+    /// ```
+    pub fn total(&self) -> u64 {
+        self.broken
+            + self.panicked
+            + self.idle_timeout
+            + self.expired
+            + self.failed_validation
+            + self.unhealthy
+            + self.evicted
+            + self.resized
+            + self.closed
+    }
+}
+
+/// A latency distribution: percentiles within 12.5% of the true value, exact maximum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Distribution {
+    /// Samples recorded.
+    pub count: u64,
+    /// Their mean.
+    pub mean: Duration,
+    /// The median.
+    pub p50: Duration,
+    /// The 90th percentile.
+    pub p90: Duration,
+    /// The 99th percentile.
+    pub p99: Duration,
+    /// The largest sample.
+    pub max: Duration,
+}

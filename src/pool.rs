@@ -265,6 +265,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             return PoolError::Closed;
         }
         let waited = started.elapsed();
+        shared.count_timeout();
         emit(&shared.events, |h| {
             h.on_timed_out(self.config().name(), waited)
         });
@@ -449,6 +450,24 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     pub fn maintenance(&self) -> maintenance::Maintenance {
         maintenance::Maintenance::new(self.shared_arc())
+    }
+
+    /// What the pool has done since it was built: counters by cause and latency distributions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// assert_eq!(pool.statistics().timed_out, 0);
+    /// ```
+    pub fn statistics(&self) -> crate::PoolStatistics {
+        self.shared().statistics()
     }
 
     /// A snapshot of the pool's counters; cheap enough to call on every request.

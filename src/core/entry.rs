@@ -26,6 +26,26 @@ pub enum DestroyReason {
     Closed,
 }
 
+impl DestroyReason {
+    /// How many reasons there are.
+    pub(crate) const COUNT: usize = 9;
+
+    /// A dense index, for counters.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            DestroyReason::Broken => 0,
+            DestroyReason::Panicked => 1,
+            DestroyReason::IdleTimeout => 2,
+            DestroyReason::Expired => 3,
+            DestroyReason::FailedValidation => 4,
+            DestroyReason::Unhealthy => 5,
+            DestroyReason::Evicted => 6,
+            DestroyReason::Resized => 7,
+            DestroyReason::Closed => 8,
+        }
+    }
+}
+
 /// A connection and its metadata. Lives in exactly one place at a time: the idle queue, the
 /// hand-off queue, the retiring queue, or a `PooledConnection` guard.
 #[derive(Debug)]

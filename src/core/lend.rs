@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_queue::ArrayQueue;
 use event_listener::IntoNotification;
 
-use super::{CLOSED, DestroyReason, Entry, LeakId, Millis, Popped, SHRINK, Shared, clock};
+use super::{CLOSED, DestroyReason, Entry, LeakId, Millis, Popped, SHRINK, Shared, Stats, clock};
 use crate::ConnectionFactory;
 use crate::events::emit;
 
@@ -73,6 +73,10 @@ impl<F: ConnectionFactory> Shared<F> {
         waited: Duration,
         location: &'static Location<'static>,
     ) -> LeakId {
+        if self.detailed {
+            Stats::count(&self.stats.acquired);
+            self.stats.wait.record(waited);
+        }
         emit(&self.events, |h| h.on_acquired(self.config.name(), waited));
         match &self.leaks {
             Some(leaks) => leaks.register(entry.lent_at, location),
@@ -92,10 +96,14 @@ impl<F: ConnectionFactory> Shared<F> {
             leaks.unregister(leak);
         }
         let now = self.now();
-        emit(&self.events, |h| {
+        if self.detailed || self.events.is_some() {
             let held = Duration::from_millis(now.saturating_sub(entry.lent_at));
-            h.on_released(self.config.name(), held);
-        });
+            if self.detailed {
+                Stats::count(&self.stats.released);
+                self.stats.hold.record(held);
+            }
+            emit(&self.events, |h| h.on_released(self.config.name(), held));
+        }
         if let Some(reason) = broken.or_else(|| self.stale(&entry, now)) {
             return self.retire(entry, reason);
         }

@@ -10,7 +10,7 @@ use event_listener::EventListener;
 
 use super::{
     CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Interrupted, Millis, RetireOnDrop,
-    SHRINK, Shared, with_timeout,
+    SHRINK, Shared, Stats, with_timeout,
 };
 use crate::events::emit;
 use crate::{ConfigError, ConnectionFactory, CreateError};
@@ -73,6 +73,7 @@ impl<F: ConnectionFactory> Shared<F> {
             Err(Interrupted::Panicked) => CreateError::Panicked,
         };
         drop(slot);
+        Stats::count(&self.stats.create_failures);
         emit(&self.events, |h| match &failure {
             CreateError::Failed(e) => h.on_create_failed(self.config.name(), e.as_ref()),
             other => {
@@ -144,6 +145,7 @@ impl<F: ConnectionFactory> Shared<F> {
             self.factory.destroy(entry.conn),
         )
         .await;
+        self.stats.destroyed(reason);
         emit(&self.events, |h| h.on_destroyed(self.config.name(), reason));
         true
     }
@@ -261,6 +263,7 @@ impl<F: ConnectionFactory> Shared<F> {
             (&self.leaks, self.config.leak_detection_threshold())
         {
             for (held, location) in leaks.overdue(now, Self::millis(threshold)) {
+                Stats::count(&self.stats.leaks_reported);
                 emit(&self.events, |h| {
                     h.on_leak_suspected(self.config.name(), Duration::from_millis(held), location)
                 });
@@ -311,6 +314,10 @@ impl<F: ConnectionFactory> Shared<F> {
                 .unwrap_or(false),
                 None => false,
             };
+            Stats::count(&self.stats.health_checks);
+            if !healthy {
+                Stats::count(&self.stats.health_check_failures);
+            }
             emit(&self.events, |h| {
                 h.on_health_check(self.config.name(), healthy, started.elapsed())
             });

@@ -53,6 +53,7 @@ mod entry;
 mod leaks;
 mod lend;
 mod lifecycle;
+mod stats;
 
 pub(crate) use acquire::Acquired;
 pub use clock::ManualClock;
@@ -60,6 +61,7 @@ pub(crate) use clock::{Clock, Millis, TICK};
 pub use entry::DestroyReason;
 pub(crate) use entry::Entry;
 pub(crate) use leaks::LeakId;
+use stats::Stats;
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -82,15 +84,6 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 const SHRINK: usize = 1 << (usize::BITS - 2);
 /// The bits of `gate` that count registered waiters.
 const WAITERS: usize = !(CLOSED | SHRINK);
-
-/// Counts behind the average acquire time.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// Successful acquires that had to wait, create or validate.
-    slow_acquires: AtomicU64,
-    /// Nanoseconds spent in those.
-    slow_nanos: AtomicU64,
-}
 
 /// What the hot paths read on every call, on one cache line.
 #[derive(Debug)]
@@ -141,7 +134,13 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     validate_after: Millis,
     /// Connections on loan, when leak detection is on.
     leaks: Option<leaks::Registry>,
-    stats: Stats,
+    pub(crate) stats: Stats,
+    /// `config.detailed_statistics()`, kept beside the stats for the hot path.
+    detailed: bool,
+    /// Nanoseconds spent in acquires that took the slow path, for the average acquire time.
+    slow_nanos: AtomicU64,
+    /// How many acquires took the slow path.
+    slow_acquires: AtomicU64,
     last_create_error: Mutex<Option<CreateError<F::Error>>>,
 }
 
@@ -159,6 +158,7 @@ impl<F: ConnectionFactory> Shared<F> {
             CheckoutValidation::Always => 0,
             CheckoutValidation::IdleFor(d) => clock::millis(d),
         };
+        let detailed = config.detailed_statistics();
         Shared {
             leaks: config
                 .leak_detection_threshold()
@@ -186,7 +186,10 @@ impl<F: ConnectionFactory> Shared<F> {
             closing: Event::new(),
             drained: Event::new(),
             maintenance_started: AtomicBool::new(false),
+            detailed,
             stats: Stats::default(),
+            slow_nanos: AtomicU64::new(0),
+            slow_acquires: AtomicU64::new(0),
             last_create_error: Mutex::new(None),
         }
     }
@@ -220,18 +223,33 @@ impl<F: ConnectionFactory> Shared<F> {
     /// Counts an acquire that took the slow path (the fast path is not counted: an atomic
     /// increment there would cost a quarter of the whole cycle).
     pub(crate) fn record_slow_acquire(&self, started: Instant) {
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.stats.slow_acquires.fetch_add(1, Ordering::Relaxed);
-        self.stats.slow_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let waited = started.elapsed();
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.slow_acquires.fetch_add(1, Ordering::Relaxed);
+        self.slow_nanos.fetch_add(nanos, Ordering::Relaxed);
+        if !self.detailed {
+            // Detailed statistics record every acquire in `lent` instead.
+            Stats::count(&self.stats.acquired);
+            self.stats.wait.record(waited);
+        }
+    }
+
+    pub(crate) fn count_timeout(&self) {
+        Stats::count(&self.stats.timed_out);
+    }
+
+    /// The statistics since the pool was built.
+    pub(crate) fn statistics(&self) -> crate::PoolStatistics {
+        self.stats.snapshot(self.detailed)
     }
 
     /// Average time of the acquires that had to wait or validate.
     pub(crate) fn average_acquire_time(&self) -> Duration {
-        let count = self.stats.slow_acquires.load(Ordering::Relaxed);
+        let count = self.slow_acquires.load(Ordering::Relaxed);
         if count == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(self.stats.slow_nanos.load(Ordering::Relaxed) / count)
+        Duration::from_nanos(self.slow_nanos.load(Ordering::Relaxed) / count)
     }
 
     /// Claims the right to run the maintenance loop; only the first caller gets it.
