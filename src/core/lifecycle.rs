@@ -57,9 +57,10 @@ impl<F: ConnectionFactory> Shared<F> {
             Ok(Ok(conn)) => {
                 std::mem::forget(slot);
                 *self.lock_last_error() = None;
-                emit(&self.events, |h| {
-                    h.on_created(self.config.name(), started.elapsed())
-                });
+                let took = started.elapsed();
+                Stats::count(&self.stats.created);
+                self.stats.create.record(took);
+                emit(&self.events, |h| h.on_created(self.config.name(), took));
                 let entry = self.new_entry(conn);
                 if self.is_closed() {
                     self.retire(entry, DestroyReason::Closed);
