@@ -80,13 +80,13 @@ pub trait PoolEventHandler: Send + Sync + 'static {
     }
 }
 
-/// Calls `f` on the handler, if any, and swallows a panic in it.
+/// The handlers installed on a pool, called in the order they were added.
+pub(crate) type Handlers = Box<[Box<dyn PoolEventHandler>]>;
+
+/// Calls `f` on each handler and swallows a panic in any of them.
 #[inline]
-pub(crate) fn emit(
-    handler: &Option<Box<dyn PoolEventHandler>>,
-    f: impl FnOnce(&dyn PoolEventHandler),
-) {
-    if let Some(handler) = handler {
+pub(crate) fn emit(handlers: &Handlers, f: impl Fn(&dyn PoolEventHandler)) {
+    for handler in handlers.iter() {
         let _ = catch_unwind(AssertUnwindSafe(|| f(handler.as_ref())));
     }
 }

@@ -138,7 +138,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             factory,
             config: ConnectionPoolConfig::default(),
             health: None,
-            events: None,
+            events: Vec::new(),
             clock: None,
         }
     }
@@ -526,7 +526,7 @@ pub struct ConnectionPoolBuilder<F: ConnectionFactory> {
     factory: F,
     config: ConnectionPoolConfig,
     health: Option<Box<dyn crate::factory::DynHealthCheck<F::Connection>>>,
-    events: Option<Box<dyn PoolEventHandler>>,
+    events: Vec<Box<dyn PoolEventHandler>>,
     clock: Option<ManualClock>,
 }
 
@@ -584,7 +584,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
         self
     }
 
-    /// Installs an event hook, called at every lifecycle event (by default there is none).
+    /// Adds an event hook, called at every lifecycle event (by default there is none). Several
+    /// can be added; they are called in the order added.
     ///
     /// # Examples
     ///
@@ -605,7 +606,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # drop(pool);
     /// ```
     pub fn event_handler(mut self, handler: impl PoolEventHandler) -> Self {
-        self.events = Some(Box::new(handler));
+        self.events.push(Box::new(handler));
         self
     }
 
@@ -635,7 +636,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
             self.factory,
             self.config,
             self.health,
-            self.events,
+            self.events.into_boxed_slice(),
             self.clock,
         ))
     }

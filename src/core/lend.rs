@@ -96,7 +96,7 @@ impl<F: ConnectionFactory> Shared<F> {
             leaks.unregister(leak);
         }
         let now = self.now();
-        if self.detailed || self.events.is_some() {
+        if self.detailed || !self.events.is_empty() {
             let held = Duration::from_millis(now.saturating_sub(entry.lent_at));
             if self.detailed {
                 Stats::count(&self.stats.released);

@@ -73,7 +73,7 @@ use crossbeam_utils::CachePadded;
 use event_listener::Event;
 
 use crate::config::CheckoutValidation;
-use crate::events::PoolEventHandler;
+use crate::events::Handlers;
 use crate::factory::DynHealthCheck;
 use crate::{ConnectionFactory, ConnectionPoolConfig, CreateError};
 
@@ -100,7 +100,7 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     pub(crate) factory: F,
     pub(crate) config: ConnectionPoolConfig,
     pub(crate) health: Option<Box<dyn DynHealthCheck<F::Connection>>>,
-    pub(crate) events: Option<Box<dyn PoolEventHandler>>,
+    pub(crate) events: Handlers,
     pub(crate) clock: Clock,
     hot: CachePadded<Hot>,
     /// Idle connections anyone may take while nobody waits.
@@ -149,7 +149,7 @@ impl<F: ConnectionFactory> Shared<F> {
         factory: F,
         config: ConnectionPoolConfig,
         health: Option<Box<dyn DynHealthCheck<F::Connection>>>,
-        events: Option<Box<dyn PoolEventHandler>>,
+        events: Handlers,
         clock: Option<ManualClock>,
     ) -> Self {
         let capacity = config.max_connections_ceiling();

@@ -44,7 +44,11 @@ impl Histogram {
     }
 
     pub(crate) fn snapshot(&self) -> Distribution {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
         let count: u64 = counts.iter().sum();
         let max = self.max.load(Ordering::Relaxed);
         let at = |q: f64| -> Duration {
@@ -164,7 +168,21 @@ mod tests {
 
     #[test]
     fn buckets_bound_their_values() {
-        for v in [0u64, 1, 7, 8, 9, 15, 16, 17, 100, 1_000, 123_456, 10_u64.pow(12), u64::MAX / 2] {
+        for v in [
+            0u64,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            17,
+            100,
+            1_000,
+            123_456,
+            10_u64.pow(12),
+            u64::MAX / 2,
+        ] {
             let i = index(v);
             assert!(upper_bound(i) >= v, "{v} above its bucket {i}");
             if i > 0 {
