@@ -8,10 +8,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_io::Timer;
 use event_listener::EventListener;
 
-use crate::core::Acquired;
+use crate::core::{Acquired, Timer};
 use crate::factory::BoxFuture;
 use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
 

@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use futures_lite::future;
 
 use crate::ConnectionFactory;
 use crate::MaintenanceMode;
-use crate::core::{Shared, TICK};
+use crate::core::{Shared, TICK, Timer};
 use crate::factory::BoxFuture;
 
 /// The maintenance loop of a pool, from [`ConnectionPool::maintenance`](crate::ConnectionPool::maintenance).
@@ -74,10 +73,26 @@ pub(crate) fn start_thread<F: ConnectionFactory>(shared: Arc<Shared<F>>) {
     let name = format!("{}-maintenance", shared.config.name());
     if let Err(err) = std::thread::Builder::new()
         .name(name)
-        .spawn(move || async_io::block_on(run(&shared)))
+        .spawn(move || block_on(run(&shared)))
     {
         eprintln!("nexus-pool: could not start the maintenance thread: {err}");
     }
+}
+
+/// Sleeps until `at`.
+async fn sleep_until(at: Instant) {
+    Timer::at(at).await;
+}
+
+/// Drives the loop on its thread; async-io's `block_on` also drives the timers there.
+#[cfg(not(loom))]
+fn block_on(run: impl Future<Output = ()>) {
+    async_io::block_on(run);
+}
+
+#[cfg(loom)]
+fn block_on(run: impl Future<Output = ()>) {
+    future::block_on(run);
 }
 
 async fn run<F: ConnectionFactory>(shared: &Shared<F>) {
@@ -121,7 +136,7 @@ async fn creator<F: ConnectionFactory>(shared: &Shared<F>) {
         let paused = async {
             match backoff.until() {
                 Some(at) => {
-                    Timer::at(at).await;
+                    sleep_until(at).await;
                 }
                 None => future::pending::<()>().await,
             }
@@ -222,10 +237,7 @@ async fn housekeeper<F: ConnectionFactory>(shared: &Shared<F>) {
         } else {
             next_sweep
         };
-        future::or(woken, async {
-            Timer::at(wake_at).await;
-        })
-        .await;
+        future::or(woken, sleep_until(wake_at)).await;
         // A reader that found the clock asleep restarted it and woke us.
         ticking = ticking || shared.clock.is_ticking();
     }
@@ -261,7 +273,7 @@ async fn health_checker<F: ConnectionFactory>(shared: &Shared<F>) {
             return;
         }
         let due = async {
-            Timer::after(every).await;
+            sleep_until(Instant::now() + every).await;
             true
         };
         let closed = async {

@@ -1,8 +1,7 @@
 //! The slow path of an acquire, shared by both facades: take what is ours to take, else register
 //! as a waiter (asking the creator for a connection), re-check, and sleep; then loop.
 
-use std::sync::atomic::{Ordering, fence};
-
+use super::sync::{Ordering, fence};
 use event_listener::{EventListener, Listener};
 
 use super::{DestroyReason, Entry, Popped, RetireOnDrop, Shared, WAITERS, with_timeout};

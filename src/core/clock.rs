@@ -12,8 +12,8 @@
 //! clears `read` on each tick and stops ticking, clearing `ticking`, after a tick in which
 //! nobody read the clock.
 
+use super::sync::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;

@@ -1,10 +1,9 @@
 //! Leak detection: the loans in progress, kept only when `leak_detection_threshold` is set (it
 //! costs a lock per acquire and release, which the default configuration does not pay).
 
+use super::sync::{AtomicU64, Mutex, Ordering};
 use std::collections::HashMap;
 use std::panic::Location;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Millis;
 
@@ -65,7 +64,7 @@ impl Registry {
         found
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Loan>> {
+    fn lock(&self) -> super::sync::MutexGuard<'_, HashMap<u64, Loan>> {
         self.loans.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -1,14 +1,15 @@
 //! Lending and taking back: the fast path (pop, push, fence) and the release path's slow turns
 //! (hand-off to a waiter, close, shrink).
 
+use super::sync::{ArrayQueue, AtomicUsize, Ordering, fence};
 use std::panic::Location;
-use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
 use event_listener::IntoNotification;
 
-use super::{CLOSED, DestroyReason, Entry, LeakId, Millis, Popped, SHRINK, Shared, Stats, clock};
+use super::{
+    CLOSED, DestroyReason, Entry, LeakId, Millis, Popped, SHRINK, Shared, Stats, WAITERS, clock,
+};
 use crate::ConnectionFactory;
 use crate::events::emit;
 
@@ -147,21 +148,34 @@ impl<F: ConnectionFactory> Shared<F> {
                     return self.retire(entry, DestroyReason::Closed);
                 }
                 self.notify_waiter();
+                // The last waiter may have left after we saw it and before our push, draining an
+                // empty hand-off queue: then nobody will take this one, so take it back. Pairs
+                // with the count-then-drain in `Waiter::leave` (found by loom: concurrent_cancel).
+                fence(Ordering::SeqCst);
+                if self.hot.gate.load(Ordering::Relaxed) & WAITERS == 0 {
+                    self.drain_handoff();
+                }
             }
         }
     }
 
     /// Wakes the oldest waiter not yet notified, for a connection in `handoff`.
+    ///
+    /// The connection is first counted as unnotified, so that a waiter registering while nobody
+    /// listens can claim it; the count is taken back if the notification reached a listener.
+    /// Counting only after a failed notify loses the wake-up of a waiter that registers in
+    /// between (found by loom: handover_to_cancelled_waiter).
     pub(crate) fn notify_waiter(&self) {
-        if self.waiters.notify(1.additional()) == 0 {
-            self.unnotified.fetch_add(1, Ordering::AcqRel);
+        self.unnotified.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.notify(1.additional()) > 0 {
+            self.claim_unnotified();
         }
     }
 
     /// Claims one connection in `handoff` that no waiter was told about.
     pub(crate) fn claim_unnotified(&self) -> bool {
         self.unnotified
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     }
 
@@ -169,8 +183,14 @@ impl<F: ConnectionFactory> Shared<F> {
     /// leaves, so nothing stays reserved for nobody).
     pub(crate) fn drain_handoff(&self) {
         self.unnotified.store(0, Ordering::Release);
-        while let Some(entry) = self.handoff.pop() {
-            self.push_idle(entry);
+        // Only what is there now: `push_idle` hands a connection straight back to `handoff` if a
+        // waiter has arrived meanwhile, and draining that too would spin until the waiter runs
+        // (found by loom: handover_to_cancelled_waiter).
+        for _ in 0..self.handoff.len() {
+            match self.handoff.pop() {
+                Some(entry) => self.push_idle(entry),
+                None => break,
+            }
         }
     }
 
@@ -185,7 +205,7 @@ impl<F: ConnectionFactory> Shared<F> {
         self.leaks.as_ref()
     }
 
-    pub(crate) fn gate(&self) -> &std::sync::atomic::AtomicUsize {
+    pub(crate) fn gate(&self) -> &AtomicUsize {
         &self.hot.gate
     }
 

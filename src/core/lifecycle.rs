@@ -1,8 +1,8 @@
 //! The life of a connection outside the hot path: creating one in a reserved place, retiring
 //! and destroying, eviction, resizing, the idle sweep, health checks, and closing.
 
+use super::sync::Ordering;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,7 @@ impl<F: ConnectionFactory> Shared<F> {
         Entry::new(conn, now, expires, generation)
     }
 
-    fn lock_last_error(&self) -> std::sync::MutexGuard<'_, Option<CreateError<F::Error>>> {
+    fn lock_last_error(&self) -> super::sync::MutexGuard<'_, Option<CreateError<F::Error>>> {
         self.last_create_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -54,6 +54,7 @@ mod leaks;
 mod lend;
 mod lifecycle;
 mod stats;
+mod sync;
 
 pub(crate) use acquire::Acquired;
 pub use clock::ManualClock;
@@ -62,13 +63,12 @@ pub use entry::DestroyReason;
 pub(crate) use entry::Entry;
 pub(crate) use leaks::LeakId;
 use stats::Stats;
+pub(crate) use sync::Timer;
+use sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use event_listener::Event;
 
@@ -279,7 +279,7 @@ pub(crate) async fn with_timeout<T>(
             .map_err(|_| Interrupted::Panicked)
     };
     futures_lite::future::or(guarded, async {
-        async_io::Timer::after(limit).await;
+        sync::Timer::after(limit).await;
         Err(Interrupted::TimedOut)
     })
     .await

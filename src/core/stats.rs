@@ -5,7 +5,7 @@
 //! reported percentile is within 12.5% of the true value (the maximum is exact). Each recording
 //! is two relaxed atomic adds and one `fetch_max`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::sync::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::DestroyReason;
