@@ -27,6 +27,8 @@ mod future;
     feature = "rusqlite"
 ))]
 pub mod adapters;
+#[cfg(any(feature = "metrics", feature = "tracing"))]
+pub mod export;
 #[cfg(feature = "store")]
 pub mod store;
 
@@ -40,6 +42,10 @@ pub use crate::error::{ConfigError, CreateError, PoolError, TimeoutError};
 pub use crate::events::PoolEventHandler;
 pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck};
 pub use crate::maintenance::Maintenance;
+#[cfg(feature = "blocking")]
+pub use crate::metrics::MetricsIter;
+#[cfg(feature = "async")]
+pub use crate::metrics::MetricsStream;
 pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
 pub use crate::pool::{ConnectionPool, ConnectionPoolBuilder};
 pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};

@@ -2,10 +2,10 @@
 //!
 //! | Module | Feature | Client crate | Connection the pool lends |
 //! |---|---|---|---|
-//! | [`postgres`](self::postgres) | `postgres` | `postgres` (blocking) | `postgres::Client` |
-//! | [`tokio_postgres`](self::tokio_postgres) | `tokio-postgres` | `tokio-postgres` (async) | [`TokioPostgresConnection`](self::tokio_postgres::TokioPostgresConnection) |
-//! | [`redis`](self::redis) | `redis` | `redis` (blocking) | `redis::Connection` |
-//! | [`sqlite`](self::sqlite) | `rusqlite` | `rusqlite` (bundled SQLite) | `rusqlite::Connection` |
+//! | `postgres` | `postgres` | `postgres` (blocking) | `postgres::Client` |
+//! | `tokio_postgres` | `tokio-postgres` | `tokio-postgres` (async) | `TokioPostgresConnection` |
+//! | `redis` | `redis` | `redis` (blocking) | `redis::Connection` |
+//! | `sqlite` | `rusqlite` | `rusqlite` (bundled SQLite) | `rusqlite::Connection` |
 //!
 //! Each adapter has a factory built from a connection string (or the client's own config type),
 //! whose `validate` is a cheap liveness check, and a health check whose `is_healthy` is a real

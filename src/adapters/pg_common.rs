@@ -18,6 +18,12 @@ use ::tokio_postgres::{
 /// again. Every mode first ends a transaction the previous user left open (or aborted): such a
 /// connection is rolled back, or destroyed if that fails, never lent dirty.
 ///
+/// The default is [`Clean`](PostgresReset::Clean): everything `DISCARD ALL` does except
+/// deallocating prepared statements. Plain `DISCARD ALL` ([`DiscardAll`](PostgresReset::DiscardAll))
+/// also deallocates the statements the client prepared for itself, and the client does not
+/// know: after a reuse, the first query that needs a user-defined type the client has not seen
+/// yet (an enum, a composite) fails with `prepared statement "s1" does not exist`.
+///
 /// # Examples
 ///
 /// ```
@@ -26,36 +32,34 @@ use ::tokio_postgres::{
 /// # #[cfg(all(feature = "postgres", not(feature = "tokio-postgres")))]
 /// # use nexus_pool::adapters::postgres::{PostgresReset, PostgresHealthCheck as TokioPostgresHealthCheck};
 ///
-/// assert_eq!(PostgresReset::default(), PostgresReset::DiscardAll);
-/// let check = TokioPostgresHealthCheck::new().reset_mode(PostgresReset::KeepPreparedStatements);
+/// assert_eq!(PostgresReset::default(), PostgresReset::Clean);
+/// let check = TokioPostgresHealthCheck::new().reset_mode(PostgresReset::DiscardAll);
 /// # drop(check);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum PostgresReset {
-    /// `DISCARD ALL` (after a `ROLLBACK` when a transaction was left open): session variables,
-    /// temporary tables, prepared statements, cursors, `LISTEN`s, advisory locks and cached
-    /// plans are all dropped. One round trip in the common case.
-    ///
-    /// It also deallocates prepared statements the client keeps handles to: a `Statement` kept
-    /// from an earlier checkout no longer exists on the server, and neither do the statements
-    /// the client prepares once to look up user-defined types (enums, composites, domains). If
-    /// your queries use such types, choose [`KeepPreparedStatements`](PostgresReset::KeepPreparedStatements).
-    #[default]
-    DiscardAll,
-    /// Everything `DISCARD ALL` does except `DEALLOCATE ALL`: `ROLLBACK; CLOSE ALL; SET SESSION
+    /// `DISCARD ALL` minus `DEALLOCATE ALL`, in one round trip: `ROLLBACK; CLOSE ALL; SET SESSION
     /// AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD
-    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`, in one round trip. Prepared statements survive.
-    KeepPreparedStatements,
+    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`. Session settings, temporary tables, cursors,
+    /// `LISTEN`s, advisory locks and cached plans are dropped; prepared statements survive, so
+    /// a `Statement` prepared in an earlier checkout keeps working.
+    #[default]
+    Clean,
+    /// `DISCARD ALL` (after a `ROLLBACK` when a transaction was left open): the most thorough,
+    /// one round trip in the common case. It also deallocates prepared statements, including
+    /// those the client keeps for looking up user-defined types (see above): use it only when
+    /// your queries use built-in types alone, and never keep a `Statement` across checkouts.
+    DiscardAll,
     /// Only `ROLLBACK`: ends a transaction left open and leaves every other session setting as
     /// the last user left it. The cheapest; for applications that never change session state.
     Rollback,
 }
 
-/// `DISCARD ALL` minus `DEALLOCATE ALL`, preceded by a `ROLLBACK` (see the PostgreSQL docs of
-/// `DISCARD`). Sent as one simple query: the `ROLLBACK` closes any open block (with a warning
+/// `DISCARD ALL` minus `DEALLOCATE ALL`, preceded by a `ROLLBACK` (the PostgreSQL docs of
+/// `DISCARD` list what it is made of). Sent as one simple query: the `ROLLBACK` closes any open block (with a warning
 /// when there is none) and the rest runs in an implicit transaction, where all of it is allowed.
-const KEEP_STATEMENTS_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
+const CLEAN_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
      RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
      DISCARD SEQUENCES";
 
@@ -64,7 +68,7 @@ impl PostgresReset {
     pub(crate) fn sql(self) -> &'static str {
         match self {
             PostgresReset::DiscardAll => "DISCARD ALL",
-            PostgresReset::KeepPreparedStatements => KEEP_STATEMENTS_SQL,
+            PostgresReset::Clean => CLEAN_SQL,
             PostgresReset::Rollback => "ROLLBACK",
         }
     }

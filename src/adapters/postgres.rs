@@ -1,15 +1,16 @@
-//! PostgreSQL through the blocking [`postgres`](::postgres) crate (feature `postgres`).
+//! PostgreSQL through the blocking [`postgres`] crate (feature `postgres`).
 //!
 //! # How it is built
 //!
-//! [`PostgresConnectionFactory`] holds a parsed [`postgres::Config`](::postgres::Config) and a TLS
-//! connector ([`NoTls`](::postgres::NoTls) unless you call
+//! [`PostgresConnectionFactory`] holds a parsed [`postgres::Config`] and a TLS
+//! connector ([`NoTls`] unless you call
 //! [`with_tls`](PostgresConnectionFactory::with_tls)); `create` is `Config::connect`, so the pool
-//! lends plain [`postgres::Client`](::postgres::Client)s. `validate` is
+//! lends plain [`postgres::Client`]s. `validate` is
 //! [`Client::is_valid`](::postgres::Client::is_valid): an empty query, one round trip, bounded by
 //! a timeout. [`PostgresHealthCheck`] pings the same way in `is_healthy`, and its `reset` rolls
-//! back a transaction left open and runs `DISCARD ALL` (see [`PostgresReset`] for the other
-//! modes). `destroy` closes the session politely (a `Terminate` message).
+//! back a transaction left open and clears the session: everything `DISCARD ALL` does except
+//! deallocating the client's prepared statements ([`PostgresReset`] says why, and offers plain
+//! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message).
 //!
 //! # Thread safety
 //!
@@ -17,9 +18,8 @@
 //! it, which is all it needs. Its methods block the calling thread on a small tokio runtime that
 //! each client owns, so **they must not run inside an async runtime**: tokio panics with "Cannot
 //! start a runtime from within a runtime". Use this adapter from blocking threads
-//! ([`acquire_blocking`](crate::ConnectionPool::acquire_blocking),
-//! [`with_connection_blocking`](crate::ConnectionPool::with_connection_blocking), or tokio's
-//! `spawn_blocking`); from async code use [`tokio_postgres`](super::tokio_postgres) instead.
+//! (`acquire_blocking`, `with_connection_blocking`, or tokio's `spawn_blocking`); from async code
+//! use the `tokio-postgres` adapter (`adapters::tokio_postgres`) instead.
 //!
 //! The pool cannot interrupt a thread blocked in a query: [`new`](PostgresConnectionFactory::new)
 //! sets a 10 s `connect_timeout` when the URL has none, and `validate`/`is_healthy` carry their
@@ -79,7 +79,7 @@ const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `connect_timeout` [`PostgresConnectionFactory::new`] sets when the URL has none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Makes blocking [`postgres::Client`](::postgres::Client)s; see the [module docs](self).
+/// Makes blocking [`postgres::Client`]s; see the [module docs](self).
 ///
 /// # Examples
 ///
@@ -228,8 +228,8 @@ impl<T> PostgresConnectionFactory<T> {
         &mut self.config
     }
 
-    /// The recommended health check for these connections: `DISCARD ALL` on reuse, pings with
-    /// this factory's check timeout.
+    /// The recommended health check for these connections: [`PostgresReset::Clean`] on reuse,
+    /// pings with this factory's check timeout.
     ///
     /// # Examples
     ///
@@ -262,8 +262,8 @@ where
     /// let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-    ///     .build(); // connects lazily, on the first acquire
-    /// assert_eq!(pool.current_metrics().total, 0);
+    ///     .build(); // connects in the background, and on demand
+    /// assert_eq!(pool.config().max_connections(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {
@@ -305,7 +305,7 @@ where
 /// use nexus_pool::adapters::postgres::{PostgresHealthCheck, PostgresReset};
 ///
 /// let check = PostgresHealthCheck::new()
-///     .reset_mode(PostgresReset::KeepPreparedStatements)
+///     .reset_mode(PostgresReset::DiscardAll)
 ///     .timeout(Duration::from_secs(2));
 /// # drop(check);
 /// ```
@@ -322,7 +322,7 @@ impl Default for PostgresHealthCheck {
 }
 
 impl PostgresHealthCheck {
-    /// `DISCARD ALL` on reset, a 5 s timeout on pings.
+    /// [`PostgresReset::Clean`] on reset, a 5 s timeout on pings.
     ///
     /// # Examples
     ///
@@ -332,7 +332,7 @@ impl PostgresHealthCheck {
     /// ```
     pub fn new() -> Self {
         PostgresHealthCheck {
-            mode: PostgresReset::DiscardAll,
+            mode: PostgresReset::Clean,
             timeout: DEFAULT_CHECK_TIMEOUT,
         }
     }

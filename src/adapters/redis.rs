@@ -1,9 +1,9 @@
-//! Redis (and Valkey) through the [`redis`](::redis) crate's blocking connection (feature
+//! Redis (and Valkey) through the [`redis`] crate's blocking connection (feature
 //! `redis`): one `redis::Connection` per pooled slot.
 //!
 //! # How it is built
 //!
-//! [`RedisConnectionFactory`] wraps a [`redis::Client`](::redis::Client) made from a URL
+//! [`RedisConnectionFactory`] wraps a [`redis::Client`] made from a URL
 //! (`redis://[user:password@]host:port/db`, `rediss://` for TLS if the `redis` crate's TLS
 //! feature is on, `redis+unix:///path`). `create` opens a connection with a connect timeout and
 //! puts socket timeouts on it; `validate` and [`RedisHealthCheck::is_healthy`] send `PING`.
@@ -33,7 +33,7 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "blocking")] {
-//! use redis::Commands;
+//! use redis::{Commands, ConnectionLike};
 //! use nexus_pool::ConnectionPoolConfig;
 //! use nexus_pool::adapters::redis::RedisConnectionFactory;
 //!
@@ -70,7 +70,7 @@ use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, Connection
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Makes one blocking [`redis::Connection`](::redis::Connection) per pooled slot; see the
+/// Makes one blocking [`redis::Connection`] per pooled slot; see the
 /// [module docs](self).
 ///
 /// # Examples
@@ -236,8 +236,8 @@ impl RedisConnectionFactory {
     /// let pool = RedisConnectionFactory::new("redis://127.0.0.1/")?
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-    ///     .build(); // connects lazily, on the first acquire
-    /// assert_eq!(pool.current_metrics().total, 0);
+    ///     .build(); // connects in the background, and on demand
+    /// assert_eq!(pool.config().max_connections(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {

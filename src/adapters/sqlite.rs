@@ -1,4 +1,4 @@
-//! SQLite through [`rusqlite`](::rusqlite), with SQLite compiled in (feature `rusqlite`, which
+//! SQLite through [`rusqlite`], with SQLite compiled in (feature `rusqlite`, which
 //! turns on rusqlite's `bundled`: nothing to install).
 //!
 //! # Why pool SQLite at all?
@@ -244,8 +244,8 @@ impl SqliteConnectionFactory {
     ///
     /// let pool = SqliteConnectionFactory::new("app.db")
     ///     .pool_builder()
-    ///     .config(ConnectionPoolConfig::builder().max_connections(1).build()?)
-    ///     .build(); // opens the file lazily, on the first acquire
+    ///     .config(ConnectionPoolConfig::builder().min_connections(0).max_connections(1).build()?)
+    ///     .build(); // with min_connections(0), opens the file on the first acquire
     /// assert_eq!(pool.current_metrics().total, 0);
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
@@ -302,13 +302,17 @@ impl ConnectionFactory for SqliteConnectionFactory {
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::ConnectionPool;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
 /// use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
 ///
 /// let factory = SqliteConnectionFactory::new("app.db");
 /// let check = factory.health_check();
-/// let pool = ConnectionPool::builder(factory).health_check(check).build();
+/// let pool = ConnectionPool::builder(factory)
+///     .config(ConnectionPoolConfig::builder().min_connections(0).build()?)
+///     .health_check(check)
+///     .build();
 /// # drop(pool);
+/// # Ok::<(), nexus_pool::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteHealthCheck {

@@ -17,8 +17,10 @@
 //!
 //! `validate` checks that the connection task is alive (the task reads the socket all the time,
 //! so a backend the server terminated shows up here without a round trip) and sends an empty
-//! query. [`TokioPostgresHealthCheck`] runs `SELECT 1` in `is_healthy` and resets a used session
-//! with `DISCARD ALL`, rolling back a transaction left open first (see [`PostgresReset`]).
+//! query. [`TokioPostgresHealthCheck`] runs `SELECT 1` in `is_healthy` and resets a used session:
+//! it rolls back a transaction left open and clears the session, everything `DISCARD ALL` does
+//! except deallocating the client's prepared statements ([`PostgresReset`] says why, and offers
+//! plain `DISCARD ALL`).
 //! These run within the pool's `check_timeout`: the pool drops the future at the deadline and
 //! destroys the connection, and dropping a `tokio-postgres` future is safe.
 //!
@@ -50,7 +52,8 @@
 //! assert_eq!(row.get::<_, i32>(0), 2);
 //! drop(conn);
 //!
-//! // Async code on any executor (here smol's `block_on`; tokio works the same):
+//! // Async code on any executor (here `futures_lite`'s `block_on`; tokio, smol and async-std
+//! // work the same):
 //! let sum: i32 = futures_lite::future::block_on(async {
 //!     let mut conn = pool.acquire().await?;
 //!     match conn.query_one("SELECT 40 + 2", &[]).await {
@@ -350,7 +353,7 @@ impl<T> TokioPostgresConnectionFactory<T> {
         self.runtime.handle()
     }
 
-    /// The recommended health check for these connections (`DISCARD ALL` on reuse).
+    /// The recommended health check for these connections ([`PostgresReset::Clean`] on reuse).
     ///
     /// # Examples
     ///
@@ -383,8 +386,8 @@ where
     /// let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-    ///     .build(); // connects lazily, on the first acquire
-    /// assert_eq!(pool.current_metrics().total, 0);
+    ///     .build(); // connects in the background, and on demand
+    /// assert_eq!(pool.config().max_connections(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {
@@ -427,7 +430,7 @@ where
     }
 }
 
-/// A pooled `tokio-postgres` session: the [`Client`](::tokio_postgres::Client) (it derefs to it)
+/// A pooled `tokio-postgres` session: the [`Client`] (it derefs to it)
 /// plus the task that serves its socket on the factory's runtime.
 ///
 /// Dropping it (the pool does, in `destroy`) drops the client; the connection task then says
@@ -569,7 +572,7 @@ impl DerefMut for TokioPostgresConnection {
 /// ```
 /// use nexus_pool::adapters::tokio_postgres::{PostgresReset, TokioPostgresHealthCheck};
 ///
-/// let check = TokioPostgresHealthCheck::new().reset_mode(PostgresReset::KeepPreparedStatements);
+/// let check = TokioPostgresHealthCheck::new().reset_mode(PostgresReset::DiscardAll);
 /// # drop(check);
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -578,7 +581,7 @@ pub struct TokioPostgresHealthCheck {
 }
 
 impl TokioPostgresHealthCheck {
-    /// `DISCARD ALL` on reset.
+    /// [`PostgresReset::Clean`] on reset.
     ///
     /// # Examples
     ///
@@ -588,7 +591,7 @@ impl TokioPostgresHealthCheck {
     /// ```
     pub fn new() -> Self {
         TokioPostgresHealthCheck {
-            mode: PostgresReset::DiscardAll,
+            mode: PostgresReset::Clean,
         }
     }
 

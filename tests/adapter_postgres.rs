@@ -1,0 +1,420 @@
+//! The blocking `postgres` adapter against a real PostgreSQL (`NEXUS_POOL_PG_URL`).
+#![cfg(all(feature = "postgres", feature = "blocking"))]
+
+mod adapter_support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use adapter_support::{eventually, pg_url, unique};
+use nexus_pool::adapters::postgres::{
+    PostgresConnectionFactory, PostgresHealthCheck, PostgresReset, connection_lost,
+};
+use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig};
+use postgres::{Client, NoTls};
+
+type Pool = ConnectionPool<PostgresConnectionFactory>;
+
+/// A factory whose sessions carry `app` as their `application_name`.
+fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
+    let mut factory = PostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
+    factory.config_mut().application_name(app);
+    factory
+}
+
+fn config(max: usize) -> ConnectionPoolConfig {
+    ConnectionPoolConfig::builder()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The recommended setup: the adapter's health check attached.
+fn pool(url: &str, app: &str, max: usize) -> Pool {
+    factory(url, app).pool_builder().config(config(max)).build()
+}
+
+/// An unpooled session for the test's own checks.
+fn admin(url: &str) -> Client {
+    postgres::Client::connect(url, NoTls).expect("admin connection")
+}
+
+fn backend_pid(conn: &mut Client) -> i32 {
+    conn.query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
+fn sessions(admin: &mut Client, app: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Terminates every session of `app`; returns how many.
+fn terminate_all(admin: &mut Client, app: &str) -> usize {
+    let rows = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || sessions(admin, app) == 0),
+        "terminated sessions are gone"
+    );
+    rows.len()
+}
+
+/// Opens `n` connections at once (holding them together) and returns their backend pids.
+fn open_n(pool: &Pool, n: usize) -> HashSet<i32> {
+    let mut guards: Vec<_> = (0..n).map(|_| pool.acquire_blocking().unwrap()).collect();
+    guards.iter_mut().map(|c| backend_pid(c)).collect()
+}
+
+#[test]
+fn smoke_blocking() {
+    let Some(url) = pg_url("adapter_postgres::smoke_blocking") else {
+        return;
+    };
+    let pool = pool(&url, &unique("np_smoke"), 2);
+    let value: i32 = pool
+        .with_connection_blocking(|conn| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                conn.query_one("SELECT 40 + 2", &[])?.get(0),
+            )
+        })
+        .unwrap();
+    assert_eq!(value, 42);
+    pool.close_blocking();
+}
+
+#[test]
+fn killed_while_idle_next_acquires_get_fresh_connections() {
+    let Some(url) =
+        pg_url("adapter_postgres::killed_while_idle_next_acquires_get_fresh_connections")
+    else {
+        return;
+    };
+    let app = unique("np_idle_kill");
+    let pool = pool(&url, &app, 3);
+    let old = open_n(&pool, 3);
+    assert_eq!(old.len(), 3);
+
+    let mut admin = admin(&url);
+    assert_eq!(
+        terminate_all(&mut admin, &app),
+        3,
+        "every pooled backend killed"
+    );
+
+    // Each dead one fails its reset on reuse, is destroyed, and a new one is made.
+    let new = open_n(&pool, 3);
+    assert_eq!(new.len(), 3);
+    assert!(
+        new.is_disjoint(&old),
+        "no killed session was lent: {old:?} vs {new:?}"
+    );
+    assert_eq!(sessions(&mut admin, &app), 3);
+    pool.close_blocking();
+}
+
+#[test]
+fn killed_while_idle_caught_by_validation_without_health_check() {
+    let Some(url) =
+        pg_url("adapter_postgres::killed_while_idle_caught_by_validation_without_health_check")
+    else {
+        return;
+    };
+    let app = unique("np_idle_validate");
+    let config = ConnectionPoolConfig::builder()
+        .max_connections(2)
+        .checkout_validation(CheckoutValidation::Always)
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(factory(&url, &app), config);
+    let old = open_n(&pool, 2);
+    terminate_all(&mut admin(&url), &app);
+    let new = open_n(&pool, 2);
+    assert!(
+        new.is_disjoint(&old),
+        "validation replaced the killed sessions"
+    );
+    pool.close_blocking();
+}
+
+/// The recommended pattern: the holder sees the driver's error, asks `connection_lost`, and
+/// marks the connection broken so it is destroyed on drop.
+#[test]
+fn killed_while_lent_holder_gets_error_and_marks_it_broken() {
+    let Some(url) =
+        pg_url("adapter_postgres::killed_while_lent_holder_gets_error_and_marks_it_broken")
+    else {
+        return;
+    };
+    let app = unique("np_lent_kill");
+    let pool = pool(&url, &app, 1);
+    let mut conn = pool.acquire_blocking().unwrap();
+    let pid = backend_pid(&mut conn);
+
+    terminate_all(&mut admin(&url), &app);
+
+    let err = conn
+        .query_one("SELECT 1", &[])
+        .expect_err("the session was killed");
+    assert!(
+        connection_lost(&err),
+        "recognised as a lost session: {err:?}"
+    );
+    conn.mark_broken();
+    drop(conn);
+
+    let mut fresh = pool.acquire_blocking().unwrap();
+    assert_eq!(fresh.use_count(), 1, "a new connection, not the broken one");
+    assert_ne!(backend_pid(&mut fresh), pid);
+    drop(fresh);
+    pool.close_blocking();
+}
+
+/// A holder that forgets `mark_broken`: the reset before the next lend fails, so the dead
+/// connection is destroyed rather than lent.
+#[test]
+fn killed_while_lent_not_marked_is_caught_by_reset() {
+    let Some(url) = pg_url("adapter_postgres::killed_while_lent_not_marked_is_caught_by_reset")
+    else {
+        return;
+    };
+    let app = unique("np_lent_unmarked");
+    let pool = pool(&url, &app, 1);
+    let mut conn = pool.acquire_blocking().unwrap();
+    let pid = backend_pid(&mut conn);
+    terminate_all(&mut admin(&url), &app);
+    assert!(conn.query_one("SELECT 1", &[]).is_err());
+    drop(conn); // back to the pool, dead
+
+    let mut next = pool.acquire_blocking().unwrap();
+    assert_ne!(backend_pid(&mut next), pid);
+    assert_eq!(next.use_count(), 1);
+    drop(next);
+    pool.close_blocking();
+}
+
+#[test]
+fn open_transaction_is_rolled_back_never_lent_dirty() {
+    let Some(url) = pg_url("adapter_postgres::open_transaction_is_rolled_back_never_lent_dirty")
+    else {
+        return;
+    };
+    let table = unique("np_dirty");
+    let mut admin = admin(&url);
+    admin
+        .batch_execute(&format!("CREATE TABLE {table} (x int)"))
+        .unwrap();
+    let pool = pool(&url, &unique("np_dirty_app"), 1);
+
+    // The first user leaves a transaction open with an uncommitted row.
+    let mut conn = pool.acquire_blocking().unwrap();
+    let pid = backend_pid(&mut conn);
+    conn.batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))
+        .unwrap();
+    drop(conn);
+
+    // The next user gets the same session, outside any transaction: its write commits alone.
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert_eq!(backend_pid(&mut conn), pid, "the same session was reused");
+    conn.execute(&format!("INSERT INTO {table} VALUES (2)"), &[])
+        .unwrap();
+    drop(conn);
+    let rows: Vec<i32> = admin
+        .query(&format!("SELECT x FROM {table} ORDER BY x"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [2],
+        "the abandoned row was rolled back, the next user's committed"
+    );
+
+    // An aborted transaction (an error inside it) is cleaned up too.
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute("BEGIN").unwrap();
+    assert!(conn.batch_execute("SELECT 1/0").is_err());
+    drop(conn);
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert_eq!(backend_pid(&mut conn), pid);
+    let one: i32 = conn.query_one("SELECT 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
+    drop(conn);
+
+    pool.close_blocking();
+    admin.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+}
+
+#[test]
+fn reuse_resets_session_state() {
+    let Some(url) = pg_url("adapter_postgres::reuse_resets_session_state") else {
+        return;
+    };
+    let pool = pool(&url, &unique("np_state"), 1);
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute(
+        "SET statement_timeout = 1234; CREATE TEMP TABLE scratch (x int); \
+         PREPARE leftover AS SELECT 1",
+    )
+    .unwrap();
+    drop(conn);
+
+    let mut conn = pool.acquire_blocking().unwrap();
+    let timeout: String = conn
+        .query_one("SHOW statement_timeout", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(timeout, "0", "session settings reset");
+    let scratch: Option<String> = conn
+        .query_one("SELECT to_regclass('pg_temp.scratch')::text", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(scratch, None, "temporary tables dropped");
+    drop(conn);
+    pool.close_blocking();
+}
+
+#[test]
+fn discard_all_mode_deallocates_prepared_statements() {
+    let Some(url) = pg_url("adapter_postgres::discard_all_mode_deallocates_prepared_statements")
+    else {
+        return;
+    };
+    let pool = ConnectionPool::builder(factory(&url, &unique("np_discard")))
+        .config(config(1))
+        .health_check(PostgresHealthCheck::new().reset_mode(PostgresReset::DiscardAll))
+        .build();
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute("BEGIN; PREPARE leftover AS SELECT 1")
+        .unwrap();
+    drop(conn);
+    let mut conn = pool.acquire_blocking().unwrap();
+    let prepared: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name = 'leftover'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        prepared, 0,
+        "rolled back, then DISCARD ALL deallocated the statement"
+    );
+    drop(conn);
+    pool.close_blocking();
+}
+
+#[test]
+fn default_reset_keeps_prepared_statements_and_resets_the_rest() {
+    let Some(url) =
+        pg_url("adapter_postgres::default_reset_keeps_prepared_statements_and_resets_the_rest")
+    else {
+        return;
+    };
+    let app = unique("np_keep");
+    let pool = pool(&url, &app, 1);
+    let mut conn = pool.acquire_blocking().unwrap();
+    let stmt = conn.prepare("SELECT $1::int * 2").unwrap();
+    conn.batch_execute("BEGIN; SET LOCAL work_mem = '1MB'; SET search_path = nowhere")
+        .unwrap();
+    drop(conn);
+
+    let mut conn = pool.acquire_blocking().unwrap();
+    let doubled: i32 = conn.query_one(&stmt, &[&21]).unwrap().get(0);
+    assert_eq!(doubled, 42, "the prepared statement survived");
+    let path: String = conn.query_one("SHOW search_path", &[]).unwrap().get(0);
+    assert_ne!(path, "nowhere", "session settings reset");
+    conn.batch_execute("BEGIN; COMMIT")
+        .expect("no transaction was left open");
+    drop(conn);
+    pool.close_blocking();
+}
+
+#[test]
+fn max_connections_respected_in_pg_stat_activity() {
+    let Some(url) = pg_url("adapter_postgres::max_connections_respected_in_pg_stat_activity")
+    else {
+        return;
+    };
+    const MAX: usize = 3;
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 6;
+    let app = unique("np_max");
+    let pool = pool(&url, &app, MAX);
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicI64::new(0));
+
+    let observer = {
+        let (done, peak, url, app) = (done.clone(), peak.clone(), url.clone(), app.clone());
+        std::thread::spawn(move || {
+            let mut admin = admin(&url);
+            while !done.load(Ordering::Acquire) {
+                peak.fetch_max(sessions(&mut admin, &app), Ordering::AcqRel);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let start = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (pool, start) = (pool.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                for _ in 0..ROUNDS {
+                    let mut conn = pool.acquire_blocking().unwrap();
+                    conn.batch_execute("SELECT pg_sleep(0.02)").unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    observer.join().unwrap();
+
+    let peak = peak.load(Ordering::Acquire);
+    assert!(
+        peak <= MAX as i64,
+        "the server saw {peak} sessions, max is {MAX}"
+    );
+    assert!(peak >= 1, "the observer saw the sessions");
+    assert!(pool.current_metrics().total <= MAX);
+
+    pool.close_blocking();
+    let mut admin = admin(&url);
+    assert!(
+        eventually(Duration::from_secs(5), || sessions(&mut admin, &app) == 0),
+        "close ended every session"
+    );
+}
+
+#[test]
+fn unreachable_server_is_a_create_error() {
+    // Needs no server: nothing listens on port 1.
+    let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1:1/test").unwrap();
+    let config = ConnectionPoolConfig::builder()
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(factory, config);
+    let err = pool.acquire_blocking().expect_err("nothing listens there");
+    assert!(
+        err.create_error().is_some(),
+        "the driver's error is kept: {err}"
+    );
+}

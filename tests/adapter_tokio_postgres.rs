@@ -1,0 +1,471 @@
+//! The `tokio-postgres` adapter against a real PostgreSQL (`NEXUS_POOL_PG_URL`): from plain
+//! threads with no runtime, and from tokio, smol and async-std tasks.
+#![cfg(all(feature = "tokio-postgres", feature = "blocking", feature = "async"))]
+
+mod adapter_support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use adapter_support::{eventually, pg_url, unique};
+use futures_lite::future::block_on;
+use nexus_pool::adapters::tokio_postgres::{
+    PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory,
+    TokioPostgresHealthCheck, connection_lost,
+};
+use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig, PooledConnection};
+
+type Factory = TokioPostgresConnectionFactory;
+type Pool = ConnectionPool<Factory>;
+
+fn factory(url: &str, app: &str) -> Factory {
+    let mut factory = TokioPostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
+    factory.config_mut().application_name(app);
+    factory
+}
+
+fn config(max: usize) -> ConnectionPoolConfig {
+    ConnectionPoolConfig::builder()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn pool(url: &str, app: &str, max: usize) -> Pool {
+    factory(url, app).pool_builder().config(config(max)).build()
+}
+
+/// An unpooled session for the test's own checks (the blocking way: no runtime here).
+struct Admin {
+    conn: TokioPostgresConnection,
+    _factory: Factory,
+}
+
+fn admin(url: &str) -> Admin {
+    use nexus_pool::ConnectionFactory;
+    let factory = factory(url, "nexus_pool_test_admin");
+    let conn = block_on(factory.create()).expect("admin connection");
+    Admin {
+        conn,
+        _factory: factory,
+    }
+}
+
+impl Admin {
+    fn sessions(&self, app: &str) -> i64 {
+        block_on(self.conn.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        ))
+        .unwrap()
+        .get(0)
+    }
+
+    fn terminate_all(&self, app: &str) -> usize {
+        let rows = block_on(self.conn.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        ))
+        .unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || self.sessions(app) == 0),
+            "terminated sessions are gone"
+        );
+        rows.len()
+    }
+
+    fn execute(&self, sql: &str) {
+        block_on(self.conn.batch_execute(sql)).unwrap();
+    }
+}
+
+fn pid(conn: &PooledConnection<'_, Factory>) -> i32 {
+    block_on(conn.query_one("SELECT pg_backend_pid()", &[]))
+        .unwrap()
+        .get(0)
+}
+
+fn open_n(pool: &Pool, n: usize) -> HashSet<i32> {
+    let guards: Vec<_> = (0..n).map(|_| pool.acquire_blocking().unwrap()).collect();
+    guards.iter().map(pid).collect()
+}
+
+#[test]
+fn acquire_blocking_from_a_plain_thread_without_runtime() {
+    let Some(url) =
+        pg_url("adapter_tokio_postgres::acquire_blocking_from_a_plain_thread_without_runtime")
+    else {
+        return;
+    };
+    let pool = pool(&url, &unique("np_tp_plain"), 2);
+    std::thread::spawn(move || {
+        assert!(
+            tokio::runtime::Handle::try_current().is_err(),
+            "no runtime here"
+        );
+        let conn = pool.acquire_blocking().unwrap();
+        let row = block_on(conn.query_one("SELECT $1::int + 1", &[&41])).unwrap();
+        assert_eq!(row.get::<_, i32>(0), 42);
+        drop(conn);
+        // A reused connection: reset ran on this thread too.
+        let conn = pool.acquire_blocking().unwrap();
+        assert_eq!(conn.use_count(), 2);
+        drop(conn);
+        pool.close_blocking();
+    })
+    .join()
+    .unwrap();
+}
+
+async fn add_one(pool: &Pool, x: i32) -> i32 {
+    let conn = pool.acquire().await.unwrap();
+    conn.query_one("SELECT $1::int + 1", &[&x])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn acquire_async_on_tokio_smol_and_async_std() {
+    let Some(url) = pg_url("adapter_tokio_postgres::acquire_async_on_tokio_smol_and_async_std")
+    else {
+        return;
+    };
+    let pool = pool(&url, &unique("np_tp_rt"), 2);
+
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(tokio_rt.block_on(add_one(&pool, 1)), 2);
+    // Inside a tokio task, the connection made on another runtime works the same.
+    let p = pool.clone();
+    let in_task =
+        tokio_rt.block_on(async move { tokio::spawn(async move { add_one(&p, 2).await }).await });
+    assert_eq!(in_task.unwrap(), 3);
+    assert_eq!(smol::block_on(add_one(&pool, 3)), 4);
+    assert_eq!(async_std::task::block_on(add_one(&pool, 4)), 5);
+    assert!(
+        pool.current_metrics().total <= 2,
+        "the pool's connections served every executor"
+    );
+    pool.close_blocking();
+    drop(tokio_rt);
+}
+
+#[test]
+fn killed_while_idle_next_acquires_get_fresh_connections() {
+    let Some(url) =
+        pg_url("adapter_tokio_postgres::killed_while_idle_next_acquires_get_fresh_connections")
+    else {
+        return;
+    };
+    let app = unique("np_tp_idle_kill");
+    let pool = pool(&url, &app, 3);
+    let old = open_n(&pool, 3);
+    let admin = admin(&url);
+    assert_eq!(admin.terminate_all(&app), 3, "every pooled backend killed");
+    let new = open_n(&pool, 3);
+    assert_eq!(new.len(), 3);
+    assert!(new.is_disjoint(&old), "no killed session was lent");
+    pool.close_blocking();
+}
+
+#[test]
+fn killed_while_idle_caught_by_validation_without_health_check() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::killed_while_idle_caught_by_validation_without_health_check",
+    ) else {
+        return;
+    };
+    let app = unique("np_tp_idle_validate");
+    let config = ConnectionPoolConfig::builder()
+        .max_connections(2)
+        .checkout_validation(CheckoutValidation::Always)
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(factory(&url, &app), config);
+    let old = open_n(&pool, 2);
+    admin(&url).terminate_all(&app);
+    let new = open_n(&pool, 2);
+    assert!(
+        new.is_disjoint(&old),
+        "validation replaced the killed sessions"
+    );
+    pool.close_blocking();
+}
+
+#[test]
+fn killed_while_lent_holder_gets_error_and_marks_it_broken() {
+    let Some(url) =
+        pg_url("adapter_tokio_postgres::killed_while_lent_holder_gets_error_and_marks_it_broken")
+    else {
+        return;
+    };
+    let app = unique("np_tp_lent_kill");
+    let pool = pool(&url, &app, 1);
+    block_on(async {
+        let mut conn = pool.acquire().await.unwrap();
+        let old = conn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0);
+        admin(&url).terminate_all(&app);
+
+        // The recommended pattern.
+        let err = conn.query_one("SELECT 1", &[]).await.expect_err("killed");
+        assert!(
+            connection_lost(&err),
+            "recognised as a lost session: {err:?}"
+        );
+        conn.mark_broken();
+        drop(conn);
+
+        let fresh = pool.acquire().await.unwrap();
+        assert_eq!(fresh.use_count(), 1);
+        let new: i32 = fresh
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_ne!(new, old);
+    });
+    pool.close_blocking();
+}
+
+#[test]
+fn killed_while_lent_not_marked_is_never_reused() {
+    let Some(url) = pg_url("adapter_tokio_postgres::killed_while_lent_not_marked_is_never_reused")
+    else {
+        return;
+    };
+    let app = unique("np_tp_lent_unmarked");
+    let pool = pool(&url, &app, 1);
+    let conn = pool.acquire_blocking().unwrap();
+    let old = pid(&conn);
+    admin(&url).terminate_all(&app);
+    assert!(block_on(conn.query_one("SELECT 1", &[])).is_err());
+    assert!(
+        eventually(Duration::from_secs(2), || conn.is_closed()),
+        "the connection task saw the socket close"
+    );
+    drop(conn);
+    let next = pool.acquire_blocking().unwrap();
+    assert_ne!(pid(&next), old);
+    drop(next);
+    pool.close_blocking();
+}
+
+#[test]
+fn open_transaction_is_rolled_back_never_lent_dirty() {
+    let Some(url) =
+        pg_url("adapter_tokio_postgres::open_transaction_is_rolled_back_never_lent_dirty")
+    else {
+        return;
+    };
+    let table = unique("np_tp_dirty");
+    let admin = admin(&url);
+    admin.execute(&format!("CREATE TABLE {table} (x int)"));
+    let pool = pool(&url, &unique("np_tp_dirty_app"), 1);
+
+    let conn = pool.acquire_blocking().unwrap();
+    let first = pid(&conn);
+    block_on(conn.batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))).unwrap();
+    drop(conn);
+
+    // A transaction object forgotten (not dropped) leaves the session inside it, too.
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert_eq!(pid(&conn), first);
+    block_on(async {
+        let tx = conn.transaction().await.unwrap();
+        tx.execute(&format!("INSERT INTO {table} VALUES (2)"), &[])
+            .await
+            .unwrap();
+        std::mem::forget(tx);
+    });
+    drop(conn);
+
+    let conn = pool.acquire_blocking().unwrap();
+    assert_eq!(pid(&conn), first, "the same session was reused");
+    block_on(conn.execute(&format!("INSERT INTO {table} VALUES (3)"), &[])).unwrap();
+    drop(conn);
+
+    let rows: Vec<i32> = block_on(
+        admin
+            .conn
+            .query(&format!("SELECT x FROM {table} ORDER BY x"), &[]),
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(
+        rows,
+        [3],
+        "abandoned rows were rolled back, the next user's committed"
+    );
+    pool.close_blocking();
+    admin.execute(&format!("DROP TABLE {table}"));
+}
+
+#[test]
+fn reset_modes() {
+    let Some(url) = pg_url("adapter_tokio_postgres::reset_modes") else {
+        return;
+    };
+    for mode in [
+        PostgresReset::DiscardAll,
+        PostgresReset::Clean,
+        PostgresReset::Rollback,
+    ] {
+        let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_modes")))
+            .config(config(1))
+            .health_check(TokioPostgresHealthCheck::new().reset_mode(mode))
+            .build();
+        let conn = pool.acquire_blocking().unwrap();
+        let stmt = block_on(conn.prepare("SELECT $1::int * 2")).unwrap();
+        block_on(conn.batch_execute("SET search_path = nowhere")).unwrap();
+        block_on(conn.batch_execute("BEGIN")).unwrap();
+        drop(conn);
+
+        let conn = pool.acquire_blocking().unwrap();
+        block_on(conn.batch_execute("BEGIN; COMMIT")).expect("no transaction left open");
+        let path: String = block_on(conn.query_one("SHOW search_path", &[]))
+            .unwrap()
+            .get(0);
+        let kept = block_on(conn.query_one(&stmt, &[&21])).is_ok();
+        match mode {
+            PostgresReset::DiscardAll => {
+                assert_ne!(path, "nowhere");
+                assert!(!kept, "DISCARD ALL deallocates prepared statements");
+            }
+            PostgresReset::Clean => {
+                assert_ne!(path, "nowhere");
+                assert!(kept, "statements survive");
+            }
+            _ => {
+                assert_eq!(path, "nowhere", "ROLLBACK alone keeps session settings");
+                assert!(kept);
+            }
+        }
+        drop(conn);
+        pool.close_blocking();
+    }
+}
+
+/// The default reset keeps the statements the client prepares to look up user-defined types;
+/// `DISCARD ALL` would deallocate them behind its back.
+#[test]
+fn user_defined_types_work_across_reuse() {
+    let Some(url) = pg_url("adapter_tokio_postgres::user_defined_types_work_across_reuse") else {
+        return;
+    };
+    let (first, second) = (unique("np_tp_enum_a"), unique("np_tp_enum_b"));
+    let admin = admin(&url);
+    admin.execute(&format!(
+        "CREATE TYPE {first} AS ENUM ('a'); CREATE TYPE {second} AS ENUM ('b')"
+    ));
+    let pool = pool(&url, &unique("np_tp_enum_app"), 1);
+    for ty in [&first, &second] {
+        let conn = pool.acquire_blocking().unwrap();
+        let stmt = block_on(conn.prepare(&format!("SELECT NULL::{ty}")));
+        assert!(stmt.is_ok(), "type lookup for {ty} after a reuse: {stmt:?}");
+        drop(conn);
+    }
+    pool.close_blocking();
+    admin.execute(&format!("DROP TYPE {first}; DROP TYPE {second}"));
+}
+
+#[test]
+fn max_connections_respected_in_pg_stat_activity() {
+    let Some(url) = pg_url("adapter_tokio_postgres::max_connections_respected_in_pg_stat_activity")
+    else {
+        return;
+    };
+    const MAX: usize = 3;
+    const TASKS: usize = 8;
+    const ROUNDS: usize = 6;
+    let app = unique("np_tp_max");
+    let pool = pool(&url, &app, MAX);
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicI64::new(0));
+    let observer = {
+        let (done, peak, url, app) = (done.clone(), peak.clone(), url.clone(), app.clone());
+        std::thread::spawn(move || {
+            let admin = admin(&url);
+            while !done.load(Ordering::Acquire) {
+                peak.fetch_max(admin.sessions(&app), Ordering::AcqRel);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    // Half the callers are tokio tasks, half plain threads: one pool, one limit.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let start = Arc::new(Barrier::new(TASKS));
+    let mut threads = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..TASKS {
+        let (pool, start) = (pool.clone(), start.clone());
+        if i % 2 == 0 {
+            threads.push(std::thread::spawn(move || {
+                start.wait();
+                for _ in 0..ROUNDS {
+                    let conn = pool.acquire_blocking().unwrap();
+                    block_on(conn.batch_execute("SELECT pg_sleep(0.02)")).unwrap();
+                }
+            }));
+        } else {
+            tasks.push(runtime.spawn(async move {
+                tokio::task::spawn_blocking(move || start.wait())
+                    .await
+                    .unwrap();
+                for _ in 0..ROUNDS {
+                    let conn = pool.acquire().await.unwrap();
+                    conn.batch_execute("SELECT pg_sleep(0.02)").await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    for t in tasks {
+        runtime.block_on(t).unwrap();
+    }
+    done.store(true, Ordering::Release);
+    observer.join().unwrap();
+    let peak = peak.load(Ordering::Acquire);
+    assert!(
+        peak <= MAX as i64,
+        "the server saw {peak} sessions, max is {MAX}"
+    );
+    assert!(peak >= 1);
+
+    pool.close_blocking();
+    let admin = admin(&url);
+    assert!(
+        eventually(Duration::from_secs(5), || admin.sessions(&app) == 0),
+        "close ended every session"
+    );
+}
+
+#[test]
+fn unreachable_server_is_a_create_error() {
+    let factory =
+        TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1:1/test").unwrap();
+    let config = ConnectionPoolConfig::builder()
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(factory, config);
+    let err = pool.acquire_blocking().expect_err("nothing listens there");
+    assert!(
+        err.create_error().is_some(),
+        "the driver's error is kept: {err}"
+    );
+}
