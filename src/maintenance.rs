@@ -9,11 +9,17 @@
 //!
 //! # Bounded connects
 //!
-//! At most `max_concurrent_creates` creates run at once, and only while demand remains. After a
-//! failure no new create starts for a pause that doubles from `create_backoff.0` up to
-//! `create_backoff.1` (each with up to 50% random jitter) and resets on success. So during an
-//! outage of length `T` the pool attempts at most about
+//! At most `max_concurrent_creates` creates run at once, and only while demand remains: waiters
+//! not yet served outnumber the creates in flight, or fewer than `min_connections` are idle. After
+//! a failure no new create starts for a pause that doubles from `create_backoff.0` up to
+//! `create_backoff.1` (each with up to 50% random jitter), and then only one at a time until one
+//! succeeds. So during an outage of length `T` the pool attempts at most about
 //! `max_concurrent_creates + log2(max / initial) + 2 * T / max` connects, whatever the load.
+//!
+//! `max_concurrent_creates` also bounds how fast a spike grows the pool: each waiter can start a
+//! create, so with a large value a burst of short requests may open as many connections as there
+//! are waiters before the warm ones have served them all. The default, 2, keeps short spikes on
+//! the warm connections.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -115,9 +121,14 @@ async fn creator<F: ConnectionFactory>(shared: &Shared<F>) {
             return;
         }
         let demand = shared.create_wanted.listen();
-        while in_flight.len() < shared.config.max_concurrent_creates()
-            && backoff.is_ready()
-            && shared.wants_create(in_flight.len())
+        // After a failure, one probe at a time until a create succeeds again: this is what
+        // keeps the connects during an outage within the bound in the module docs.
+        let limit = if backoff.is_failing() {
+            1
+        } else {
+            shared.config.max_concurrent_creates()
+        };
+        while in_flight.len() < limit && backoff.is_ready() && shared.wants_create(in_flight.len())
         {
             match shared.reserve() {
                 Some(slot) => {
@@ -179,6 +190,11 @@ impl Backoff {
         }
     }
 
+    /// Whether creates have failed since the last success.
+    fn is_failing(&self) -> bool {
+        self.current > self.initial
+    }
+
     fn is_ready(&self) -> bool {
         self.until.is_none_or(|at| Instant::now() >= at)
     }
@@ -231,6 +247,11 @@ async fn housekeeper<F: ConnectionFactory>(shared: &Shared<F>) {
         if ticking {
             // Stop ticking after a tick in which nobody read the clock.
             ticking = shared.clock.tick();
+        }
+        // Acquires do not look at `min_connections` (it would cost the fast path); the ticks
+        // that run while the pool is busy do, so idle connections are refilled within a tick.
+        if shared.below_min_idle() {
+            shared.signal_demand();
         }
         let wake_at = if ticking {
             next_sweep.min(Instant::now() + TICK)

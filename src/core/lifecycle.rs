@@ -40,6 +40,12 @@ impl<F: ConnectionFactory> Shared<F> {
         unserved > in_flight || self.idle_count() + in_flight < self.config.min_connections()
     }
 
+    /// Whether fewer than `min_connections` are idle and there is room for more.
+    pub(crate) fn below_min_idle(&self) -> bool {
+        let min = self.config.min_connections();
+        min > 0 && !self.is_closed() && self.idle_count() < min && self.total() < self.max()
+    }
+
     /// Tells the creator that a caller waits.
     pub(crate) fn signal_demand(&self) {
         self.create_wanted.notify(1);

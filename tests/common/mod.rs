@@ -1,6 +1,8 @@
 //! Shared test helpers: a scripted factory that counts live connections.
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
