@@ -128,8 +128,10 @@ async fn creator<F: ConnectionFactory>(shared: &Shared<F>) {
         } else {
             shared.config.max_concurrent_creates()
         };
-        while in_flight.len() < limit && backoff.is_ready() && shared.wants_create(in_flight.len())
-        {
+        // One look at the clock per turn: deciding "paused" and "until when" from two reads lost
+        // the wake-up when the pause ended between them (found by the fuzzer).
+        let pause = backoff.pause_at(Instant::now());
+        while in_flight.len() < limit && pause.is_none() && shared.wants_create(in_flight.len()) {
             match shared.reserve() {
                 Some(slot) => {
                     in_flight.push(Box::pin(
@@ -145,10 +147,8 @@ async fn creator<F: ConnectionFactory>(shared: &Shared<F>) {
             None
         };
         let paused = async {
-            match backoff.until() {
-                Some(at) => {
-                    sleep_until(at).await;
-                }
+            match pause {
+                Some(at) => sleep_until(at).await,
                 None => future::pending::<()>().await,
             }
             None
@@ -195,12 +195,9 @@ impl Backoff {
         self.current > self.initial
     }
 
-    fn is_ready(&self) -> bool {
-        self.until.is_none_or(|at| Instant::now() >= at)
-    }
-
-    fn until(&self) -> Option<Instant> {
-        self.until.filter(|at| Instant::now() < *at)
+    /// When the current pause ends, if `now` is inside one.
+    fn pause_at(&self, now: Instant) -> Option<Instant> {
+        self.until.filter(|at| now < *at)
     }
 
     fn failed(&mut self) {

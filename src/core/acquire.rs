@@ -106,12 +106,18 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             };
         }
         let fresh = std::mem::take(&mut self.fresh);
+        let mut popped = None;
         if !fresh || shared.claim_unnotified() {
-            if let Some(popped) = shared.take_handoff() {
-                return Some(popped);
-            }
+            popped = shared.take_handoff();
         }
-        shared.take_idle()
+        let popped = popped.or_else(|| shared.take_idle());
+        if popped.is_some() {
+            // Served: stop counting as a waiter at once, or the creator would see a waiter with
+            // nothing handed to it and make a connection nobody needs (found by the fuzzer). If
+            // the connection then fails validation, this caller queues again at the back.
+            self.leave();
+        }
+        popped
     }
 
     fn is_listening(&self) -> bool {
