@@ -1,0 +1,1245 @@
+//! Telemetry agrees with reality: the metrics snapshot with the factory's own counts, the
+//! statistics with the events a handler received, the metrics stream under every executor (and
+//! none), and the `metrics` and `tracing` exporters with the names and labels they promise.
+// Most scenarios need both facades; with one feature off, some helpers go unused.
+#![cfg_attr(
+    not(all(feature = "async", feature = "blocking")),
+    allow(dead_code, unused_imports)
+)]
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nexus_pool::{
+    CheckoutValidation, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
+    ConnectionPoolConfig, DestroyReason, PoolError, PoolEventHandler, PoolMetrics,
+};
+
+/// Threads hammering the pool in the stress scenario, and cycles each.
+const THREADS: usize = 8;
+const CYCLES: usize = 400;
+/// How long a test waits for the maintenance loop to catch up before it fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+// ----- a factory that counts what it did --------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// `create` calls, failed ones included.
+    attempts: AtomicUsize,
+    created: AtomicUsize,
+    destroyed: AtomicUsize,
+    /// Made and not yet destroyed (the test uncounts the ones it detaches).
+    live: AtomicUsize,
+    fail_create: AtomicBool,
+    fail_validate: AtomicBool,
+    unhealthy: AtomicBool,
+}
+
+impl Counts {
+    fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused on purpose")]
+struct Refused;
+
+#[derive(Clone, Default)]
+struct Counting(Arc<Counts>);
+
+impl ConnectionFactory for Counting {
+    type Connection = usize;
+    type Error = Refused;
+
+    async fn create(&self) -> Result<usize, Refused> {
+        let id = self.0.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_create.load(Ordering::SeqCst) {
+            return Err(Refused);
+        }
+        self.0.created.fetch_add(1, Ordering::SeqCst);
+        self.0.live.fetch_add(1, Ordering::SeqCst);
+        Ok(id)
+    }
+
+    async fn destroy(&self, _conn: usize) {
+        self.0.destroyed.fetch_add(1, Ordering::SeqCst);
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    async fn validate(&self, _conn: &mut usize) -> bool {
+        !self.0.fail_validate.load(Ordering::SeqCst)
+    }
+}
+
+struct Health(Arc<Counts>);
+
+impl ConnectionHealthCheck<usize> for Health {
+    async fn is_healthy(&self, _conn: &mut usize) -> bool {
+        !self.0.unhealthy.load(Ordering::SeqCst)
+    }
+}
+
+fn config(name: &str, max: usize) -> nexus_pool::ConnectionPoolConfigBuilder {
+    ConnectionPoolConfig::builder()
+        .name(name)
+        .max_connections(max)
+        .min_connections(0)
+        .create_backoff(Duration::from_millis(1), Duration::from_millis(10))
+}
+
+fn counting_pool(name: &str, max: usize) -> (ConnectionPool<Counting>, Arc<Counts>) {
+    let factory = Counting::default();
+    let counts = factory.0.clone();
+    let pool = ConnectionPool::new(factory, config(name, max).build().unwrap());
+    (pool, counts)
+}
+
+/// Polls `done` until it holds, failing the test after `PATIENCE`.
+#[track_caller]
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Acquires for a step that must succeed in a pool whose `acquire_timeout` is short (so that the
+/// steps meant to time out stay quick): on an overloaded machine a thread may sleep through a
+/// short timeout, so a timeout is retried, for `PATIENCE` in all. Timeouts still count in the
+/// statistics and the events alike, which is all the tests that use this compare.
+#[cfg(feature = "blocking")]
+#[track_caller]
+fn must_acquire<F: ConnectionFactory>(
+    pool: &ConnectionPool<F>,
+) -> nexus_pool::PooledConnection<'_, F> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match pool.acquire_blocking() {
+            Ok(conn) => return conn,
+            Err(PoolError::Timeout(t)) if Instant::now() < deadline => {
+                let _ = t;
+            }
+            Err(e) => panic!("acquire failed: {e}"),
+        }
+    }
+}
+
+/// The invariants every snapshot must keep, whatever is happening.
+#[track_caller]
+fn check_snapshot(m: &PoolMetrics, max_waiters: usize) {
+    assert!(m.idle <= m.total, "idle above total: {m:?}");
+    assert_eq!(m.idle + m.active, m.total, "{m:?}");
+    // A wrapped counter shows as a huge number.
+    assert!(m.total <= m.max, "total above max (or wrapped): {m:?}");
+    assert!(m.waiting <= max_waiters, "waiting wrapped: {m:?}");
+}
+
+// ----- a handler that records every event -------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Seen {
+    created: AtomicU64,
+    create_failed: AtomicU64,
+    destroyed: Mutex<HashMap<DestroyReason, u64>>,
+    acquired: AtomicU64,
+    released: AtomicU64,
+    timed_out: AtomicU64,
+    health_checks: AtomicU64,
+    health_failures: AtomicU64,
+    leaks: AtomicU64,
+    /// Events whose pool name was not the pool's.
+    wrong_name: AtomicU64,
+}
+
+impl Seen {
+    fn destroyed(&self, reason: DestroyReason) -> u64 {
+        self.destroyed
+            .lock()
+            .unwrap()
+            .get(&reason)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct Recording {
+    pool: String,
+    seen: Arc<Seen>,
+}
+
+impl Recording {
+    fn count(&self, pool: &str, counter: &AtomicU64) {
+        if pool != self.pool {
+            self.seen.wrong_name.fetch_add(1, Ordering::SeqCst);
+        }
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl PoolEventHandler for Recording {
+    fn on_created(&self, pool: &str, _took: Duration) {
+        self.count(pool, &self.seen.created);
+    }
+    fn on_create_failed(&self, pool: &str, _error: &(dyn std::error::Error + 'static)) {
+        self.count(pool, &self.seen.create_failed);
+    }
+    fn on_destroyed(&self, pool: &str, reason: DestroyReason) {
+        *self
+            .seen
+            .destroyed
+            .lock()
+            .unwrap()
+            .entry(reason)
+            .or_default() += 1;
+        if pool != self.pool {
+            self.seen.wrong_name.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn on_acquired(&self, pool: &str, _waited: Duration) {
+        self.count(pool, &self.seen.acquired);
+    }
+    fn on_released(&self, pool: &str, _held: Duration) {
+        self.count(pool, &self.seen.released);
+    }
+    fn on_timed_out(&self, pool: &str, _waited: Duration) {
+        self.count(pool, &self.seen.timed_out);
+    }
+    fn on_health_check(&self, pool: &str, healthy: bool, _took: Duration) {
+        self.count(pool, &self.seen.health_checks);
+        if !healthy {
+            self.seen.health_failures.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn on_leak_suspected(&self, pool: &str, _held: Duration, _at: &'static Location<'static>) {
+        self.count(pool, &self.seen.leaks);
+    }
+}
+
+/// A handler that panics at every create; the pool, and the handlers after it, must not mind.
+struct Panicking;
+
+impl PoolEventHandler for Panicking {
+    fn on_created(&self, _pool: &str, _took: Duration) {
+        panic!("a handler bug (on purpose)");
+    }
+}
+
+// ----- metrics agree with reality -----------------------------------------------------------------
+
+/// Threads acquire, hold, break, detach and release while a sampler checks every snapshot;
+/// afterwards the snapshot equals the factory's own counts.
+#[cfg(feature = "blocking")]
+#[test]
+fn metrics_match_the_factory_under_load() {
+    let (pool, counts) = counting_pool("load", 4);
+    let detached = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                check_snapshot(&pool.current_metrics(), THREADS);
+            }
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let pool = &pool;
+                let counts = &counts;
+                let detached = &detached;
+                s.spawn(move || {
+                    for i in 0..CYCLES {
+                        let mut conn = pool.acquire_blocking().unwrap();
+                        match (t + i) % 50 {
+                            0 => conn.mark_broken(),
+                            1 => {
+                                let _conn: usize = conn.detach();
+                                counts.live.fetch_sub(1, Ordering::SeqCst);
+                                detached.fetch_add(1, Ordering::SeqCst);
+                                continue;
+                            }
+                            2 => thread::sleep(Duration::from_micros(200)),
+                            _ => {}
+                        }
+                        drop(conn);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+
+    // Broken connections are destroyed by the maintenance loop (until then they count as
+    // active: open, and not idle): wait for it to settle.
+    eventually("the reaper to destroy broken connections", || {
+        let m = pool.current_metrics();
+        m.active == 0 && m.total == counts.live()
+    });
+    let m = pool.current_metrics();
+    check_snapshot(&m, 0);
+    assert_eq!(m.total, counts.live());
+    assert_eq!(m.idle, counts.live(), "nothing is lent");
+    assert_eq!((m.active, m.waiting), (0, 0));
+    assert!(detached.load(Ordering::SeqCst) > 0);
+
+    // And with connections lent: `active` is what the test holds.
+    let held: Vec<_> = (0..3).map(|_| pool.acquire_blocking().unwrap()).collect();
+    let m = pool.current_metrics();
+    assert_eq!((m.total, m.active), (counts.live(), 3));
+    drop(held);
+    pool.close_blocking();
+    let m = pool.current_metrics();
+    assert_eq!((m.total, m.idle, m.active, m.waiting), (0, 0, 0, 0));
+    assert_eq!(counts.live(), 0);
+}
+
+/// Waiters show in `waiting` and go when served or timed out; it never wraps below zero.
+#[cfg(feature = "blocking")]
+#[test]
+fn waiting_counts_waiters_exactly() {
+    let patient = config("waiting", 1)
+        .acquire_timeout(PATIENCE)
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(Counting::default(), patient);
+    let held = pool.acquire_blocking().unwrap();
+    thread::scope(|s| {
+        let waiters: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| pool.acquire_blocking().map(drop)))
+            .collect();
+        eventually("three waiters", || pool.current_metrics().waiting == 3);
+        check_snapshot(&pool.current_metrics(), 3);
+        drop(held);
+        let served = waiters
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .filter(Result::is_ok)
+            .count();
+        assert_eq!(served, 3, "one connection, passed from waiter to waiter");
+    });
+    assert_eq!(pool.current_metrics().waiting, 0);
+
+    // Timed-out waiters leave no trace either.
+    let short = config("waiting-timeouts", 1)
+        .acquire_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(Counting::default(), short);
+    let _held = pool.acquire_blocking().unwrap();
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                assert!(matches!(
+                    pool.acquire_blocking(),
+                    Err(PoolError::Timeout(_))
+                ))
+            });
+        }
+    });
+    let m = pool.current_metrics();
+    assert_eq!((m.waiting, m.active), (0, 1));
+    assert_eq!(pool.statistics().timed_out, 2);
+}
+
+// ----- statistics agree with the events -----------------------------------------------------------
+
+/// Runs every kind of event through one pool, then checks each statistics counter against what
+/// a recording handler saw and against the factory.
+#[cfg(feature = "blocking")]
+#[test]
+fn statistics_match_the_events() {
+    let factory = Counting::default();
+    let counts = factory.0.clone();
+    let seen = Arc::new(Seen::default());
+    let config = config("stats", 3)
+        .max_connections_ceiling(4)
+        .detailed_statistics(true)
+        .acquire_timeout(Duration::from_millis(300))
+        .checkout_validation(CheckoutValidation::IdleFor(Duration::from_millis(20)))
+        .health_check_interval(Duration::from_millis(20))
+        .leak_detection_threshold(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::builder(factory)
+        .config(config)
+        .health_check(Health(counts.clone()))
+        .event_handler(Panicking)
+        .event_handler(Recording {
+            pool: "stats".into(),
+            seen: seen.clone(),
+        })
+        .build();
+
+    // Creates, slow and fast acquires, releases.
+    let three: Vec<_> = (0..3).map(|_| must_acquire(&pool)).collect();
+    drop(three);
+    for _ in 0..10 {
+        drop(must_acquire(&pool));
+    }
+    // Broken.
+    must_acquire(&pool).mark_broken();
+    // A timeout, and a leak while the pool is held long enough.
+    let all: Vec<_> = (0..3).map(|_| must_acquire(&pool)).collect();
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(PoolError::Timeout(_))
+    ));
+    pool.sweep_idle();
+    // Resized: the surplus is destroyed when it comes back.
+    pool.resize(2).unwrap();
+    drop(all);
+    eventually("the shrink", || pool.current_metrics().total <= 2);
+    pool.resize(3).unwrap();
+    // Failed validation: idle past `IdleFor` and refused.
+    // (A health check may have the idle connection off the queue at that moment, and the
+    // acquire then gets a fresh one, which is not validated: try again.)
+    counts.fail_validate.store(true, Ordering::SeqCst);
+    eventually("a failed validation", || {
+        thread::sleep(Duration::from_millis(40));
+        drop(must_acquire(&pool));
+        pool.statistics().destroyed.failed_validation > 0
+    });
+    counts.fail_validate.store(false, Ordering::SeqCst);
+    // Unhealthy: the periodic check finds it.
+    counts.unhealthy.store(true, Ordering::SeqCst);
+    eventually("a failed health check", || {
+        pool.statistics().health_check_failures > 0
+    });
+    counts.unhealthy.store(false, Ordering::SeqCst);
+    // Panicked while held.
+    let pool_ref = &pool;
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _conn = must_acquire(pool_ref);
+        panic!("the holder panics");
+    }));
+    // Evicted.
+    drop(must_acquire(&pool));
+    pool.evict_all();
+    // Create failures, surfaced in the timeout.
+    counts.fail_create.store(true, Ordering::SeqCst);
+    let held: Vec<_> = std::iter::from_fn(|| pool.try_acquire().ok()).collect();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match pool.acquire_blocking() {
+            Err(PoolError::Timeout(t)) if t.last_create_error.is_some() => break,
+            // The creator did not get to run within the timeout (an overloaded machine).
+            Err(PoolError::Timeout(t)) => assert!(Instant::now() < deadline, "{t:?}"),
+            other => panic!("expected a timeout, got {:?}", other.map(|c| *c)),
+        }
+    }
+    counts.fail_create.store(false, Ordering::SeqCst);
+    drop(held);
+    // Detached: gone from the pool, not destroyed.
+    let _conn: usize = must_acquire(&pool).detach();
+    counts.live.fetch_sub(1, Ordering::SeqCst);
+    // Closed: the rest.
+    drop(must_acquire(&pool));
+    pool.close_blocking();
+
+    let stats = pool.statistics();
+    let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
+    assert_eq!(get(&seen.wrong_name), 0);
+    assert_eq!(stats.created, get(&seen.created));
+    assert_eq!(stats.create_failures, get(&seen.create_failed));
+    assert_eq!(stats.acquired, get(&seen.acquired));
+    assert_eq!(stats.released, Some(get(&seen.released)));
+    assert_eq!(stats.timed_out, get(&seen.timed_out));
+    assert_eq!(stats.health_checks, get(&seen.health_checks));
+    assert_eq!(stats.health_check_failures, get(&seen.health_failures));
+    assert_eq!(stats.leaks_reported, get(&seen.leaks));
+    let d = stats.destroyed;
+    for (reason, counted) in [
+        (DestroyReason::Broken, d.broken),
+        (DestroyReason::Panicked, d.panicked),
+        (DestroyReason::IdleTimeout, d.idle_timeout),
+        (DestroyReason::Expired, d.expired),
+        (DestroyReason::FailedValidation, d.failed_validation),
+        (DestroyReason::Unhealthy, d.unhealthy),
+        (DestroyReason::Evicted, d.evicted),
+        (DestroyReason::Resized, d.resized),
+        (DestroyReason::Closed, d.closed),
+    ] {
+        assert_eq!(counted, seen.destroyed(reason), "{reason:?}");
+    }
+    // Distributions count the same samples.
+    assert_eq!(stats.acquire_wait.count, stats.acquired);
+    assert_eq!(stats.hold_time.map(|h| h.count), stats.released);
+    assert_eq!(stats.create_time.count, stats.created);
+    // And the factory agrees.
+    assert_eq!(stats.created, counts.created.load(Ordering::SeqCst) as u64);
+    assert_eq!(
+        stats.created + stats.create_failures,
+        counts.attempts.load(Ordering::SeqCst) as u64
+    );
+    assert_eq!(d.total(), counts.destroyed.load(Ordering::SeqCst) as u64);
+    assert_eq!(
+        counts.live(),
+        0,
+        "everything made was destroyed or detached"
+    );
+    // The scenario reached every kind it meant to.
+    for (what, n) in [
+        ("broken", d.broken),
+        ("panicked", d.panicked),
+        ("failed validation", d.failed_validation),
+        ("unhealthy", d.unhealthy),
+        ("evicted", d.evicted),
+        ("resized", d.resized),
+        ("closed", d.closed),
+        ("timeouts", stats.timed_out),
+        ("create failures", stats.create_failures),
+        ("leaks", stats.leaks_reported),
+        ("health checks", stats.health_checks),
+    ] {
+        assert!(n > 0, "the scenario produced no {what}");
+    }
+    assert_eq!(
+        stats.released,
+        Some(stats.acquired - 1),
+        "every loan came back but the detached one"
+    );
+}
+
+/// Without detailed statistics, the fast path is not counted, but everything else still
+/// matches the events.
+#[cfg(feature = "blocking")]
+#[test]
+fn statistics_without_details_match_the_slow_events() {
+    let factory = Counting::default();
+    let seen = Arc::new(Seen::default());
+    let pool = ConnectionPool::builder(factory)
+        .config(config("lean", 2).build().unwrap())
+        .event_handler(Recording {
+            pool: "lean".into(),
+            seen: seen.clone(),
+        })
+        .build();
+    for _ in 0..20 {
+        drop(pool.acquire_blocking().unwrap());
+    }
+    pool.close_blocking();
+    let stats = pool.statistics();
+    assert!(!stats.detailed);
+    assert_eq!((stats.released, stats.hold_time), (None, None));
+    assert_eq!(
+        stats.acquired, 1,
+        "only the first acquire had to wait for a create"
+    );
+    assert_eq!(
+        seen.acquired.load(Ordering::SeqCst),
+        20,
+        "the hook sees every acquire"
+    );
+    assert_eq!(seen.released.load(Ordering::SeqCst), 20);
+    assert_eq!(stats.created, seen.created.load(Ordering::SeqCst));
+    assert_eq!(
+        stats.destroyed.closed,
+        seen.destroyed(DestroyReason::Closed)
+    );
+}
+
+// ----- the metrics stream -------------------------------------------------------------------------
+
+#[cfg(feature = "async")]
+mod stream {
+    use super::*;
+    use futures_lite::StreamExt;
+    use nexus_pool::MetricsStream;
+
+    const TICK: Duration = Duration::from_millis(5);
+    /// An interval no test waits out: a stream that ends must end on the close signal.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    fn assert_static_send<T: Send + Sync + Unpin + 'static>(_: &T) {}
+
+    /// Three snapshots that track the pool, then the end once it closes.
+    async fn three_then_close(pool: ConnectionPool<Counting>) {
+        let mut stream = pool.metrics_stream(TICK);
+        assert_static_send(&stream);
+        let first = stream.next().await.unwrap();
+        assert_eq!((first.total, first.max), (0, 2));
+        let held = pool.acquire().await.unwrap();
+        let second = stream.next().await.unwrap();
+        assert_eq!((second.total, second.active), (1, 1));
+        drop(held);
+        let third = stream.next().await.unwrap();
+        assert_eq!((third.total, third.idle), (1, 1));
+        pool.close_now();
+        assert_eq!(stream.next().await, None);
+        assert_eq!(stream.next().await, None, "stays ended");
+    }
+
+    #[test]
+    fn yields_without_a_runtime() {
+        let (pool, _) = counting_pool("stream-none", 2);
+        futures_lite::future::block_on(three_then_close(pool));
+    }
+
+    #[test]
+    fn yields_under_tokio_current_thread() {
+        let (pool, _) = counting_pool("stream-tokio-ct", 2);
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(three_then_close(pool));
+    }
+
+    #[test]
+    fn yields_under_tokio_multi_thread() {
+        let (pool, _) = counting_pool("stream-tokio-mt", 2);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        rt.block_on(async { tokio::spawn(three_then_close(pool)).await.unwrap() });
+    }
+
+    #[test]
+    fn yields_under_smol() {
+        let (pool, _) = counting_pool("stream-smol", 2);
+        smol::block_on(smol::spawn(three_then_close(pool)));
+    }
+
+    #[test]
+    fn yields_at_the_interval() {
+        let (pool, _) = counting_pool("stream-interval", 2);
+        let interval = Duration::from_millis(30);
+        let started = Instant::now();
+        let n = futures_lite::future::block_on(pool.metrics_stream(interval).take(4).count());
+        assert_eq!(n, 4);
+        // The first at once, then three intervals.
+        assert!(started.elapsed() >= interval * 3, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn ends_at_close_not_at_the_next_tick() {
+        let (pool, _) = counting_pool("stream-close", 2);
+        let mut stream = pool.metrics_stream(FOREVER);
+        let started = Instant::now();
+        futures_lite::future::block_on(async {
+            assert!(
+                stream.next().await.is_some(),
+                "the first snapshot comes at once"
+            );
+        });
+        let closer = thread::spawn({
+            let pool = pool.clone();
+            move || {
+                thread::sleep(Duration::from_millis(50));
+                pool.close_now();
+            }
+        });
+        futures_lite::future::block_on(async {
+            assert_eq!(stream.next().await, None);
+        });
+        assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
+        closer.join().unwrap();
+    }
+
+    #[test]
+    fn ends_when_the_last_handle_is_dropped() {
+        let (pool, _) = counting_pool("stream-drop", 2);
+        let mut stream = pool.metrics_stream(FOREVER);
+        assert!(futures_lite::future::block_on(stream.next()).is_some());
+        let reader = thread::spawn(move || futures_lite::future::block_on(stream.count()));
+        thread::sleep(Duration::from_millis(30));
+        assert!(!reader.is_finished(), "waits for the next tick");
+        drop(pool); // the stream holds no handle: this closes the pool
+        assert_eq!(reader.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn ends_at_once_on_a_closed_pool() {
+        let (pool, _) = counting_pool("stream-closed", 2);
+        pool.close_now();
+        let stream: MetricsStream = pool.metrics_stream(TICK);
+        assert_eq!(futures_lite::future::block_on(stream.count()), 0);
+    }
+
+    #[test]
+    fn under_load_every_snapshot_is_sane() {
+        let (pool, _) = counting_pool("stream-load", 3);
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        futures_lite::future::block_on(async {
+                            drop(pool.acquire().await.unwrap());
+                        });
+                    }
+                })
+            })
+            .collect();
+        let seen = futures_lite::future::block_on(
+            pool.metrics_stream(Duration::from_millis(1))
+                .take(50)
+                .inspect(|m| check_snapshot(m, 4))
+                .count(),
+        );
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(seen, 50);
+    }
+
+    #[test]
+    #[should_panic(expected = "metrics interval must be non-zero")]
+    fn a_zero_interval_panics() {
+        let (pool, _) = counting_pool("stream-zero", 2);
+        let _ = pool.metrics_stream(Duration::ZERO);
+    }
+
+    #[test]
+    fn debug_names_the_stream() {
+        let (pool, _) = counting_pool("stream-debug", 2);
+        let text = format!("{:?}", pool.metrics_stream(TICK));
+        assert!(text.starts_with("MetricsStream {"), "{text}");
+    }
+}
+
+#[cfg(feature = "blocking")]
+mod iter {
+    use super::*;
+    use nexus_pool::MetricsIter;
+
+    #[test]
+    fn yields_then_ends_on_close() {
+        let (pool, _) = counting_pool("iter", 2);
+        let mut snapshots: MetricsIter = pool.metrics_iter(Duration::from_millis(5));
+        fn assert_static_send<T: Send + Sync + 'static>(_: &T) {}
+        assert_static_send(&snapshots);
+        assert_eq!(snapshots.next().unwrap().total, 0);
+        let held = pool.acquire_blocking().unwrap();
+        assert_eq!(snapshots.next().unwrap().active, 1);
+        drop(held);
+        pool.close_blocking();
+        assert_eq!(snapshots.next(), None);
+        assert_eq!(snapshots.next(), None, "stays ended");
+    }
+
+    #[test]
+    fn ends_at_close_not_at_the_next_tick() {
+        let (pool, _) = counting_pool("iter-close", 2);
+        let mut snapshots = pool.metrics_iter(Duration::from_secs(3600));
+        assert!(
+            snapshots.next().is_some(),
+            "the first snapshot comes at once"
+        );
+        let reader = thread::spawn(move || snapshots.count());
+        thread::sleep(Duration::from_millis(50));
+        assert!(!reader.is_finished(), "waits for the next tick");
+        let started = Instant::now();
+        drop(pool); // the iterator holds no handle: this closes the pool
+        assert_eq!(reader.join().unwrap(), 0);
+        assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    #[should_panic(expected = "metrics interval must be non-zero")]
+    fn a_zero_interval_panics() {
+        let (pool, _) = counting_pool("iter-zero", 2);
+        let _ = pool.metrics_iter(Duration::ZERO);
+    }
+}
+
+// ----- the `metrics` exporter ---------------------------------------------------------------------
+
+#[cfg(all(feature = "metrics", feature = "blocking"))]
+mod metrics_export {
+    use super::*;
+    use std::sync::{OnceLock, PoisonError};
+
+    use metrics::Unit;
+    use metrics_util::MetricKind;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use nexus_pool::export::metrics::{
+        CONNECTION_COUNT, CONNECTION_MAX, CREATE_TIME, MetricsExporter, PENDING_REQUESTS,
+        POOL_NAME, STATE, TIMEOUTS, USE_TIME, WAIT_TIME, record_gauges, record_snapshot,
+    };
+
+    /// The global recorder, and this test's turn at it: a snapshot drains the recorder, so the
+    /// tests that read it go one at a time (each names its pool apart, too).
+    fn recorder() -> (MutexGuard<'static, ()>, &'static Snapshotter) {
+        static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+        static TURN: Mutex<()> = Mutex::new(());
+        let snapshotter = SNAPSHOTTER.get_or_init(|| {
+            let recorder = DebuggingRecorder::new();
+            let snapshotter = recorder.snapshotter();
+            recorder.install().unwrap();
+            snapshotter
+        });
+        let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        (turn, snapshotter)
+    }
+
+    /// One series as recorded: kind, name, labels other than `pool.name`, unit, value.
+    #[derive(Debug)]
+    struct Series {
+        kind: MetricKind,
+        name: String,
+        labels: Vec<(String, String)>,
+        unit: Option<Unit>,
+        value: DebugValue,
+    }
+
+    /// The series of the pool named `pool` (draining the recorder).
+    fn read(snapshotter: &Snapshotter, pool: &str) -> Vec<Series> {
+        let mut ours = Vec::new();
+        for (key, unit, _help, value) in snapshotter.snapshot().into_vec() {
+            let (kind, key) = key.into_parts();
+            let name = key.name().to_owned();
+            if !name.starts_with("db.client.connection.") {
+                continue;
+            }
+            let labels: Vec<_> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let named: Vec<_> = labels.iter().filter(|(k, _)| k == POOL_NAME).collect();
+            assert_eq!(
+                named.len(),
+                1,
+                "{name} must carry one pool.name: {labels:?}"
+            );
+            if named[0].1 != pool {
+                continue;
+            }
+            let labels = labels.into_iter().filter(|(k, _)| k != POOL_NAME).collect();
+            ours.push(Series {
+                kind,
+                name,
+                labels,
+                unit,
+                value,
+            });
+        }
+        ours
+    }
+
+    fn find<'a>(series: &'a [Series], name: &str, state: Option<&str>) -> &'a Series {
+        let labels: Vec<(String, String)> = state
+            .map(|s| vec![(STATE.to_owned(), s.to_owned())])
+            .unwrap_or_default();
+        series
+            .iter()
+            .find(|s| s.name == name && s.labels == labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in {series:#?}"))
+    }
+
+    fn gauge(series: &[Series], name: &str, state: Option<&str>) -> f64 {
+        let s = find(series, name, state);
+        assert_eq!(s.kind, MetricKind::Gauge, "{s:?}");
+        match &s.value {
+            DebugValue::Gauge(v) => {
+                assert!(v.0 >= 0.0 && v.0.fract() == 0.0, "{name}: {}", v.0);
+                v.0
+            }
+            other => panic!("{name} is not a gauge: {other:?}"),
+        }
+    }
+
+    fn counter(series: &[Series], name: &str) -> u64 {
+        match &find(series, name, None).value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        }
+    }
+
+    fn histogram(series: &[Series], name: &str) -> Vec<f64> {
+        let s = find(series, name, None);
+        assert_eq!(s.unit, Some(Unit::Seconds), "{name} is in seconds");
+        match &s.value {
+            DebugValue::Histogram(v) => {
+                let v: Vec<f64> = v.iter().map(|x| x.0).collect();
+                assert!(
+                    v.iter().all(|x| *x >= 0.0 && x.is_finite()),
+                    "{name}: {v:?}"
+                );
+                v
+            }
+            other => panic!("{name} is not a histogram: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn counter_and_histograms_match_the_events() {
+        let (_turn, snapshotter) = recorder();
+        let factory = Counting::default();
+        let seen = Arc::new(Seen::default());
+        let config = config("metrics-events", 1)
+            .acquire_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let pool = ConnectionPool::builder(factory)
+            .config(config)
+            .event_handler(MetricsExporter::new())
+            .event_handler(Recording {
+                pool: "metrics-events".into(),
+                seen: seen.clone(),
+            })
+            .build();
+        for _ in 0..5 {
+            drop(pool.acquire_blocking().unwrap());
+        }
+        let held = pool.acquire_blocking().unwrap();
+        assert!(matches!(
+            pool.acquire_blocking(),
+            Err(PoolError::Timeout(_))
+        ));
+        thread::sleep(Duration::from_millis(5));
+        drop(held);
+        pool.close_blocking();
+
+        let series = read(snapshotter, "metrics-events");
+        let stats = pool.statistics();
+        assert_eq!(counter(&series, TIMEOUTS), 1);
+        assert_eq!(counter(&series, TIMEOUTS), stats.timed_out);
+        let waits = histogram(&series, WAIT_TIME);
+        assert_eq!(waits.len() as u64, seen.acquired.load(Ordering::SeqCst));
+        assert_eq!(waits.len(), 6, "every acquire, the fast ones too");
+        let uses = histogram(&series, USE_TIME);
+        assert_eq!(uses.len() as u64, seen.released.load(Ordering::SeqCst));
+        assert!(uses.iter().any(|&s| s >= 0.004), "the held one: {uses:?}");
+        let creates = histogram(&series, CREATE_TIME);
+        assert_eq!(creates.len() as u64, stats.created);
+        assert_eq!(stats.create_time.count, stats.created);
+    }
+
+    #[test]
+    fn gauges_equal_the_pool_and_the_factory() {
+        let (_turn, snapshotter) = recorder();
+        let factory = Counting::default();
+        let counts = factory.0.clone();
+        let config = config("metrics-gauges", 3)
+            .acquire_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let pool = ConnectionPool::builder(factory)
+            .config(config)
+            .event_handler(MetricsExporter::new())
+            .build();
+        let check = |idle: f64, used: f64, pending: f64| {
+            record_gauges(&pool);
+            let series = read(snapshotter, "metrics-gauges");
+            let got = (
+                gauge(&series, CONNECTION_COUNT, Some("idle")),
+                gauge(&series, CONNECTION_COUNT, Some("used")),
+                gauge(&series, PENDING_REQUESTS, None),
+                gauge(&series, CONNECTION_MAX, None),
+            );
+            assert_eq!(got, (idle, used, pending, 3.0));
+            assert_eq!((idle + used) as usize, counts.live(), "the factory's count");
+        };
+        check(0.0, 0.0, 0.0);
+
+        let mut held: Vec<_> = (0..3).map(|_| pool.acquire_blocking().unwrap()).collect();
+        check(0.0, 3.0, 0.0);
+        drop(held.pop());
+        check(1.0, 2.0, 0.0);
+
+        // Waiters produce no event while they wait; the gauge still shows them.
+        held.push(pool.acquire_blocking().unwrap());
+        thread::scope(|s| {
+            let waiters: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| pool.acquire_blocking().map(drop)))
+                .collect();
+            eventually("two waiters", || pool.current_metrics().waiting == 2);
+            check(0.0, 3.0, 2.0);
+            drop(held.pop());
+            for w in waiters {
+                w.join().unwrap().unwrap();
+            }
+        });
+        check(1.0, 2.0, 0.0);
+
+        // A detached connection leaves no trace in the gauges (nor in the factory's count).
+        let _conn: usize = held.pop().unwrap().detach();
+        counts.live.fetch_sub(1, Ordering::SeqCst);
+        check(1.0, 1.0, 0.0);
+        drop(held);
+        check(2.0, 0.0, 0.0);
+
+        pool.close_blocking();
+        check(0.0, 0.0, 0.0);
+    }
+
+    #[test]
+    fn pools_stay_apart_by_name() {
+        let (_turn, snapshotter) = recorder();
+        let (small, _) = counting_pool("metrics-small", 1);
+        let (large, _) = counting_pool("metrics-large", 5);
+        let held = large.acquire_blocking().unwrap();
+        record_gauges(&small);
+        record_gauges(&large);
+        let snapshot = snapshotter.snapshot().into_vec();
+        let for_pool = |pool: &str| -> Vec<Series> {
+            // Re-read from the one snapshot: a second `read` would find the gauges drained.
+            let mut out = Vec::new();
+            for (key, unit, _, value) in &snapshot {
+                let key = key.key();
+                if key
+                    .labels()
+                    .any(|l| l.key() == POOL_NAME && l.value() == pool)
+                {
+                    out.push(Series {
+                        kind: MetricKind::Gauge,
+                        name: key.name().to_owned(),
+                        labels: key
+                            .labels()
+                            .filter(|l| l.key() != POOL_NAME)
+                            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                            .collect(),
+                        unit: *unit,
+                        value: match value {
+                            DebugValue::Gauge(v) => DebugValue::Gauge(*v),
+                            _ => continue,
+                        },
+                    });
+                }
+            }
+            out
+        };
+        let small = for_pool("metrics-small");
+        let large_series = for_pool("metrics-large");
+        assert_eq!(gauge(&small, CONNECTION_MAX, None), 1.0);
+        assert_eq!(gauge(&small, CONNECTION_COUNT, Some("used")), 0.0);
+        assert_eq!(gauge(&large_series, CONNECTION_MAX, None), 5.0);
+        assert_eq!(gauge(&large_series, CONNECTION_COUNT, Some("used")), 1.0);
+        drop(held);
+        large.close_blocking();
+    }
+
+    #[test]
+    fn snapshots_from_the_stream_set_the_gauges() {
+        let (_turn, snapshotter) = recorder();
+        let (pool, _) = counting_pool("metrics-stream", 2);
+        let held = pool.acquire_blocking().unwrap();
+        let name = pool.config().name().to_owned();
+        let snapshots = pool.metrics_iter(Duration::from_secs(3600));
+        let (recorded, first) = std::sync::mpsc::channel();
+        let refresher = thread::spawn(move || {
+            for m in snapshots {
+                record_snapshot(&name, &m);
+                let _ = recorded.send(());
+            }
+        });
+        first.recv().unwrap();
+        drop(held);
+        pool.close_blocking();
+        refresher.join().unwrap();
+        let series = read(snapshotter, "metrics-stream");
+        // The one snapshot taken at once, while the connection was held.
+        assert_eq!(gauge(&series, CONNECTION_COUNT, Some("used")), 1.0);
+        assert_eq!(gauge(&series, CONNECTION_MAX, None), 2.0);
+    }
+}
+
+// ----- the `tracing` exporter ---------------------------------------------------------------------
+
+#[cfg(all(feature = "tracing", feature = "blocking"))]
+mod tracing_export {
+    use super::*;
+    use std::fmt;
+    use std::sync::OnceLock;
+
+    use nexus_pool::export::tracing::TracingExporter;
+    use tracing::field::{Field, Visit};
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    #[derive(Debug, Clone)]
+    struct Captured {
+        level: Level,
+        message: String,
+        fields: HashMap<String, String>,
+    }
+
+    /// Every event any thread emitted (the maintenance thread's too, so the subscriber is global).
+    fn captured() -> &'static Mutex<Vec<Captured>> {
+        static EVENTS: OnceLock<&'static Mutex<Vec<Captured>>> = OnceLock::new();
+        EVENTS.get_or_init(|| {
+            let events: &'static Mutex<Vec<Captured>> = Box::leak(Box::default());
+            let subscriber = tracing_subscriber::registry().with(Collect(events));
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            events
+        })
+    }
+
+    struct Collect(&'static Mutex<Vec<Captured>>);
+
+    impl<S: Subscriber> Layer<S> for Collect {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(Captured {
+                level: *event.metadata().level(),
+                message: fields.message,
+                fields: fields.rest,
+            });
+        }
+    }
+
+    #[derive(Default)]
+    struct Fields {
+        message: String,
+        rest: HashMap<String, String>,
+    }
+
+    impl Visit for Fields {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.rest.insert(field.name().to_owned(), value.to_owned());
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            if field.name() == "message" {
+                self.message = format!("{value:?}");
+            } else {
+                self.rest
+                    .insert(field.name().to_owned(), format!("{value:?}"));
+            }
+        }
+    }
+
+    /// The events of the pool named `pool`.
+    fn events_of(pool: &str) -> Vec<Captured> {
+        captured()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.fields.get("pool.name").map(String::as_str) == Some(pool))
+            .cloned()
+            .collect()
+    }
+
+    fn count(pool: &str, message: &str) -> usize {
+        events_of(pool)
+            .iter()
+            .filter(|e| e.message == message)
+            .count()
+    }
+
+    #[track_caller]
+    fn expect(pool: &str, message: &str, level: Level, field: &str) {
+        let events = events_of(pool);
+        let found = events
+            .iter()
+            .find(|e| e.message == message)
+            .unwrap_or_else(|| panic!("no {message:?} in {events:#?}"));
+        assert_eq!(found.level, level, "{found:?}");
+        assert!(found.fields.contains_key(field), "{found:?} lacks {field}");
+    }
+
+    #[test]
+    fn acquires_served_at_once_log_nothing() {
+        const POOL: &str = "tracing-quiet";
+        captured();
+        let config = config(POOL, 1)
+            .checkout_validation(CheckoutValidation::Never)
+            .build()
+            .unwrap();
+        let pool = ConnectionPool::builder(Counting::default())
+            .config(config)
+            .event_handler(TracingExporter::new())
+            .build();
+        drop(pool.acquire_blocking().unwrap()); // a create, which may log a wait
+        let before = events_of(POOL).len();
+        for _ in 0..10 {
+            drop(pool.acquire_blocking().unwrap());
+        }
+        assert_eq!(events_of(POOL).len(), before, "nothing for ten loans");
+        pool.close_blocking();
+        let messages: Vec<_> = events_of(POOL).into_iter().map(|e| e.message).collect();
+        assert_eq!(messages.last().unwrap(), "connection destroyed");
+        assert_eq!(count(POOL, "connection created"), 1);
+    }
+
+    #[test]
+    fn events_name_the_pool_at_their_level() {
+        const POOL: &str = "tracing-events";
+        captured();
+        let factory = Counting::default();
+        let counts = factory.0.clone();
+        let config = config(POOL, 1)
+            .acquire_timeout(Duration::from_secs(1))
+            .health_check_interval(Duration::from_millis(20))
+            .leak_detection_threshold(Duration::from_millis(30))
+            .build()
+            .unwrap();
+        let pool = ConnectionPool::builder(factory)
+            .config(config)
+            .health_check(Health(counts.clone()))
+            .event_handler(TracingExporter::new())
+            .build();
+
+        drop(pool.acquire_blocking().unwrap());
+        expect(POOL, "connection created", Level::DEBUG, "took");
+
+        // A wait, and a leak while the waiter holds on.
+        let held = pool.acquire_blocking().unwrap();
+        thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let conn = pool.acquire_blocking().unwrap();
+                thread::sleep(Duration::from_millis(50));
+                pool.sweep_idle();
+                drop(conn);
+            });
+            eventually("the waiter", || pool.current_metrics().waiting == 1);
+            thread::sleep(Duration::from_millis(20));
+            drop(held);
+            waiter.join().unwrap();
+        });
+        expect(
+            POOL,
+            "acquired a connection after waiting",
+            Level::DEBUG,
+            "waited",
+        );
+        expect(
+            POOL,
+            "connection held past the leak detection threshold",
+            Level::WARN,
+            "acquired_at",
+        );
+
+        // A timeout.
+        let held = pool.acquire_blocking().unwrap();
+        assert!(pool.acquire_blocking().is_err());
+        drop(held);
+        expect(POOL, "acquire timed out", Level::WARN, "waited");
+
+        // A failed health check, and the destroy it causes.
+        counts.unhealthy.store(true, Ordering::SeqCst);
+        eventually("a failed health check", || {
+            count(POOL, "health check failed") > 0
+        });
+        counts.unhealthy.store(false, Ordering::SeqCst);
+        expect(POOL, "health check failed", Level::WARN, "took");
+        eventually("the unhealthy connection's destroy", || {
+            count(POOL, "connection destroyed") > 0
+        });
+        expect(POOL, "connection destroyed", Level::DEBUG, "reason");
+
+        // A failed create.
+        counts.fail_create.store(true, Ordering::SeqCst);
+        assert!(pool.acquire_blocking().is_err());
+        counts.fail_create.store(false, Ordering::SeqCst);
+        expect(POOL, "connection create failed", Level::WARN, "error");
+
+        pool.close_blocking();
+        // Every event of this pool carried its name (the filter above relies on it), and none
+        // came from another pool's name.
+        assert!(!events_of(POOL).is_empty());
+        assert_eq!(events_of("no such pool").len(), 0);
+    }
+}
