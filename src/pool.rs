@@ -492,18 +492,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn current_metrics(&self) -> PoolMetrics {
-        let shared = self.shared();
-        let max = shared.max();
-        let total = shared.total();
-        let idle = shared.idle_count().min(total);
-        PoolMetrics {
-            total,
-            idle,
-            active: total - idle,
-            waiting: shared.waiting(),
-            max,
-            acquire_time: shared.average_acquire_time(),
-        }
+        crate::metrics::snapshot(self.shared())
     }
 }
 
