@@ -78,9 +78,10 @@ pub(crate) struct Waiter<'a, F: ConnectionFactory> {
     shared: &'a Shared<F>,
     /// Whether this caller is counted in `gate`.
     registered: bool,
-    /// True between registering and the first re-check: a newcomer's re-check may take idle
-    /// connections but not ones handed to older waiters (unless nobody was told of them).
+    /// True between registering and the first re-check.
     fresh: bool,
+    /// Whether nobody else was waiting when this caller registered.
+    first: bool,
     listener: Option<EventListener>,
 }
 
@@ -90,6 +91,7 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             shared,
             registered: false,
             fresh: false,
+            first: false,
             listener: None,
         }
     }
@@ -106,6 +108,14 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             };
         }
         let fresh = std::mem::take(&mut self.fresh);
+        if fresh && !self.first {
+            // Older waiters come first. What sits idle (a release that saw no waiter) is theirs:
+            // pass it to the oldest, as a release would, and take this caller's turn through a
+            // notification. Taking it here, or claiming an untold-of connection in `handoff`,
+            // let a newcomer barge ahead of older waiters (found by tests/fifo_cancel.rs).
+            shared.offer_to_oldest();
+            return None;
+        }
         let mut popped = None;
         if !fresh || shared.claim_unnotified() {
             popped = shared.take_handoff();
@@ -131,7 +141,8 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
         if !self.registered {
             self.registered = true;
             self.fresh = true;
-            self.shared.gate().fetch_add(1, Ordering::SeqCst);
+            let before = self.shared.gate().fetch_add(1, Ordering::SeqCst);
+            self.first = before & WAITERS == 0;
             // Count, then re-check. Pairs with the fence in `Shared::push_idle`.
             fence(Ordering::SeqCst);
         }
@@ -158,6 +169,11 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             if before & WAITERS == 1 {
                 // The last waiter left: nothing may stay reserved for nobody.
                 shared.drain_handoff();
+            } else if shared.claim_unnotified() {
+                // A connection in `handoff` that nobody was told of (every waiter was busy when
+                // it came) may have been waiting for this caller's re-check, which will not
+                // happen now: tell the oldest remaining waiter instead.
+                shared.notify_waiter();
             }
         }
     }

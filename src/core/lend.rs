@@ -141,22 +141,34 @@ impl<F: ConnectionFactory> Shared<F> {
         if gate & SHRINK != 0 && self.shrink_one() {
             return;
         }
-        if gate & !(CLOSED | SHRINK) != 0 {
-            if let Some(entry) = self.idle.pop() {
-                // Waiters exist: hand the connection to the oldest one not yet notified.
-                if let Err(entry) = self.handoff.push(entry) {
-                    return self.retire(entry, DestroyReason::Closed);
-                }
-                self.notify_waiter();
-                // The last waiter may have left after we saw it and before our push, draining an
-                // empty hand-off queue: then nobody will take this one, so take it back. Pairs
-                // with the count-then-drain in `Waiter::leave` (found by loom: concurrent_cancel).
-                fence(Ordering::SeqCst);
-                if self.hot.gate.load(Ordering::Relaxed) & WAITERS == 0 {
-                    self.drain_handoff();
-                }
-            }
+        if gate & WAITERS != 0 {
+            self.hand_over_one();
         }
+    }
+
+    /// Waiters exist: moves one idle connection to `handoff` for the oldest waiter not yet
+    /// notified.
+    fn hand_over_one(&self) {
+        let Some(entry) = self.idle.pop() else {
+            return;
+        };
+        if let Err(entry) = self.handoff.push(entry) {
+            return self.retire(entry, DestroyReason::Closed);
+        }
+        self.notify_waiter();
+        // The last waiter may have left after we saw it and before our push, draining an empty
+        // hand-off queue: then nobody will take this one, so take it back. Pairs with the
+        // count-then-drain in `Waiter::leave` (found by loom: concurrent_cancel).
+        fence(Ordering::SeqCst);
+        if self.hot.gate.load(Ordering::Relaxed) & WAITERS == 0 {
+            self.drain_handoff();
+        }
+    }
+
+    /// A newcomer's first look, while older waiters exist: a connection sitting idle (pushed by a
+    /// release that saw no waiter) goes to the oldest waiter, as the release would have sent it.
+    pub(crate) fn offer_to_oldest(&self) {
+        self.hand_over_one();
     }
 
     /// Wakes the oldest waiter not yet notified, for a connection in `handoff`.
