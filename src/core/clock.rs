@@ -116,11 +116,9 @@ impl Clock {
     /// idle and must wake the maintenance loop.
     #[inline]
     pub(crate) fn now(&self) -> (Millis, bool) {
-        if let Some(manual) = &self.manual {
-            return (manual.load(Ordering::Relaxed), false);
-        }
+        // A manual clock never sets `ticking`, so it is looked at only on this cold branch.
         if !self.now.ticking.load(Ordering::Relaxed) {
-            return (self.refresh_and_start(), true);
+            return self.refresh_and_start();
         }
         if !self.now.read.load(Ordering::Relaxed) {
             self.now.read.store(true, Ordering::Relaxed);
@@ -129,12 +127,15 @@ impl Clock {
     }
 
     #[cold]
-    fn refresh_and_start(&self) -> Millis {
+    fn refresh_and_start(&self) -> (Millis, bool) {
+        if let Some(manual) = &self.manual {
+            return (manual.load(Ordering::Relaxed), false);
+        }
         let now = self.precise();
         self.now.millis.fetch_max(now, Ordering::Relaxed);
         self.now.read.store(true, Ordering::Relaxed);
         self.now.ticking.store(true, Ordering::Relaxed);
-        now
+        (now, true)
     }
 
     /// One tick of the maintenance loop: refresh, and say whether to keep ticking (someone read

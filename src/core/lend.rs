@@ -74,6 +74,20 @@ impl<F: ConnectionFactory> Shared<F> {
         waited: Duration,
         location: &'static Location<'static>,
     ) -> LeakId {
+        if self.bookkeeping {
+            self.lent_slow(entry, waited, location)
+        } else {
+            LeakId::NONE
+        }
+    }
+
+    #[cold]
+    fn lent_slow(
+        &self,
+        entry: &Entry<F::Connection>,
+        waited: Duration,
+        location: &'static Location<'static>,
+    ) -> LeakId {
         if self.detailed {
             Stats::count(&self.stats.acquired);
             self.stats.wait.record(waited);
@@ -93,23 +107,28 @@ impl<F: ConnectionFactory> Shared<F> {
         broken: Option<DestroyReason>,
         leak: LeakId,
     ) {
-        if let Some(leaks) = &self.leaks {
-            leaks.unregister(leak);
-        }
         let now = self.now();
-        if self.detailed || !self.events.is_empty() {
-            let held = Duration::from_millis(now.saturating_sub(entry.lent_at));
-            if self.detailed {
-                Stats::count(&self.stats.released);
-                self.stats.hold.record(held);
-            }
-            emit(&self.events, |h| h.on_released(self.config.name(), held));
+        if self.bookkeeping {
+            self.released_slow(&entry, now, leak);
         }
         if let Some(reason) = broken.or_else(|| self.stale(&entry, now)) {
             return self.retire(entry, reason);
         }
         entry.last_used_at = now;
         self.push_idle(entry);
+    }
+
+    #[cold]
+    fn released_slow(&self, entry: &Entry<F::Connection>, now: Millis, leak: LeakId) {
+        if let Some(leaks) = &self.leaks {
+            leaks.unregister(leak);
+        }
+        let held = Duration::from_millis(now.saturating_sub(entry.lent_at));
+        if self.detailed {
+            Stats::count(&self.stats.released);
+            self.stats.hold.record(held);
+        }
+        emit(&self.events, |h| h.on_released(self.config.name(), held));
     }
 
     /// Returns a connection taken from a queue but not lent.

@@ -137,6 +137,9 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     pub(crate) stats: Stats,
     /// `config.detailed_statistics()`, kept beside the stats for the hot path.
     detailed: bool,
+    /// Whether lending and returning must do anything beyond the queues: detailed statistics,
+    /// event handlers or leak detection. One branch on the hot path when none is configured.
+    bookkeeping: bool,
     /// Nanoseconds spent in acquires that took the slow path, for the average acquire time.
     slow_nanos: AtomicU64,
     /// How many acquires took the slow path.
@@ -159,7 +162,10 @@ impl<F: ConnectionFactory> Shared<F> {
             CheckoutValidation::IdleFor(d) => clock::millis(d),
         };
         let detailed = config.detailed_statistics();
+        let bookkeeping =
+            detailed || !events.is_empty() || config.leak_detection_threshold().is_some();
         Shared {
+            bookkeeping,
             leaks: config
                 .leak_detection_threshold()
                 .map(|_| leaks::Registry::default()),
