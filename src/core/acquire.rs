@@ -125,7 +125,7 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             // Served: stop counting as a waiter at once, or the creator would see a waiter with
             // nothing handed to it and make a connection nobody needs (found by the fuzzer). If
             // the connection then fails validation, this caller queues again at the back.
-            self.leave(true);
+            self.leave();
         }
         popped
     }
@@ -155,8 +155,8 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
         self.listener = None;
     }
 
-    /// Leaves the waiter list; idempotent. `served`: this caller got a connection.
-    pub(crate) fn leave(&mut self, served: bool) {
+    /// Leaves the waiter list; idempotent.
+    pub(crate) fn leave(&mut self) {
         let shared = self.shared;
         if let Some(listener) = self.listener.take() {
             // A notification this caller received but will not use goes to the next waiter.
@@ -169,14 +169,10 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             if before & WAITERS == 1 {
                 // The last waiter left: nothing may stay reserved for nobody.
                 shared.drain_handoff();
-            } else if !served && shared.claim_unnotified() {
-                // Leaving unserved (cancelled, timed out): a connection in `handoff` that nobody
-                // was told of may have been waiting for this caller's re-check, which will not
-                // happen now, or for the notification just passed on, which may have reached
-                // nobody: tell the oldest remaining waiter (found by loom:
-                // handover_to_cancelled_waiter). A served caller skips this: the count it would
-                // see is its own connection's, still being taken back by the releaser, and
-                // passing it on woke a younger waiter for nothing (found by tests/fifo_cancel.rs).
+            } else if shared.claim_unnotified() {
+                // A connection in `handoff` that nobody was told of (every waiter was busy when
+                // it came) may have been waiting for this caller's re-check, which will not
+                // happen now: tell the oldest remaining waiter instead.
                 shared.notify_waiter();
             }
         }
@@ -185,6 +181,6 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
 
 impl<F: ConnectionFactory> Drop for Waiter<'_, F> {
     fn drop(&mut self) {
-        self.leave(false);
+        self.leave();
     }
 }
