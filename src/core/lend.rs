@@ -49,7 +49,7 @@ impl<F: ConnectionFactory> Shared<F> {
         loop {
             let mut entry = queue.pop()?;
             let now = self.now();
-            if let Some(reason) = self.stale(&entry, now) {
+            if let Some(reason) = self.stale_at(&entry, now) {
                 self.retire(entry, reason);
                 continue;
             }
@@ -111,7 +111,7 @@ impl<F: ConnectionFactory> Shared<F> {
         if self.bookkeeping {
             self.released_slow(&entry, now, leak);
         }
-        if let Some(reason) = broken.or_else(|| self.stale(&entry, now)) {
+        if let Some(reason) = broken.or_else(|| self.stale_at(&entry, now)) {
             return self.retire(entry, reason);
         }
         entry.last_used_at = now;

@@ -320,14 +320,6 @@ impl<F: ConnectionFactory> Drop for CreateSlot<'_, F> {
     }
 }
 
-impl<F: ConnectionFactory> Shared<F> {
-    /// Why `entry` may not be lent or kept any more, at the hot path's coarse time.
-    #[inline]
-    fn stale(&self, entry: &Entry<F::Connection>, now: Millis) -> Option<DestroyReason> {
-        self.stale_at(entry, now)
-    }
-}
-
 /// Holds a connection while a user callback runs on it; if the callback panics or its future is
 /// dropped, the connection is retired (its state is unknown), never lost.
 pub(crate) struct RetireOnDrop<'a, F: ConnectionFactory> {
