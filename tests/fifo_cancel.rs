@@ -664,13 +664,10 @@ fn fifo_hand_polled_futures() {
 /// Blocking threads and async tasks alternating in one queue are served strictly FIFO; a
 /// newcomer is refused by `try_acquire` and served last.
 ///
-/// Failed now and then before the fix in `Waiter::take`: a waiter counted in `waiting` whose thread runs its first re-check only
-/// after the release can take the connection (seen: `[8, 1, 2, 3, 4, 5, 6, 7, 0]`, the newcomer
-/// first and the oldest waiter, robbed of its hand-off, re-queued last).
+/// Failed now and then under the earlier one-event design: a waiter woken for nothing, when a
+/// release raced another waiter leaving, queued again at the back (seen: `[8, 1, 2, 3, 4, 5, 6,
+/// 7, 0]`). Connections are now handed straight into the oldest waiter's slot.
 #[test]
-#[ignore = "BUG: FIFO is not strict when a release races a waiter's wake-up: a waiter woken \
-            for nothing (a hand-off notification passed on during the releaser's count-first \
-            window) queues again at the back; fails a few runs in 5 under load"]
 fn fifo_mixed_blocking_and_async() {
     run_fifo(|i| {
         if i % 2 == 0 {
@@ -684,9 +681,6 @@ fn fifo_mixed_blocking_and_async() {
 /// FIFO holds when async waiters run on a multi-threaded tokio runtime among blocking threads.
 /// Failed now and then before that fix, as `fifo_mixed_blocking_and_async`.
 #[test]
-#[ignore = "BUG: FIFO is not strict when a release races a waiter's wake-up: a waiter woken \
-            for nothing (a hand-off notification passed on during the releaser's count-first \
-            window) queues again at the back; fails a few runs in 5 under load"]
 fn fifo_mixed_with_tokio_tasks() {
     run_fifo(|i| match i % 3 {
         0 => WaiterKind::Blocking,
@@ -698,9 +692,6 @@ fn fifo_mixed_with_tokio_tasks() {
 /// FIFO holds among blocking waiters only. Failed now and then before that fix, as
 /// `fifo_mixed_blocking_and_async`.
 #[test]
-#[ignore = "BUG: FIFO is not strict when a release races a waiter's wake-up: a waiter woken \
-            for nothing (a hand-off notification passed on during the releaser's count-first \
-            window) queues again at the back; fails a few runs in 5 under load"]
 fn fifo_blocking_only() {
     run_fifo(|_| WaiterKind::Blocking);
 }
@@ -709,9 +700,6 @@ fn fifo_blocking_only() {
 /// that fix, as
 /// `fifo_mixed_blocking_and_async`.
 #[test]
-#[ignore = "BUG: FIFO is not strict when a release races a waiter's wake-up: a waiter woken \
-            for nothing (a hand-off notification passed on during the releaser's count-first \
-            window) queues again at the back; fails a few runs in 5 under load"]
 fn fifo_async_only() {
     run_fifo(|_| WaiterKind::AsyncThread);
 }
@@ -927,9 +915,6 @@ fn cancellation_sweep_async() {
 /// start, but when its first re-check runs late it takes a connection meant for a future
 /// (seen: futures served `[1, 2, 3, 4, 0]`, and the tail served before future 4 was woken).
 #[test]
-#[ignore = "BUG: FIFO is not strict when a release races a waiter's wake-up: a waiter woken \
-            for nothing (a hand-off notification passed on during the releaser's count-first \
-            window) queues again at the back; fails a few runs in 5 under load"]
 fn cancellation_sweep_with_blocking_waiter() {
     run_sweep(Tail::Blocking);
 }
@@ -1075,9 +1060,9 @@ fn race_drop_against_release(iterations: usize) -> RaceOutcome {
 /// counted as waiting, and the connection is idle where `try_acquire` sees it (documented:
 /// `Exhausted` only when nothing is idle or others wait).
 ///
-/// Before the re-check after the hand-off in `release_slow`, about one iteration in 1 000 left
-/// the connection stranded in `handoff` (`gate` 0, `idle` 0, `handoff` 1, `unnotified` 1):
-/// metrics said idle 1 and waiting 0, yet `try_acquire` and the fast paths could not see it.
+/// Under the earlier one-event design, about one iteration in 1 000 left the connection stranded
+/// in its hand-off queue: metrics said idle 1 and waiting 0, yet `try_acquire` and the fast paths
+/// could not see it.
 #[test]
 fn drop_racing_release_keeps_connection_reachable() {
     let outcome = race_drop_against_release(RACE_ITERATIONS);
@@ -1093,11 +1078,10 @@ fn drop_racing_release_keeps_connection_reachable() {
 /// connection although an older waiter was queued.
 #[derive(Debug, Default)]
 struct Barging {
-    /// The older waiter was never told of the connection (the newcomer popped `idle` between
-    /// the release's push and its move to `handoff`).
+    /// The older waiter was never woken (the newcomer popped `idle` between the release's push
+    /// and its hand-off).
     before_notify: usize,
-    /// The older waiter was told of it but found `handoff` empty, and queued again at the back
-    /// (the newcomer claimed it through `unnotified`).
+    /// The older waiter was woken but found nothing, and queued again at the back.
     after_notify: usize,
 }
 
@@ -1163,21 +1147,12 @@ fn race_newcomer_against_release(iterations: usize) -> Barging {
 /// A caller that starts waiting while a connection is released does not take it from a caller
 /// that was already waiting: FIFO holds for arrivals that race a release.
 ///
-/// Failed before `Waiter::take` stopped a newcomer's first re-check from taking anything while
-/// older waiters were counted: it could take a connection meant for an older waiter, in two ways:
-///
-/// * it pops `idle` whatever `gate` held before its count, so it takes a connection a release
-///   has just pushed there (seeing the older waiter, the release was about to move it to
-///   `handoff` and notify that waiter, which is never notified);
-/// * `notify_waiter` counts the connection in `unnotified` *before* notifying (since the fix
-///   of a lost wake-up found by loom), so in that window the re-check claims it and pops
-///   `handoff`; the older waiter, notified, finds `handoff` empty and queues again at the back.
-///
-/// The race needs the re-check to overlap a release, but a waiter whose thread is descheduled
-/// right after counting itself makes that likely: the FIFO tests with waiter threads and the
-/// sweep with a blocking waiter fail a few runs in 100 (one saw `[8, 1, ..., 7, 0]`: the last
-/// waiter served first, the oldest last). Taking anything on that first re-check is only needed
-/// when this waiter's `fetch_add` on `gate` returned no other waiter.
+/// Failed under the earlier one-event design, where a newcomer's first re-check after counting
+/// itself could take a connection meant for an older waiter: either from `idle` just after a
+/// release pushed it there, or from the hand-off queue while the release was still notifying, so
+/// that the older waiter woke to nothing and queued again at the back. The FIFO tests with waiter
+/// threads failed a few runs in 100 (one saw `[8, 1, ..., 7, 0]`). Now a newcomer's only look at
+/// `idle` happens under the wait list's lock and serves the front of the list, not itself.
 #[test]
 fn newcomer_racing_release_does_not_barge() {
     let barging = race_newcomer_against_release(NEWCOMER_RACE_ITERATIONS);

@@ -1374,8 +1374,8 @@ fn try_acquire_yields_to_waiters() {
             pool.current_metrics().waiting == 1
         });
         drop(held);
-        // Whether or not the waiter has taken it yet (it is in the hand-off queue or lent to
-        // the waiter), the connection is not ours to take.
+        // Whether or not the waiter has taken it yet (it is in the waiter's slot or lent to
+        // it), the connection is not ours to take.
         assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)));
         assert_eq!(
             got_rx.recv().unwrap(),

@@ -1,10 +1,11 @@
-//! The slow path of an acquire, shared by both facades: take what is ours to take, else register
-//! as a waiter (asking the creator for a connection), re-check, and sleep; then loop.
+//! The slow path of an acquire, shared by both facades: join the waiter list (asking the creator
+//! for a connection), sleep until a connection is handed over, check it; then loop.
 
-use super::sync::{Ordering, fence};
-use event_listener::{EventListener, Listener};
+use event_listener::EventListener;
 
-use super::{DestroyReason, Entry, Popped, RetireOnDrop, Shared, WAITERS, with_timeout};
+use super::sync::Arc;
+use super::waitlist::Slot;
+use super::{DestroyReason, Entry, Popped, RetireOnDrop, Shared, with_timeout};
 use crate::{ConnectionFactory, PoolError};
 
 /// What the slow path ends with.
@@ -21,6 +22,9 @@ impl<F: ConnectionFactory> Shared<F> {
         mut candidate: Option<Popped<F::Connection>>,
     ) -> Acquired<F> {
         let mut waiter = Waiter::new(self);
+        // Whether this caller was handed a connection that turned out unusable: it then queues
+        // again at the front, since it was already the oldest waiter.
+        let mut served = false;
         loop {
             if let Some(popped) = candidate.take() {
                 if popped.is_ready() {
@@ -29,17 +33,21 @@ impl<F: ConnectionFactory> Shared<F> {
                 if let Some(entry) = self.vet(popped).await {
                     return Ok(entry);
                 }
+                served = true;
                 continue;
             }
             if self.is_closed() {
                 return Err(PoolError::Closed);
             }
-            candidate = waiter.take();
-            if candidate.is_some() {
+            if let Some(entry) = waiter.take() {
+                served = true;
+                candidate = self.inspect(entry);
                 continue;
             }
-            if !waiter.is_listening() {
-                waiter.listen();
+            if !waiter.queued {
+                if !waiter.enqueue(served) {
+                    return Err(PoolError::Closed);
+                }
                 // Whichever comes first serves this waiter: a returned connection or a new one.
                 self.signal_demand();
                 continue;
@@ -72,16 +80,15 @@ impl<F: ConnectionFactory> Shared<F> {
     }
 }
 
-/// One caller's place in the waiter list. Dropping it, at any point, leaves the list cleanly:
-/// see the module docs of `core` for the protocol.
+/// One caller's place in the waiter list. Dropping it, at any point, leaves the list cleanly: a
+/// connection already handed to it goes on to the next waiter (or back to idle).
 pub(crate) struct Waiter<'a, F: ConnectionFactory> {
     shared: &'a Shared<F>,
-    /// Whether this caller is counted in `gate`.
-    registered: bool,
-    /// True between registering and the first re-check.
-    fresh: bool,
-    /// Whether nobody else was waiting when this caller registered.
-    first: bool,
+    /// Made on first use and kept across re-queueing.
+    slot: Option<Arc<Slot<F::Connection>>>,
+    /// Whether the slot may be linked in the list (it may have been served or unlinked by
+    /// `close` since).
+    queued: bool,
     listener: Option<EventListener>,
 }
 
@@ -89,98 +96,53 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
     pub(crate) fn new(shared: &'a Shared<F>) -> Self {
         Waiter {
             shared,
-            registered: false,
-            fresh: false,
-            first: false,
+            slot: None,
+            queued: false,
             listener: None,
         }
     }
 
-    /// Takes a connection this caller is entitled to, if one is there.
-    fn take(&mut self) -> Option<Popped<F::Connection>> {
-        let shared = self.shared;
-        if !self.registered {
-            // A newcomer queues behind existing waiters.
-            return if shared.waiting() == 0 {
-                shared.take_idle()
-            } else {
-                None
-            };
-        }
-        let fresh = std::mem::take(&mut self.fresh);
-        if fresh && !self.first {
-            // Older waiters come first. What sits idle (a release that saw no waiter) is theirs:
-            // pass it to the oldest, as a release would, and take this caller's turn through a
-            // notification. Taking it here, or claiming an untold-of connection in `handoff`,
-            // let a newcomer barge ahead of older waiters (found by tests/fifo_cancel.rs).
-            shared.offer_to_oldest();
-            return None;
-        }
-        let mut popped = None;
-        if !fresh || shared.claim_unnotified() {
-            popped = shared.take_handoff();
-        }
-        let popped = popped.or_else(|| shared.take_idle());
-        if popped.is_some() {
-            // Served: stop counting as a waiter at once, or the creator would see a waiter with
-            // nothing handed to it and make a connection nobody needs (found by the fuzzer). If
-            // the connection then fails validation, this caller queues again at the back.
-            self.leave();
-        }
-        popped
+    /// Joins the list, at the back or (for a caller whose connection failed its checks) at the
+    /// front; returns `false` if the pool is closed.
+    fn enqueue(&mut self, front: bool) -> bool {
+        let slot = self.slot.get_or_insert_with(Slot::new);
+        // Listen before linking: a serve may come the moment the lock is released.
+        self.listener = Some(slot.listen());
+        self.queued = self.shared.enqueue(slot, front);
+        self.queued
     }
 
-    fn is_listening(&self) -> bool {
-        self.listener.is_some()
+    /// The connection handed to this caller, if one was.
+    fn take(&mut self) -> Option<Entry<F::Connection>> {
+        let entry = self.slot.as_ref()?.take()?;
+        self.queued = false;
+        Some(entry)
     }
 
-    /// Starts listening, and on the first call joins the waiter count. The caller re-checks
-    /// before it sleeps.
-    fn listen(&mut self) {
-        self.listener = Some(self.shared.waiter_event().listen());
-        if !self.registered {
-            self.registered = true;
-            self.fresh = true;
-            let before = self.shared.gate().fetch_add(1, Ordering::SeqCst);
-            self.first = before & WAITERS == 0;
-            // Count, then re-check. Pairs with the fence in `Shared::push_idle`.
-            fence(Ordering::SeqCst);
-        }
-    }
-
+    /// Sleeps until served or woken. If the last notification was used up, listens again and
+    /// returns at once, so the caller re-checks before it sleeps.
     async fn wait(&mut self) {
-        if let Some(listener) = self.listener.as_mut() {
-            listener.await;
-        }
-        self.listener = None;
-    }
-
-    /// Leaves the waiter list; idempotent.
-    pub(crate) fn leave(&mut self) {
-        let shared = self.shared;
-        if let Some(listener) = self.listener.take() {
-            // A notification this caller received but will not use goes to the next waiter.
-            if listener.discard() && !shared.is_closed() {
-                shared.notify_waiter();
+        match self.listener.as_mut() {
+            Some(listener) => {
+                listener.await;
+                self.listener = None;
             }
-        }
-        if std::mem::take(&mut self.registered) {
-            let before = shared.gate().fetch_sub(1, Ordering::SeqCst);
-            if before & WAITERS == 1 {
-                // The last waiter left: nothing may stay reserved for nobody.
-                shared.drain_handoff();
-            } else if shared.claim_unnotified() {
-                // A connection in `handoff` that nobody was told of (every waiter was busy when
-                // it came) may have been waiting for this caller's re-check, which will not
-                // happen now: tell the oldest remaining waiter instead.
-                shared.notify_waiter();
-            }
+            None => self.listener = self.slot.as_ref().map(|slot| slot.listen()),
         }
     }
 }
 
 impl<F: ConnectionFactory> Drop for Waiter<'_, F> {
     fn drop(&mut self) {
-        self.leave();
+        // Cancellation safety: a slot still linked is unlinked; a connection handed to it but
+        // not taken goes back through the release path, to the next waiter.
+        if let Some(slot) = &self.slot {
+            if self.queued {
+                self.shared.dequeue(slot);
+            }
+            if let Some(entry) = slot.take() {
+                self.shared.put_back(entry);
+            }
+        }
     }
 }

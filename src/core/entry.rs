@@ -47,7 +47,7 @@ impl DestroyReason {
 }
 
 /// A connection and its metadata. Lives in exactly one place at a time: the idle queue, the
-/// hand-off queue, the retiring queue, or a `PooledConnection` guard.
+/// slot of the waiter it is handed to, the retiring queue, or a `PooledConnection` guard.
 #[derive(Debug)]
 pub(crate) struct Entry<C> {
     pub(crate) conn: C,

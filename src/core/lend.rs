@@ -1,11 +1,9 @@
 //! Lending and taking back: the fast path (pop, push, fence) and the release path's slow turns
-//! (hand-off to a waiter, close, shrink).
+//! (serving waiters, close, shrink).
 
-use super::sync::{ArrayQueue, AtomicUsize, Ordering, fence};
+use super::sync::{Ordering, fence};
 use std::panic::Location;
 use std::time::Duration;
-
-use event_listener::IntoNotification;
 
 use super::{
     CLOSED, DestroyReason, Entry, LeakId, Millis, Popped, SHRINK, Shared, Stats, WAITERS, clock,
@@ -31,38 +29,38 @@ impl<F: ConnectionFactory> Shared<F> {
         if self.hot.gate.load(Ordering::Relaxed) != 0 {
             return None;
         }
-        self.pop_live(&self.idle)
+        self.pop_live()
     }
 
-    pub(crate) fn take_idle(&self) -> Option<Popped<F::Connection>> {
-        self.pop_live(&self.idle)
-    }
-
-    pub(crate) fn take_handoff(&self) -> Option<Popped<F::Connection>> {
-        self.pop_live(&self.handoff)
-    }
-
-    /// Pops from `queue`, retiring stale connections, until one is live or the queue is empty,
-    /// and says what must run on it before it is lent. One clock read per pop.
+    /// Pops from `idle`, retiring stale connections, until one is live or the queue is empty.
     #[inline]
-    fn pop_live(&self, queue: &ArrayQueue<Entry<F::Connection>>) -> Option<Popped<F::Connection>> {
+    fn pop_live(&self) -> Option<Popped<F::Connection>> {
         loop {
-            let mut entry = queue.pop()?;
-            let now = self.now();
-            if let Some(reason) = self.stale_at(&entry, now) {
-                self.retire(entry, reason);
-                continue;
+            let entry = self.idle.pop()?;
+            if let Some(popped) = self.inspect(entry) {
+                return Some(popped);
             }
-            let used = entry.use_count > 0;
-            let validate = used && now.saturating_sub(entry.last_used_at) >= self.validate_after;
-            let reset = used && self.health.is_some();
-            entry.lent_at = now;
-            return Some(Popped {
-                entry,
-                validate,
-                reset,
-            });
         }
+    }
+
+    /// Looks at a connection about to be lent: retires it if stale, otherwise says what must run
+    /// on it first. One clock read.
+    #[inline]
+    pub(crate) fn inspect(&self, mut entry: Entry<F::Connection>) -> Option<Popped<F::Connection>> {
+        let now = self.now();
+        if let Some(reason) = self.stale_at(&entry, now) {
+            self.retire(entry, reason);
+            return None;
+        }
+        let used = entry.use_count > 0;
+        let validate = used && now.saturating_sub(entry.last_used_at) >= self.validate_after;
+        let reset = used && self.health.is_some();
+        entry.lent_at = now;
+        Some(Popped {
+            entry,
+            validate,
+            reset,
+        })
     }
 
     /// Book-keeping when a connection is lent: the event hook and the leak registry, each only
@@ -161,87 +159,19 @@ impl<F: ConnectionFactory> Shared<F> {
             return;
         }
         if gate & WAITERS != 0 {
-            self.hand_over_one();
-        }
-    }
-
-    /// Waiters exist: moves one idle connection to `handoff` for the oldest waiter not yet
-    /// notified.
-    fn hand_over_one(&self) {
-        let Some(entry) = self.idle.pop() else {
-            return;
-        };
-        if let Err(entry) = self.handoff.push(entry) {
-            return self.retire(entry, DestroyReason::Closed);
-        }
-        self.notify_waiter();
-        // The last waiter may have left after we saw it and before our push, draining an empty
-        // hand-off queue: then nobody will take this one, so take it back. Pairs with the
-        // count-then-drain in `Waiter::leave` (found by loom: concurrent_cancel).
-        fence(Ordering::SeqCst);
-        if self.hot.gate.load(Ordering::Relaxed) & WAITERS == 0 {
-            self.drain_handoff();
-        }
-    }
-
-    /// A newcomer's first look, while older waiters exist: a connection sitting idle (pushed by a
-    /// release that saw no waiter) goes to the oldest waiter, as the release would have sent it.
-    pub(crate) fn offer_to_oldest(&self) {
-        self.hand_over_one();
-    }
-
-    /// Wakes the oldest waiter not yet notified, for a connection in `handoff`.
-    ///
-    /// The connection is first counted as unnotified, so that a waiter registering while nobody
-    /// listens can claim it; the count is taken back if the notification reached a listener.
-    /// Counting only after a failed notify loses the wake-up of a waiter that registers in
-    /// between (found by loom: handover_to_cancelled_waiter).
-    pub(crate) fn notify_waiter(&self) {
-        self.unnotified.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.notify(1.additional()) > 0 {
-            self.claim_unnotified();
-        }
-    }
-
-    /// Claims one connection in `handoff` that no waiter was told about.
-    pub(crate) fn claim_unnotified(&self) -> bool {
-        self.unnotified
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-
-    /// Moves what waits in `handoff` back through the release path (used when the last waiter
-    /// leaves, so nothing stays reserved for nobody).
-    pub(crate) fn drain_handoff(&self) {
-        self.unnotified.store(0, Ordering::Release);
-        // Only what is there now: `push_idle` hands a connection straight back to `handoff` if a
-        // waiter has arrived meanwhile, and draining that too would spin until the waiter runs
-        // (found by loom: handover_to_cancelled_waiter).
-        for _ in 0..self.handoff.len() {
-            match self.handoff.pop() {
-                Some(entry) => self.push_idle(entry),
-                None => break,
-            }
+            self.serve_waiters();
         }
     }
 
     /// Retires every idle connection (close, eviction).
     pub(crate) fn drain_idle(&self, reason: DestroyReason) {
-        while let Some(entry) = self.idle.pop().or_else(|| self.handoff.pop()) {
+        while let Some(entry) = self.idle.pop() {
             self.retire(entry, reason);
         }
     }
 
     pub(crate) fn leak_registry(&self) -> Option<&super::leaks::Registry> {
         self.leaks.as_ref()
-    }
-
-    pub(crate) fn gate(&self) -> &AtomicUsize {
-        &self.hot.gate
-    }
-
-    pub(crate) fn waiter_event(&self) -> &event_listener::Event {
-        &self.waiters
     }
 
     /// The pool's time as an `Instant`.

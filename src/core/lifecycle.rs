@@ -30,14 +30,13 @@ impl<F: ConnectionFactory> Shared<F> {
     }
 
     /// Whether the creator should start another create, given `in_flight` already running:
-    /// waiters not yet served outnumber the creates in flight, or idle connections (counting
+    /// waiters (all unserved: a served waiter is no longer counted) outnumber the creates in flight, or idle connections (counting
     /// those in flight) are below `min_connections`.
     pub(crate) fn wants_create(&self, in_flight: usize) -> bool {
         if self.is_closed() || self.total() >= self.max() {
             return false;
         }
-        let unserved = self.waiting().saturating_sub(self.handoff.len());
-        unserved > in_flight || self.idle_count() + in_flight < self.config.min_connections()
+        self.waiting() > in_flight || self.idle_count() + in_flight < self.config.min_connections()
     }
 
     /// Whether fewer than `min_connections` are idle and there is room for more.
@@ -345,7 +344,7 @@ impl<F: ConnectionFactory> Shared<F> {
         if before & CLOSED != 0 {
             return false;
         }
-        self.waiters.notify(usize::MAX);
+        self.wake_all_waiters();
         self.drain_idle(DestroyReason::Closed);
         if self.total.load(Ordering::SeqCst) == 0 {
             self.drained.notify(usize::MAX);

@@ -1,35 +1,37 @@
-//! The shared state of one pool: idle queue, hand-off queue, counters and the waiter list. This is
+//! The shared state of one pool: idle queue, counters and the waiter list. This is
 //! the only module that touches atomics.
 //!
 //! # The algorithm
 //!
 //! Idle connections sit in a lock-free `ArrayQueue` (`idle`). The uncontended path is one `pop` to
 //! acquire and one `push` to release, guarded by a single load of `gate`, the word that holds the
-//! number of registered waiters and the `CLOSED` bit. While `gate` is zero nobody waits and the
+//! number of waiters in the list and the `CLOSED` and `SHRINK` bits. While `gate` is zero nobody waits and the
 //! pool is open, so the queue is all there is.
 //!
 //! # Why waiters are served first-come first-served
 //!
-//! A caller that finds nothing becomes a waiter: it creates an `event_listener` listener (the
-//! listener list is FIFO) and then counts itself in `gate`. From then on:
+//! A caller that finds nothing joins the wait list (`waitlist`): under its short lock it links a
+//! slot at the back and counts itself in `gate`, then (still under the lock) serves the front of
+//! the list from `idle`. From then on:
 //!
 //! * a newcomer that sees waiters in `gate` may not pop `idle` or create a connection; it queues;
 //! * a release that sees waiters after its push (a `SeqCst` fence separates the push from the load
-//!   of `gate`, the waiter does the mirror image: count itself, then re-check) moves one idle
-//!   connection into `handoff` and notifies one *additional* listener, i.e. the oldest waiter not
-//!   already notified. Only woken waiters pop `handoff`, so a newcomer cannot take a connection
-//!   that was handed to an older waiter.
+//!   of `gate`; a waiter does the mirror image: count itself, fence, then look at `idle`) takes the
+//!   lock, pops the front slot and an idle connection, uncounts the waiter and puts the connection
+//!   into the slot, then wakes that waiter on the slot's own event. A connection is never handed
+//!   to anyone but the oldest waiter, and no waiter is woken without one (except by `close`).
+//! * a waiter whose connection fails its checks queues again at the front: it was the oldest.
 //!
 //! # Cancellation
 //!
 //! A waiter can be dropped at any await point (a timeout, a `select!`, a dropped task). Its
-//! `Waiter` guard then (1) drops its listener, which passes a received but unused notification on
-//! to the next listener, (2) uncounts itself, and (3) if it was the last waiter, moves whatever
-//! sits in `handoff` back through the release path, or otherwise wakes one more waiter when
-//! `handoff` is not empty, so that no connection is stranded and no wake-up is lost. A create is
-//! guarded by a `CreateSlot` that gives its place in `total` back and wakes a waiter; a connection
-//! being validated is held by its guard, marked broken, so it is destroyed rather than lent with
-//! a half-finished exchange on the wire.
+//! `Waiter` guard then unlinks its slot if it is still linked; if a connection was already put
+//! into the slot, it goes back through the release path, i.e. to the next oldest waiter or to
+//! `idle`. Serving and unlinking both happen under the list's lock, so one of the two sees the
+//! other: no connection is stranded and no wake-up is lost. A create is guarded by a `CreateSlot`
+//! that gives its place in `total` back and wakes the creator; a connection being validated is
+//! held by its guard, marked broken, so it is destroyed rather than lent with a half-finished
+//! exchange on the wire.
 //!
 //! # Creating and destroying
 //!
@@ -55,6 +57,7 @@ mod lend;
 mod lifecycle;
 mod stats;
 mod sync;
+mod waitlist;
 
 pub(crate) use acquire::Acquired;
 pub use clock::ManualClock;
@@ -105,19 +108,14 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     hot: CachePadded<Hot>,
     /// Idle connections anyone may take while nobody waits.
     idle: ArrayQueue<Entry<F::Connection>>,
-    /// Connections handed to waiters that were notified; only woken waiters pop it.
-    handoff: ArrayQueue<Entry<F::Connection>>,
-    /// Connections in `handoff` whose notification reached no listener (every waiter was busy
-    /// validating); a newcomer's first re-check may take those.
-    unnotified: AtomicUsize,
+    /// Callers waiting, oldest first; connections are handed into their slots.
+    waitlist: waitlist::WaitList<F::Connection>,
     /// Connections waiting for `destroy`, with the reason; they still count in `total`.
     retiring: ArrayQueue<(Entry<F::Connection>, DestroyReason)>,
     /// Connections open, being created or being destroyed.
     total: CachePadded<AtomicUsize>,
     /// The current `max_connections` (changed by `resize`).
     max: AtomicUsize,
-    /// Waiters listen here (FIFO).
-    waiters: Event,
     /// The creator listens here for demand.
     pub(crate) create_wanted: Event,
     /// The reaper listens here for retiring connections.
@@ -181,11 +179,9 @@ impl<F: ConnectionFactory> Shared<F> {
                 generation: AtomicU64::new(0),
             }),
             idle: ArrayQueue::new(capacity),
-            handoff: ArrayQueue::new(capacity),
-            unnotified: AtomicUsize::new(0),
+            waitlist: waitlist::WaitList::new(),
             retiring: ArrayQueue::new(capacity),
             total: CachePadded::new(AtomicUsize::new(0)),
-            waiters: Event::new(),
             create_wanted: Event::new(),
             retired: Event::new(),
             housekeeping: Event::new(),
@@ -223,7 +219,7 @@ impl<F: ConnectionFactory> Shared<F> {
     }
 
     pub(crate) fn idle_count(&self) -> usize {
-        self.idle.len() + self.handoff.len()
+        self.idle.len()
     }
 
     /// Counts an acquire that took the slow path (the fast path is not counted: an atomic
