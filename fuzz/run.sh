@@ -6,7 +6,7 @@
 #
 # Environment: FUZZ_SECONDS; FUZZ_SANITIZER (`none` by default: the crate forbids unsafe code,
 # and without ASan the target runs about ten times faster; `address` to use it);
-# POOL_MODEL_THREADED=1 and POOL_MODEL_NUDGE=1, see fuzz/src/pool_model.rs.
+# POOL_MODEL_THREADED=1, see fuzz/src/pool_model.rs.
 set -euo pipefail
 cd "$(dirname "$0")"
 

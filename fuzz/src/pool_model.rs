@@ -36,7 +36,7 @@
 //! between its checks (deterministic, and fast enough for millions of runs).
 //!
 //! Environment: `POOL_MODEL_THREADED=1` lets fuzz inputs choose the thread (see the fuzz
-//! target); `POOL_MODEL_NUDGE=1` works around a known bug, see [`nudge_enabled`].
+//! target).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -65,21 +65,6 @@ pub const LIFETIME_MS: u64 = 10_000_000;
 pub const VALIDATE_AFTER_MS: u64 = 500;
 /// How long the harness drives the pool to reach the model's state before it calls it a bug.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(2);
-
-/// How long `settle` waits for a create before it nudges the creator (see [`nudge_enabled`]).
-pub const NUDGE_AFTER: Duration = Duration::from_millis(50);
-
-/// How many times the creator was nudged in this process.
-pub static NUDGES: AtomicUsize = AtomicUsize::new(0);
-
-/// Whether `settle` may wake a creator that failed to make a connection the model made
-/// (`POOL_MODEL_NUDGE=1`), with a message on stderr each time. It works around a known bug (a
-/// backoff pause whose end is lost, see `tests/fuzz_regressions.rs`) so that long runs can look
-/// past it; off by default, so that the bug fails the run.
-pub fn nudge_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("POOL_MODEL_NUDGE").is_some_and(|v| v == "1"))
-}
 
 /// The pool a run builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -788,9 +773,6 @@ impl<'p> Harness<'p> {
     /// Drives the pool until it matches the model, checking the bounds on the way.
     fn settle(&mut self) {
         let deadline = Instant::now() + SETTLE_LIMIT;
-        let nudge = nudge_enabled();
-        let nudge_at = Instant::now() + NUDGE_AFTER;
-        let mut nudged = false;
         loop {
             let mut polled = self.poll_maintenance();
             let woken: Vec<u64> = self
@@ -818,13 +800,6 @@ impl<'p> Harness<'p> {
             if Instant::now() > deadline {
                 self.fail("the pool did not reach the model's state (a lost wake-up, or a leak)");
             }
-            if nudge && !nudged && Instant::now() > nudge_at && self.creator_is_stuck() {
-                // See `nudge_enabled`: `sweep_idle` changes nothing here but wakes the creator.
-                nudged = true;
-                NUDGES.fetch_add(1, Ordering::Relaxed);
-                eprintln!("pool model: nudged the creator (the known lost backoff wake-up)");
-                self.pool.sweep_idle();
-            }
             if !polled {
                 std::thread::yield_now();
             }
@@ -832,12 +807,6 @@ impl<'p> Harness<'p> {
         if self.model.total() <= self.model.max {
             self.model.cap = self.model.max;
         }
-    }
-
-    /// Whether the model has creates to make that the pool has not made, with nothing in the way.
-    fn creator_is_stuck(&self) -> bool {
-        let model = &self.model;
-        !model.closed && !model.fails && Counts::get(&self.counts.created) < model.created
     }
 
     /// Polls the `Spawned` maintenance future if its waker fired; returns whether it did.
