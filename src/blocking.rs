@@ -8,6 +8,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use crate::core::Popped;
 use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
 
 impl<F: ConnectionFactory> ConnectionPool<F> {
@@ -47,20 +48,30 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     }
 
     /// `acquire_blocking`, recording `location` as where the connection was asked for.
+    #[inline]
     pub(crate) fn acquire_blocking_at(
         &self,
         location: &'static Location<'static>,
     ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         match self.acquire_fast(location) {
             Ok(conn) => Ok(conn),
-            Err(candidate) => {
-                let started = Instant::now();
-                let deadline = started + self.config().acquire_timeout();
-                match block_on(self.shared().acquire_slow(candidate), Some(deadline)) {
-                    Some(result) => self.finish_slow(result, started, location),
-                    None => Err(self.timeout_error(started)),
-                }
-            }
+            Err(candidate) => self.acquire_blocking_slow(candidate, location),
+        }
+    }
+
+    /// Out of line, so that the fast path above stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn acquire_blocking_slow(
+        &self,
+        candidate: Option<Popped<F::Connection>>,
+        location: &'static Location<'static>,
+    ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+        let started = Instant::now();
+        let deadline = started + self.config().acquire_timeout();
+        match block_on(self.shared().acquire_slow(candidate), Some(deadline)) {
+            Some(result) => self.finish_slow(result, started, location),
+            None => Err(self.timeout_error(started)),
         }
     }
 

@@ -223,7 +223,7 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
         if let Some(leaks) = self.shared.leak_registry() {
             leaks.unregister(self.leak);
         }
-        entry.conn
+        entry.into_conn()
     }
 }
 

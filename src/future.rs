@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use event_listener::EventListener;
 
-use crate::core::{Acquired, Timer};
+use crate::core::{Acquired, Popped, Timer};
 use crate::factory::BoxFuture;
 use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
 
@@ -121,6 +121,20 @@ struct Slow<'a, F: ConnectionFactory> {
     started: Instant,
 }
 
+impl<'a, F: ConnectionFactory> Slow<'a, F> {
+    /// Out of line, so that the fast path of `poll` stays small.
+    #[cold]
+    #[inline(never)]
+    fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Self {
+        let started = Instant::now();
+        Slow {
+            fut: Box::pin(pool.shared().acquire_slow(candidate)),
+            timer: Timer::at(started + pool.config().acquire_timeout()),
+            started,
+        }
+    }
+}
+
 impl<F: ConnectionFactory> fmt::Debug for Acquire<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Acquire { .. }")
@@ -137,14 +151,7 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
             Some(slow) => slow,
             None => match pool.acquire_fast(this.location) {
                 Ok(conn) => return Poll::Ready(Ok(conn)),
-                Err(candidate) => {
-                    let started = Instant::now();
-                    this.slow.insert(Slow {
-                        fut: Box::pin(pool.shared().acquire_slow(candidate)),
-                        timer: Timer::at(started + pool.config().acquire_timeout()),
-                        started,
-                    })
-                }
+                Err(candidate) => this.slow.insert(Slow::start(pool, candidate)),
             },
         };
         if let Poll::Ready(result) = slow.fut.as_mut().poll(cx) {

@@ -46,10 +46,18 @@ impl DestroyReason {
     }
 }
 
-/// A connection and its metadata. Lives in exactly one place at a time: the idle queue, the
-/// slot of the waiter it is handed to, the retiring queue, or a `PooledConnection` guard.
+/// A connection and its metadata, boxed once when the connection is made: the queues, guards
+/// and hand-offs then move one pointer instead of the whole record, which keeps the hot path's
+/// copies small whatever the connection type (found with callgrind: moving the 56-byte record
+/// through pop, guard and return cost more instructions than the queue operations themselves).
+/// Lives in exactly one place at a time: the idle queue, the slot of the waiter it is handed to,
+/// the retiring queue, or a `PooledConnection` guard.
 #[derive(Debug)]
-pub(crate) struct Entry<C> {
+pub(crate) struct Entry<C>(Box<Facts<C>>);
+
+/// What `Entry` holds.
+#[derive(Debug)]
+pub(crate) struct Facts<C> {
     pub(crate) conn: C,
     pub(crate) created_at: Millis,
     pub(crate) last_used_at: Millis,
@@ -64,7 +72,7 @@ pub(crate) struct Entry<C> {
 
 impl<C> Entry<C> {
     pub(crate) fn new(conn: C, now: Millis, expires_at: Millis, generation: u64) -> Self {
-        Entry {
+        Entry(Box::new(Facts {
             conn,
             created_at: now,
             last_used_at: now,
@@ -72,11 +80,32 @@ impl<C> Entry<C> {
             expires_at,
             generation,
             lent_at: now,
-        }
+        }))
+    }
+
+    /// The connection, taking it out of the pool's records.
+    pub(crate) fn into_conn(self) -> C {
+        self.0.conn
     }
 
     #[inline]
     pub(crate) fn is_expired(&self, now: Millis) -> bool {
-        now >= self.expires_at
+        now >= self.0.expires_at
+    }
+}
+
+impl<C> std::ops::Deref for Entry<C> {
+    type Target = Facts<C>;
+
+    #[inline]
+    fn deref(&self) -> &Facts<C> {
+        &self.0
+    }
+}
+
+impl<C> std::ops::DerefMut for Entry<C> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Facts<C> {
+        &mut self.0
     }
 }

@@ -35,6 +35,18 @@ impl<F: ConnectionFactory> Shared<F> {
     /// Pops from `idle`, retiring stale connections, until one is live or the queue is empty.
     #[inline]
     fn pop_live(&self) -> Option<Popped<F::Connection>> {
+        let entry = self.idle.pop()?;
+        match self.inspect(entry) {
+            Some(popped) => Some(popped),
+            None => self.pop_live_after_stale(),
+        }
+    }
+
+    /// `pop_live` after the first pop found a stale connection: out of line, to keep the fast
+    /// path small.
+    #[cold]
+    #[inline(never)]
+    fn pop_live_after_stale(&self) -> Option<Popped<F::Connection>> {
         loop {
             let entry = self.idle.pop()?;
             if let Some(popped) = self.inspect(entry) {

@@ -148,7 +148,7 @@ impl<F: ConnectionFactory> Shared<F> {
         // Timed out or panicked: the connection is dropped either way and its place freed.
         let _ = with_timeout(
             self.config.destroy_timeout(),
-            self.factory.destroy(entry.conn),
+            self.factory.destroy(entry.into_conn()),
         )
         .await;
         self.stats.destroyed(reason);
