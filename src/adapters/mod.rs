@@ -154,6 +154,8 @@
 mod pg_common;
 
 #[cfg(feature = "postgres")]
+mod helper_thread;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;

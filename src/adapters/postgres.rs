@@ -21,10 +21,34 @@
 //! (`acquire_blocking`, `with_connection_blocking`, or tokio's `spawn_blocking`); from async code
 //! use the `tokio-postgres` adapter (`adapters::tokio_postgres`) instead.
 //!
-//! The pool cannot interrupt a thread blocked in a query: [`new`](PostgresConnectionFactory::new)
-//! sets a 10 s `connect_timeout` when the URL has none, and `validate`/`is_healthy` carry their
-//! own timeout; for the rest set `tcp_user_timeout` or `keepalives` in the URL (or
-//! `statement_timeout` in `options`) if a dead network must not hang a caller.
+//! # Time bounds, down to a silent peer
+//!
+//! The client does its I/O inside the call, where the pool's timers cannot reach it. So the
+//! adapter bounds what the pool runs itself, also on a peer that stops answering without closing
+//! the socket (a hung server or proxy, a network that drops packets):
+//!
+//! * `create` and `destroy` run on a helper thread, one per call, that the pool awaits without
+//!   blocking: the pool's `create_timeout` and `destroy_timeout` hold, and its maintenance thread
+//!   (which also runs the creator and the health checks) never hangs on a dead socket. A call
+//!   the pool gave up on finishes on its helper, which lives until the socket fails or the peer
+//!   answers. The `connect_timeout` that [`new`](PostgresConnectionFactory::new) sets (10 s)
+//!   bounds only the TCP connect, not the start-up exchange after it; `create_timeout` bounds both.
+//! * `validate` and [`PostgresHealthCheck::is_healthy`] wait at most the factory's
+//!   [`check_timeout`](PostgresConnectionFactory::check_timeout) (5 s) for the server's answer.
+//!   The pool's `check_timeout` cannot cut them shorter: keep the factory's no longer.
+//! * [`PostgresHealthCheck`]'s `reset`, like your queries, is a plain query: the client offers no
+//!   timeout for it, and on a silent peer it blocks until the operating system gives up on the
+//!   socket. `CheckoutValidation::Always` runs the bounded `validate` right before every reset,
+//!   which catches a peer that went silent while the connection sat idle (the default,
+//!   `IdleFor(500 ms)`, skips it for a connection used within the last 500 ms).
+//!
+//! For your own queries, and as a backstop, set in the URL: `tcp_user_timeout` (the kernel drops
+//! the connection when what it sent stays unacknowledged that long: a dead network or host),
+//! `keepalives_idle` (finds a dead peer under an idle connection) and, for queries that run too
+//! long on a live server, `options=-c statement_timeout=...`. None of them helps against a peer
+//! whose kernel still acknowledges but whose process never answers; only a timeout around the
+//! call would, and the blocking client has none (the `tokio-postgres` adapter does not have
+//! this limit: every future it runs can be dropped at a deadline).
 //!
 //! # Example
 //!
@@ -71,6 +95,7 @@ use std::time::Duration;
 use ::postgres::tls::{MakeTlsConnect, TlsConnect};
 use ::postgres::{Client, Config, NoTls, Socket};
 
+use super::helper_thread;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
@@ -179,7 +204,9 @@ impl<T> PostgresConnectionFactory<T> {
     }
 
     /// How long `validate` (and the health check from [`health_check`](Self::health_check))
-    /// waits for the server; 5 s by default.
+    /// waits for the server; 5 s by default. This is their real bound, also on a peer that went
+    /// silent: the pool's `check_timeout` cannot interrupt a blocked client, so keep this no
+    /// longer than that.
     ///
     /// # Examples
     ///
@@ -282,13 +309,20 @@ where
     type Connection = Client;
     type Error = ::postgres::Error;
 
+    /// Connects on a helper thread (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
     async fn create(&self) -> Result<Client, ::postgres::Error> {
-        self.config.connect(self.tls.clone())
+        let (config, tls) = (self.config.clone(), self.tls.clone());
+        helper_thread::run("nexus-pool-pg-connect", move || config.connect(tls)).await
     }
 
+    /// Says goodbye on a helper thread: closing waits for the replies still due, which never
+    /// come on a silent peer (after a timed-out `validate`, for instance).
     async fn destroy(&self, conn: Client) {
-        // Tells the server goodbye instead of dropping the socket; errors mean it is gone anyway.
-        let _ = conn.close();
+        // Errors mean the session is gone anyway.
+        helper_thread::run("nexus-pool-pg-close", move || {
+            let _ = conn.close();
+        })
+        .await;
     }
 
     async fn validate(&self, conn: &mut Client) -> bool {
@@ -297,6 +331,11 @@ where
 }
 
 /// Pings idle connections and resets used ones; see [`PostgresReset`] for what a reset does.
+///
+/// `is_healthy` waits at most its [`timeout`](Self::timeout). `reset` is a plain query with no
+/// timeout of its own: on a peer that went silent it blocks the acquiring caller until the
+/// operating system gives up on the socket. Pair it with `CheckoutValidation::Always` if that
+/// must not happen (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
 ///
 /// # Examples
 ///
