@@ -22,10 +22,7 @@
 //! except deallocating the client's prepared statements ([`PostgresReset`] says why, and offers
 //! plain `DISCARD ALL`).
 //! These run within the pool's `check_timeout`: the pool drops the future at the deadline and
-//! destroys the connection, and dropping a `tokio-postgres` future is safe. `destroy` drops the
-//! client and waits for the connection task to say goodbye; a task still waiting for replies
-//! that will never come (a peer that went silent) is aborted when the pool's `destroy_timeout`
-//! ends the wait, which closes its socket.
+//! destroys the connection, and dropping a `tokio-postgres` future is safe.
 //!
 //! # Thread safety
 //!
@@ -431,28 +428,13 @@ where
     async fn validate(&self, conn: &mut TokioPostgresConnection) -> bool {
         !conn.is_closed() && conn.client.simple_query("").await.is_ok()
     }
-
-    /// Drops the client and waits for the connection task to end, aborting it if the pool
-    /// stops waiting (see the [module docs](self)).
-    async fn destroy(&self, conn: TokioPostgresConnection) {
-        let TokioPostgresConnection {
-            client,
-            driver,
-            runtime: _alive_until_the_task_ends,
-        } = conn;
-        // The task sends `Terminate` and ends once no reply is due; until then it keeps the
-        // socket, so a task that outlives the wait is aborted on drop.
-        drop(client);
-        let _ = AbortOnDrop(Some(driver)).join().await;
-    }
 }
 
 /// A pooled `tokio-postgres` session: the [`Client`] (it derefs to it)
 /// plus the task that serves its socket on the factory's runtime.
 ///
-/// Dropping it drops the client; the connection task then says goodbye to the server and ends
-/// once no reply is due. The pool's `destroy` also waits for that, up to its `destroy_timeout`,
-/// and then aborts the task.
+/// Dropping it (the pool does, in `destroy`) drops the client; the connection task then says
+/// goodbye to the server and ends.
 ///
 /// # Examples
 ///
