@@ -69,9 +69,10 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let started = Instant::now();
         let deadline = started + self.config().acquire_timeout();
-        match block_on(self.shared().acquire_slow(candidate), Some(deadline)) {
-            Some(result) => self.finish_slow(result, started, location),
-            None => Err(self.timeout_error(started)),
+        let slow = self.shared().acquire_slow(candidate, deadline);
+        match block_on(slow, Some(deadline)) {
+            Some(Some(result)) => self.finish_slow(result, started, location),
+            Some(None) | None => Err(self.timeout_error(started)),
         }
     }
 

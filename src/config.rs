@@ -29,10 +29,12 @@ pub const MAX_CONNECTIONS_LIMIT: usize = 65_535;
 pub enum CheckoutValidation {
     /// Never validate on checkout (periodic health checks still run).
     Never,
-    /// Validate every connection on every checkout.
+    /// Validate every connection on every checkout, except one made less than 500 ms ago and
+    /// not lent yet (making it proved it works).
     Always,
     /// Validate a connection unless it was last used less than this long ago (the default, 500 ms,
-    /// follows HikariCP: a connection that just worked almost surely still works).
+    /// follows HikariCP: a connection that just worked almost surely still works). A connection
+    /// not lent yet counts as used when it was made, and is skipped for at least 500 ms.
     IdleFor(Duration),
 }
 

@@ -116,9 +116,12 @@ pub struct Acquire<'a, F: ConnectionFactory> {
 
 /// An acquire that could not be served from the idle queue at once.
 struct Slow<'a, F: ConnectionFactory> {
-    fut: BoxFuture<'a, Acquired<F>>,
-    timer: Timer,
+    fut: BoxFuture<'a, Option<Acquired<F>>>,
+    /// Armed only while no deadline keeper runs (see `core::waitlist`): a timer per wait costs
+    /// a system call and a wake-up of async-io's reactor thread.
+    timer: Option<Timer>,
     started: Instant,
+    deadline: Instant,
 }
 
 impl<'a, F: ConnectionFactory> Slow<'a, F> {
@@ -127,10 +130,12 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
     #[inline(never)]
     fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Self {
         let started = Instant::now();
+        let deadline = started + pool.config().acquire_timeout();
         Slow {
-            fut: Box::pin(pool.shared().acquire_slow(candidate)),
-            timer: Timer::at(started + pool.config().acquire_timeout()),
+            fut: Box::pin(pool.shared().acquire_slow(candidate, deadline)),
+            timer: None,
             started,
+            deadline,
         }
     }
 }
@@ -157,14 +162,23 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
         if let Poll::Ready(result) = slow.fut.as_mut().poll(cx) {
             let started = slow.started;
             this.slow = None;
-            return Poll::Ready(pool.finish_slow(result, started, this.location));
+            return Poll::Ready(match result {
+                Some(result) => pool.finish_slow(result, started, this.location),
+                None => Err(pool.timeout_error(started)),
+            });
         }
-        if Pin::new(&mut slow.timer).poll(cx).is_ready() {
-            let started = slow.started;
-            // Cancellation safety: dropping the slow future here is what a caller's own drop
-            // does; `Waiter` and the create/validate guards leave everything in order.
-            this.slow = None;
-            return Poll::Ready(Err(pool.timeout_error(started)));
+        // Checked after every poll of the wait: a keeper that stops wakes every waiter.
+        if slow.timer.is_none() && !pool.shared().deadlines_kept() {
+            slow.timer = Some(Timer::at(slow.deadline));
+        }
+        if let Some(timer) = slow.timer.as_mut() {
+            if Pin::new(timer).poll(cx).is_ready() {
+                let started = slow.started;
+                // Cancellation safety: dropping the slow future here is what a caller's own
+                // drop does; `Waiter` and the create/validate guards leave everything in order.
+                this.slow = None;
+                return Poll::Ready(Err(pool.timeout_error(started)));
+            }
         }
         Poll::Pending
     }

@@ -104,7 +104,10 @@ fn block_on(run: impl Future<Output = ()>) {
 async fn run<F: ConnectionFactory>(shared: &Shared<F>) {
     future::zip(
         future::zip(creator(shared), reaper(shared)),
-        future::zip(housekeeper(shared), health_checker(shared)),
+        future::zip(
+            housekeeper(shared),
+            future::zip(health_checker(shared), deadline_keeper(shared)),
+        ),
     )
     .await;
 }
@@ -212,6 +215,31 @@ impl Backoff {
     fn succeeded(&mut self) {
         self.current = self.initial;
         self.until = None;
+    }
+}
+
+/// Ends the waits that pass `acquire_timeout`, with one timer for all waiters (see
+/// `core::waitlist`), so that async waiters need no timer each.
+async fn deadline_keeper<F: ConnectionFactory>(shared: &Shared<F>) {
+    // Stopping (`close`, or a spawned maintenance future dropped) wakes every waiter, so that
+    // async waiters arm timers of their own.
+    struct Running<'a, F: ConnectionFactory>(&'a Shared<F>);
+    impl<F: ConnectionFactory> Drop for Running<'_, F> {
+        fn drop(&mut self) {
+            self.0.set_keeper(false);
+        }
+    }
+    shared.set_keeper(true);
+    let _running = Running(shared);
+    loop {
+        let wanted = shared.keeper_wanted().listen();
+        if shared.is_closed() {
+            return;
+        }
+        match shared.expire_waiters(Instant::now()) {
+            Some(at) => future::or(wanted, sleep_until(at)).await,
+            None => wanted.await,
+        }
     }
 }
 

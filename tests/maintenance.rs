@@ -494,6 +494,41 @@ fn every_idle_connection_dead_at_once_is_replaced() {
     assert!(script.peak() <= 4);
 }
 
+/// A connection made ahead of demand and never lent is validated once it has sat idle past the
+/// window in which a new connection counts as known good (500 ms), so one whose server side died
+/// meanwhile is replaced, not lent dead; inside the window it is lent without a check.
+#[test]
+fn never_lent_connection_is_validated_after_sitting_idle() {
+    let clock = ManualClock::new();
+    let config = base(2)
+        .min_connections(2)
+        .checkout_validation(CheckoutValidation::Always)
+        .build()
+        .unwrap();
+    let (pool, script, events) = start_with(config, with_clock(&clock), |_| {});
+    wait_until("2 idle", || idle(&pool) == 2);
+    let fresh = acquire(&pool, FACADES[0]).unwrap();
+    assert_eq!(
+        script.calls(Op::Validate),
+        0,
+        "a new connection is lent unchecked"
+    );
+    drop(fresh);
+
+    script.kill_all(); // the server went away while they sat idle
+    clock.advance(Duration::from_millis(600));
+    for how in FACADES {
+        let conn = acquire(&pool, how).unwrap();
+        assert!(
+            !script.is_dead(conn.id),
+            "{how:?}: lent dead connection {}",
+            conn.id
+        );
+        drop(conn);
+    }
+    assert_eq!(events.destroyed(DestroyReason::FailedValidation), 2);
+}
+
 #[test]
 fn hung_health_check_is_bounded_by_check_timeout() {
     let config = health_config(4, 2)
@@ -1459,4 +1494,63 @@ fn spawned_maintenance_runs_on_the_callers_executor_and_ends_with_the_pool() {
     runner.join().unwrap();
     assert_eq!(script.live(), 0);
     assert!(script.factory_dropped());
+}
+
+// ----- acquire deadlines ------------------------------------------------------------------------
+
+/// The maintenance loop's deadline keeper ends async waits (one timer for all waiters); where no
+/// keeper runs, because a spawned maintenance future was never polled, an async acquire arms a
+/// timer of its own and still times out.
+#[test]
+fn async_acquire_times_out_without_a_running_maintenance_loop() {
+    let timeout = Duration::from_millis(200);
+    let config = base(1)
+        .acquire_timeout(timeout)
+        .maintenance(MaintenanceMode::Spawned)
+        .build()
+        .unwrap();
+    let (pool, script, _) = start(config);
+    let _unpolled = pool.maintenance();
+    let started = Instant::now();
+    let err = expect_timeout(block_on(pool.acquire()));
+    assert!(err.waited >= timeout, "waited {:?}", err.waited);
+    assert!(started.elapsed() < timeout + Duration::from_secs(5));
+    assert_eq!(script.live(), 0, "nothing was made: no maintenance ran");
+    assert_eq!(pool.current_metrics().waiting, 0);
+}
+
+/// A spawned maintenance future dropped while async callers wait on its deadline keeper wakes
+/// them, and each then times out on a timer of its own instead of waiting for ever.
+#[test]
+fn async_waiters_time_out_after_the_maintenance_future_is_dropped() {
+    let timeout = Duration::from_millis(300);
+    let config = base(1)
+        .acquire_timeout(timeout)
+        .maintenance(MaintenanceMode::Spawned)
+        .build()
+        .unwrap();
+    let (pool, _script, _) = start(config);
+    let stop = event_listener::Event::new();
+    thread::scope(|s| {
+        let stopped = stop.listen();
+        let maintenance = pool.maintenance();
+        s.spawn(move || block_on(future::or(maintenance, stopped)));
+        let held = pool.acquire_blocking().unwrap();
+        let waiter = s.spawn(|| {
+            let started = Instant::now();
+            let result = block_on(pool.acquire());
+            (result.map(|c| c.id), started.elapsed())
+        });
+        wait_until("the async caller waits", || {
+            pool.current_metrics().waiting == 1
+        });
+        stop.notify(usize::MAX); // the maintenance future is dropped
+        let (result, waited) = waiter.join().unwrap();
+        expect_timeout(result);
+        assert!(
+            waited >= timeout && waited < timeout + Duration::from_secs(5),
+            "waited {waited:?}"
+        );
+        drop(held);
+    });
 }

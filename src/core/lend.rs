@@ -64,8 +64,16 @@ impl<F: ConnectionFactory> Shared<F> {
             self.retire(entry, reason);
             return None;
         }
+        // A connection never lent is validated too once it has sat idle a while (a
+        // `min_connections` one can outlive its server side); only a used one has session
+        // state to reset.
         let used = entry.use_count > 0;
-        let validate = used && now.saturating_sub(entry.last_used_at) >= self.validate_after;
+        let after = if used {
+            self.validate_after
+        } else {
+            self.validate_new_after
+        };
+        let validate = now.saturating_sub(entry.last_used_at) >= after;
         let reset = used && self.health.is_some();
         entry.lent_at = now;
         Some(Popped {

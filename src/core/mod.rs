@@ -88,6 +88,10 @@ const SHRINK: usize = 1 << (usize::BITS - 2);
 /// The bits of `gate` that count registered waiters.
 const WAITERS: usize = !(CLOSED | SHRINK);
 
+/// How long a connection never lent counts as known good after it was made (HikariCP's bypass
+/// window for recently used connections, applied to new ones).
+const FRESH_FOR: Duration = Duration::from_millis(500);
+
 /// What the hot paths read on every call, on one cache line.
 #[derive(Debug)]
 struct Hot {
@@ -130,6 +134,9 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     maintenance_started: AtomicBool,
     /// Checkout validation runs on connections idle at least this long (`Millis::MAX`: never).
     validate_after: Millis,
+    /// The same for a connection never lent: making it proved it works, so it is validated only
+    /// once it has sat idle `FRESH_FOR` as well.
+    validate_new_after: Millis,
     /// Connections on loan, when leak detection is on.
     leaks: Option<leaks::Registry>,
     pub(crate) stats: Stats,
@@ -169,6 +176,7 @@ impl<F: ConnectionFactory> Shared<F> {
                 .map(|_| leaks::Registry::default()),
             max: AtomicUsize::new(config.max_connections()),
             validate_after,
+            validate_new_after: validate_after.max(clock::millis(FRESH_FOR)),
             factory,
             config,
             health,

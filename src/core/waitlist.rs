@@ -1,5 +1,5 @@
 //! The waiter list: callers waiting for a connection, oldest first, each with its own slot that a
-//! connection is handed into.
+//! connection is handed into; and the deadlines of their waits.
 //!
 //! Order is kept by the list alone: a returned connection is moved straight into the slot of the
 //! waiter at the front, under the list's lock, so no waiter can be passed over, woken for nothing
@@ -7,54 +7,86 @@
 //! release raced a waiter leaving). Each slot has its own `event_listener::Event`, which both
 //! facades wait on: a task awaits it, a thread blocks on it with a deadline.
 //!
-//! The lock is held only to link, unlink or fill a slot: never across a user callback, an await
-//! or I/O. The fast path never takes it (it runs only while `gate` says nobody waits).
+//! # Deadlines
+//!
+//! Every wait has the same length (`acquire_timeout`), so the list is also (nearly) in deadline
+//! order (a waiter re-queued at the front keeps its older, earlier deadline). One timer is then
+//! enough for all of them: the maintenance loop's *deadline keeper* sleeps until the earliest
+//! deadline, ends the waits that are over, and sleeps again until the next. A waiter joining the list
+//! wakes the keeper only if the keeper's timer is not already set at or before its deadline,
+//! which (deadlines only grow) happens about once per `acquire_timeout`, not once per wait. A
+//! timer per waiting task cost a system call and a wake-up of async-io's reactor thread on every
+//! contended acquire (seen with `perf` in `benches/contended.rs`). While no keeper runs (a
+//! spawned maintenance future not polled yet, or dropped), async waiters arm timers of their own;
+//! a keeper that stops wakes every waiter so that each can.
+//!
+//! The lock is held only to link, unlink, fill or end a slot: never across a user callback, an
+//! await or I/O. The fast path never takes it (it runs only while `gate` says nobody waits).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use event_listener::{Event, EventListener};
 
-use super::sync::{Arc, Mutex, MutexGuard, Ordering, fence};
+use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
 use super::{Entry, Shared};
 use crate::ConnectionFactory;
 
-/// The queue of waiting callers, oldest at the front.
+/// The queue of waiting callers, oldest at the front, and the state of the deadline keeper.
 pub(crate) struct WaitList<C> {
-    queue: Mutex<VecDeque<Arc<Slot<C>>>>,
+    inner: Mutex<Inner<C>>,
+    /// The keeper listens here for a deadline earlier than its timer, and for `close`.
+    keeper_wanted: Event,
+    /// Whether a deadline keeper runs (read without the lock by the async facade).
+    keeper: AtomicBool,
 }
 
-/// The list, locked.
-pub(crate) type Queue<'a, C> = MutexGuard<'a, VecDeque<Arc<Slot<C>>>>;
+struct Inner<C> {
+    queue: VecDeque<Arc<Slot<C>>>,
+    /// When the keeper will next look at the list, if it will; a waiter with an earlier deadline
+    /// sets it to its own and wakes the keeper.
+    armed: Option<Instant>,
+}
 
 impl<C> WaitList<C> {
     pub(crate) fn new() -> Self {
         WaitList {
-            queue: Mutex::new(VecDeque::new()),
+            inner: Mutex::new(Inner {
+                queue: VecDeque::new(),
+                armed: None,
+            }),
+            keeper_wanted: Event::new(),
+            keeper: AtomicBool::new(false),
         }
     }
 
     /// Locks the list. Nothing that holds the lock can panic, but a poisoned lock is still
     /// usable: the list is consistent after every single operation on it.
-    pub(crate) fn lock(&self) -> Queue<'_, C> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner<C>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// One waiter's place: where its connection is put, and the event it sleeps on.
 pub(crate) struct Slot<C> {
     served: Mutex<Option<Entry<C>>>,
+    /// Set by the keeper when the deadline passed while the slot was linked.
+    expired: AtomicBool,
+    deadline: Instant,
     event: Event,
 }
 
 impl<C> Slot<C> {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(deadline: Instant) -> Arc<Self> {
         Arc::new(Slot {
             served: Mutex::new(None),
+            expired: AtomicBool::new(false),
+            deadline,
             event: Event::new(),
         })
     }
 
-    /// Starts listening for `serve` or `wake`. Listen first, then look at `take`.
+    /// Starts listening for `serve`, `expire` or `wake`. Listen first, then look.
     pub(crate) fn listen(&self) -> EventListener {
         self.event.listen()
     }
@@ -64,15 +96,26 @@ impl<C> Slot<C> {
         self.lock_served().take()
     }
 
+    /// Whether the keeper ended this wait.
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
+    }
+
     /// Hands `entry` to this waiter and wakes it. Called with the list locked, after unlinking
     /// the slot, so the slot is filled at most once per linking.
-    pub(crate) fn serve(&self, entry: Entry<C>) {
+    fn serve(&self, entry: Entry<C>) {
         *self.lock_served() = Some(entry);
         self.wake();
     }
 
-    /// Wakes this waiter without a connection (the pool closed).
-    pub(crate) fn wake(&self) {
+    /// Ends this wait (unlinked by the keeper).
+    fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Wakes this waiter without a connection: the pool closed or the keeper stopped.
+    fn wake(&self) {
         self.event.notify(usize::MAX);
     }
 
@@ -86,42 +129,51 @@ impl<F: ConnectionFactory> Shared<F> {
     /// checks), counts it in `gate`, and serves the front from `idle`. Returns `false`, linking
     /// nothing, if the pool is closed.
     pub(crate) fn enqueue(&self, slot: &Arc<Slot<F::Connection>>, front: bool) -> bool {
-        let mut queue = self.waitlist.lock();
+        let mut inner = self.waitlist.lock();
         // Under the lock: `close` sets the bit and then takes the lock to wake the list, so a
         // slot linked here is either woken by it or never linked.
         if self.is_closed() {
             return false;
         }
         if front {
-            queue.push_front(Arc::clone(slot));
+            inner.queue.push_front(Arc::clone(slot));
         } else {
-            queue.push_back(Arc::clone(slot));
+            inner.queue.push_back(Arc::clone(slot));
         }
         self.hot.gate.fetch_add(1, Ordering::SeqCst);
         // Count, then re-check `idle`. Pairs with the fence in `Shared::push_idle`: either the
         // release sees this waiter and serves the list, or this look sees its connection.
         fence(Ordering::SeqCst);
-        self.serve_locked(&mut queue);
+        self.serve_locked(&mut inner);
+        let wake_keeper = self.waitlist.keeper.load(Ordering::Relaxed)
+            && inner.armed.is_none_or(|at| at > slot.deadline);
+        if wake_keeper {
+            inner.armed = Some(slot.deadline);
+        }
+        drop(inner);
+        if wake_keeper {
+            self.waitlist.keeper_wanted.notify(1);
+        }
         true
     }
 
     /// Unlinks `slot` if it is still linked (a waiter giving up).
     pub(crate) fn dequeue(&self, slot: &Arc<Slot<F::Connection>>) {
-        let mut queue = self.waitlist.lock();
-        if let Some(at) = queue.iter().position(|s| Arc::ptr_eq(s, slot)) {
-            queue.remove(at);
+        let mut inner = self.waitlist.lock();
+        if let Some(at) = inner.queue.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            inner.queue.remove(at);
             self.hot.gate.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
     /// Hands idle connections to the oldest waiters, as long as there are both.
     pub(crate) fn serve_waiters(&self) {
-        let mut queue = self.waitlist.lock();
-        self.serve_locked(&mut queue);
+        let mut inner = self.waitlist.lock();
+        self.serve_locked(&mut inner);
     }
 
-    fn serve_locked(&self, queue: &mut Queue<'_, F::Connection>) {
-        while !queue.is_empty() {
+    fn serve_locked(&self, inner: &mut Inner<F::Connection>) {
+        while !inner.queue.is_empty() {
             let Some(entry) = self.idle.pop() else {
                 return;
             };
@@ -129,7 +181,7 @@ impl<F: ConnectionFactory> Shared<F> {
                 self.retire(entry, reason);
                 continue;
             }
-            if let Some(slot) = queue.pop_front() {
+            if let Some(slot) = inner.queue.pop_front() {
                 // Uncount before the waiter runs, or the creator would see a waiter already
                 // served and make a connection nobody needs (found by the fuzzer).
                 self.hot.gate.fetch_sub(1, Ordering::SeqCst);
@@ -138,12 +190,61 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
-    /// Wakes every waiter for `close`; each then sees the `CLOSED` bit.
+    /// Wakes every waiter for `close`, and the keeper; each then sees the `CLOSED` bit.
     pub(crate) fn wake_all_waiters(&self) {
-        let mut queue = self.waitlist.lock();
-        while let Some(slot) = queue.pop_front() {
+        let mut inner = self.waitlist.lock();
+        while let Some(slot) = inner.queue.pop_front() {
             self.hot.gate.fetch_sub(1, Ordering::SeqCst);
             slot.wake();
         }
+        drop(inner);
+        self.waitlist.keeper_wanted.notify(usize::MAX);
+    }
+
+    // ----- the deadline keeper ------------------------------------------------------------
+
+    /// The keeper listens here for a deadline earlier than its timer, and for `close`.
+    pub(crate) fn keeper_wanted(&self) -> &Event {
+        &self.waitlist.keeper_wanted
+    }
+
+    /// Whether a deadline keeper ends the waits that pass their deadline, so that an async
+    /// waiter needs no timer of its own.
+    pub(crate) fn deadlines_kept(&self) -> bool {
+        self.waitlist.keeper.load(Ordering::Acquire)
+    }
+
+    /// Marks the keeper as running or stopped. Stopping wakes every waiter, so that async
+    /// waiters arm timers of their own.
+    pub(crate) fn set_keeper(&self, running: bool) {
+        let inner = self.waitlist.lock();
+        self.waitlist.keeper.store(running, Ordering::Release);
+        if !running {
+            for slot in &inner.queue {
+                slot.wake();
+            }
+        }
+    }
+
+    /// Ends the waits whose deadline is not after `now`, and returns when the keeper must look
+    /// again (the earliest deadline left), if anyone waits. The whole list is scanned: it is
+    /// only nearly in deadline order (two callers can start in one order and link in the
+    /// other), and the keeper runs about once per `acquire_timeout`.
+    pub(crate) fn expire_waiters(&self, now: Instant) -> Option<Instant> {
+        let mut inner = self.waitlist.lock();
+        let before = inner.queue.len();
+        inner.queue.retain(|slot| {
+            let over = slot.deadline <= now;
+            if over {
+                slot.expire();
+            }
+            !over
+        });
+        let expired = before - inner.queue.len();
+        if expired > 0 {
+            self.hot.gate.fetch_sub(expired, Ordering::SeqCst);
+        }
+        inner.armed = inner.queue.iter().map(|s| s.deadline).min();
+        inner.armed
     }
 }
