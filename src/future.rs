@@ -1,5 +1,7 @@
 //! The async facade: `acquire().await`, `close().await` and `with_connection`, as named futures
-//! that run on any executor. Timeouts use `async-io` timers, so no runtime is required.
+//! that run on any executor. No runtime is required: the pool's maintenance loop ends waits that
+//! pass `acquire_timeout`, with one `async-io` timer for all waiters; where it does not run (a
+//! spawned maintenance future not polled), each wait arms an `async-io` timer of its own.
 
 use std::fmt;
 use std::future::Future;

@@ -1,9 +1,10 @@
 //! The maintenance loop: creates connections on demand (bounded, with backoff), destroys retired
 //! ones off the callers' paths, sweeps idle connections (idle timeout, lifetime, leaks), runs the
-//! periodic health checks, and keeps the coarse clock fresh while the pool is busy.
+//! periodic health checks, keeps the coarse clock fresh while the pool is busy, and ends the waits
+//! that pass `acquire_timeout` (one timer for all waiters).
 //!
-//! It is one future made of four concurrent parts, so a slow health check never delays a create
-//! or the clock. It runs on a small thread of the pool's own (`async_io::block_on`, no runtime
+//! It is one future made of five concurrent parts, so a slow health check never delays a create,
+//! the clock or a deadline. It runs on a small thread of the pool's own (`async_io::block_on`, no runtime
 //! needed), or on the user's executor ([`MaintenanceMode::Spawned`]). It ends once the pool is
 //! closed and every connection is destroyed, dropping its reference to the pool's state.
 //!
