@@ -249,13 +249,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let shared = self.shared();
         let entry = result?;
-        shared.record_slow_acquire(started);
-        Ok(PooledConnection::new(
-            shared,
-            entry,
-            started.elapsed(),
-            location,
-        ))
+        let waited = started.elapsed();
+        shared.record_slow_acquire(waited);
+        Ok(PooledConnection::new(shared, entry, waited, location))
     }
 
     /// The error for an acquire that gave up after waiting since `started`.

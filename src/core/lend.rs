@@ -107,7 +107,6 @@ impl<F: ConnectionFactory> Shared<F> {
         location: &'static Location<'static>,
     ) -> LeakId {
         if self.detailed {
-            Stats::count(&self.stats.acquired);
             self.stats.wait.record(waited);
         }
         emit(&self.events, |h| h.on_acquired(self.config.name(), waited));

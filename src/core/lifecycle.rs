@@ -10,7 +10,7 @@ use event_listener::EventListener;
 
 use super::{
     CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Interrupted, Millis, RetireOnDrop,
-    SHRINK, Shared, Stats, with_timeout,
+    SHRINK, Shared, Stats, WAITERS, with_timeout,
 };
 use crate::events::emit;
 use crate::{ConfigError, ConnectionFactory, CreateError};
@@ -36,7 +36,8 @@ impl<F: ConnectionFactory> Shared<F> {
         if self.is_closed() || self.total() >= self.max() {
             return false;
         }
-        self.waiting() > in_flight || self.idle_count() + in_flight < self.config.min_connections()
+        self.hot.gate.load(Ordering::SeqCst) & WAITERS > in_flight
+            || self.idle_count() + in_flight < self.config.min_connections()
     }
 
     /// Whether fewer than `min_connections` are idle and there is room for more.
@@ -45,9 +46,18 @@ impl<F: ConnectionFactory> Shared<F> {
         min > 0 && !self.is_closed() && self.idle_count() < min && self.total() < self.max()
     }
 
-    /// Tells the creator that a caller waits.
+    /// Tells the creator that a caller waits, if there is room for a new connection. At `max`
+    /// there is none, and waking the creator on every contended acquire cost a wake-up of the
+    /// maintenance thread each (seen with `perf` in `benches/contended.rs`); a place freed later
+    /// wakes the creator itself (`connection_gone`, `resize`).
+    ///
+    /// `SeqCst`, with the waiter's count in `gate` before it and `connection_gone`'s decrement
+    /// and the creator's look at `gate` (`wants_create`) after its wake-up: either this load
+    /// sees the freed place, or the creator sees this waiter.
     pub(crate) fn signal_demand(&self) {
-        self.create_wanted.notify(1);
+        if self.total.load(Ordering::SeqCst) < self.max() {
+            self.create_wanted.notify(1);
+        }
     }
 
     /// Makes one connection in a reserved place, bounded by `create_timeout`, and publishes it
@@ -163,7 +173,7 @@ impl<F: ConnectionFactory> Shared<F> {
 
     /// A connection stopped counting: room for the creator, maybe the end of a shrink or close.
     pub(crate) fn connection_gone(&self) {
-        let before = self.total.fetch_sub(1, Ordering::AcqRel);
+        let before = self.total.fetch_sub(1, Ordering::SeqCst);
         let gate = self.hot.gate.load(Ordering::SeqCst);
         if gate & SHRINK != 0 && before - 1 <= self.max() {
             self.hot.gate.fetch_and(!SHRINK, Ordering::AcqRel);
