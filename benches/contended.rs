@@ -7,7 +7,8 @@
 //!   runtime (a worker thread per core); the work is `tokio::task::yield_now().await` (the
 //!   connection is held across an await) plus ~200 ns of arithmetic.
 //! - Blocking pools (nexus `acquire_blocking()`, r2d2) run their workers as OS threads; the work
-//!   is ~200 ns of arithmetic.
+//!   is `std::thread::yield_now()` (the thread gives up its core while it holds the connection,
+//!   as a query would, the counterpart of the tasks' await) plus ~200 ns of arithmetic.
 //!
 //! Reported per pool and configuration: throughput, the acquire wait's p50 / p99 / p99.9, and the
 //! fairness of the run (operations per worker: min/max and coefficient of variation). Every
@@ -124,6 +125,7 @@ impl SyncPool for ConnectionPool<common::MemFactory> {
         let t = Instant::now();
         let c = self.acquire_blocking().unwrap();
         let wait = nanos32(t.elapsed());
+        std::thread::yield_now();
         spin(n);
         black_box(&c);
         wait
@@ -135,6 +137,7 @@ impl SyncPool for r2d2::Pool<common::R2d2Mem> {
         let t = Instant::now();
         let c = self.get().unwrap();
         let wait = nanos32(t.elapsed());
+        std::thread::yield_now();
         spin(n);
         black_box(&c);
         wait
@@ -426,7 +429,8 @@ Workers loop acquire, a little work, release, for {} per cell; pool sizes {SIZES
 {WORKERS:?}. Async pools run their workers as tasks on one tokio multi-thread runtime \
 ({threads} worker threads), holding the connection across `tokio::task::yield_now().await` plus \
 ~{WORK_NS} ns of arithmetic; blocking pools (nexus `acquire_blocking`, r2d2) run OS threads \
-holding it for the ~{WORK_NS} ns of arithmetic. The acquire wait is timed with `Instant` around \
+holding it across `std::thread::yield_now()` (the thread gives up its core, as a query would) plus \
+the ~{WORK_NS} ns of arithmetic. The acquire wait is timed with `Instant` around \
 the acquire call into a preallocated per-worker `Vec`, merged after the run. Every cell runs once \
 per round ({rounds} rounds, pools' order rotating) on a fresh pool warmed to its full size; a \
 figure is the median over rounds, a ratio the median of per-round ratios. The *semaphore floor* \
