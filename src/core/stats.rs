@@ -5,7 +5,10 @@
 //! reported percentile is within 12.5% of the true value (the maximum is exact). Each recording
 //! is three relaxed atomic adds, and a `fetch_max` only for a new maximum.
 
-use super::sync::{AtomicU64, Ordering};
+// Plain std atomics even under loom: the statistics take no part in the pool's synchronization,
+// and a record's steps depend on the measured time (a new maximum or not), which would make
+// loom's exploration non-deterministic.
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::DestroyReason;

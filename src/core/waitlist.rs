@@ -101,11 +101,10 @@ impl<C> Slot<C> {
         self.expired.load(Ordering::Acquire)
     }
 
-    /// Hands `entry` to this waiter and wakes it. Called with the list locked, after unlinking
-    /// the slot, so the slot is filled at most once per linking.
-    fn serve(&self, entry: Entry<C>) {
+    /// Hands `entry` to this waiter (then `wake` it). Called with the list locked, after
+    /// unlinking the slot, so the slot is filled at most once per linking.
+    fn fill(&self, entry: Entry<C>) {
         *self.lock_served() = Some(entry);
-        self.wake();
     }
 
     /// Ends this wait (unlinked by the keeper).
@@ -114,7 +113,8 @@ impl<C> Slot<C> {
         self.wake();
     }
 
-    /// Wakes this waiter without a connection: the pool closed or the keeper stopped.
+    /// Wakes this waiter: served, or without a connection (the pool closed, the keeper
+    /// stopped).
     fn wake(&self) {
         self.event.notify(usize::MAX);
     }
@@ -144,7 +144,7 @@ impl<F: ConnectionFactory> Shared<F> {
         // Count, then re-check `idle`. Pairs with the fence in `Shared::push_idle`: either the
         // release sees this waiter and serves the list, or this look sees its connection.
         fence(Ordering::SeqCst);
-        self.serve_locked(&mut inner);
+        let served = self.serve_one(&mut inner);
         let wake_keeper = self.waitlist.keeper.load(Ordering::Relaxed)
             && inner.armed.is_none_or(|at| at > slot.deadline);
         if wake_keeper {
@@ -153,6 +153,11 @@ impl<F: ConnectionFactory> Shared<F> {
         drop(inner);
         if wake_keeper {
             self.waitlist.keeper_wanted.notify(1);
+        }
+        if let Some(served) = served {
+            served.wake();
+            // More may sit idle (rare: a release that saw no waiter): serve on.
+            self.serve_waiters();
         }
         true
     }
@@ -166,28 +171,39 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
-    /// Hands idle connections to the oldest waiters, as long as there are both.
+    /// Hands idle connections to the oldest waiters, as long as there are both. Each waiter is
+    /// woken after the lock is released: a wake-up can run an executor's scheduling code, and
+    /// holding the list through it made releases and arrivals queue on the lock (seen with
+    /// `perf` in `benches/contended.rs`).
     pub(crate) fn serve_waiters(&self) {
-        let mut inner = self.waitlist.lock();
-        self.serve_locked(&mut inner);
+        loop {
+            let served = self.serve_one(&mut self.waitlist.lock());
+            match served {
+                Some(slot) => slot.wake(),
+                None => return,
+            }
+        }
     }
 
-    fn serve_locked(&self, inner: &mut Inner<F::Connection>) {
+    /// Moves one idle connection into the front waiter's slot and unlinks it, if there are
+    /// both; the caller wakes it once the lock is released. Filling under the lock is what
+    /// keeps a cancelled waiter from losing it: `dequeue` then finds the slot gone and takes the
+    /// connection back out.
+    fn serve_one(&self, inner: &mut Inner<F::Connection>) -> Option<Arc<Slot<F::Connection>>> {
         while !inner.queue.is_empty() {
-            let Some(entry) = self.idle.pop() else {
-                return;
-            };
+            let entry = self.idle.pop()?;
             if let Some(reason) = self.stale_at(&entry, self.now()) {
                 self.retire(entry, reason);
                 continue;
             }
-            if let Some(slot) = inner.queue.pop_front() {
-                // Uncount before the waiter runs, or the creator would see a waiter already
-                // served and make a connection nobody needs (found by the fuzzer).
-                self.hot.gate.fetch_sub(1, Ordering::SeqCst);
-                slot.serve(entry);
-            }
+            let slot = inner.queue.pop_front()?;
+            // Uncount before the waiter runs, or the creator would see a waiter already served
+            // and make a connection nobody needs (found by the fuzzer).
+            self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+            slot.fill(entry);
+            return Some(slot);
         }
+        None
     }
 
     /// Wakes every waiter for `close`, and the keeper; each then sees the `CLOSED` bit.
