@@ -133,6 +133,9 @@ EOF
     cat "$out/$b.targets.md" 2>/dev/null || true
   done
   echo
+  # Hand-written explanations of the misses, with their profiles (not measured by this run).
+  cat "$root/benches/MISSES.md"
+  echo
   for b in "${benches[@]}"; do
     if [ -f "$out/$b.md" ]; then
       cat "$out/$b.md"

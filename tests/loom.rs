@@ -1,5 +1,5 @@
 //! Loom models of the core's races. Run with
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom`.
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --features loom --test loom`.
 //!
 //! Each model builds a small pool whose connections exist up front (no maintenance loop runs
 //! under loom: it needs timers) and explores every interleaving of the threads below, within
