@@ -29,7 +29,7 @@ use std::time::Instant;
 use event_listener::{Event, EventListener};
 
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
-use super::{Entry, Shared};
+use super::{DestroyReason, Entry, Shared};
 use crate::ConnectionFactory;
 
 /// The queue of waiting callers, oldest at the front, and the state of the deadline keeper.
@@ -196,7 +196,14 @@ impl<F: ConnectionFactory> Shared<F> {
                 self.retire(entry, reason);
                 continue;
             }
-            let slot = inner.queue.pop_front()?;
+            let Some(slot) = inner.queue.pop_front() else {
+                // Not reached (the list is not empty under its lock), but never drop a
+                // connection: put it back where the next release will see it.
+                if let Err(entry) = self.idle.push(entry) {
+                    self.retire(entry, DestroyReason::Closed);
+                }
+                return None;
+            };
             // Uncount before the waiter runs, or the creator would see a waiter already served
             // and make a connection nobody needs (found by the fuzzer).
             self.hot.gate.fetch_sub(1, Ordering::SeqCst);
