@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{eventually, pg_url, unique};
+use adapter_support::{config, eventually, pg_url, unique};
 use nexus_pool::adapters::postgres::{
     PostgresConnectionFactory, PostgresHealthCheck, PostgresReset, connection_lost,
 };
@@ -22,14 +22,6 @@ fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
     let mut factory = PostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
     factory.config_mut().application_name(app);
     factory
-}
-
-fn config(max: usize) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 /// The recommended setup: the adapter's health check attached.

@@ -6,7 +6,7 @@ mod adapter_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use adapter_support::{eventually, redis_url, unique};
+use adapter_support::{config, eventually, redis_url, unique};
 use nexus_pool::adapters::redis::RedisConnectionFactory;
 use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig};
 use redis::{Commands, Connection};
@@ -22,14 +22,6 @@ fn client(url: &str, db: i64) -> redis::Client {
     let info = info.get_connection_info().clone();
     let settings = info.redis_settings().clone().set_db(db);
     redis::Client::open(info.set_redis_settings(settings)).unwrap()
-}
-
-fn config(max: usize) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
 }
 
 fn pool(url: &str, max: usize) -> Pool {

@@ -3,41 +3,14 @@
 
 mod adapter_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use adapter_support::{remove_db, temp_db};
+use adapter_support::{TempDb, config};
 use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
 use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
 
 type Pool = ConnectionPool<SqliteConnectionFactory>;
-
-/// A temporary database file, removed (with its WAL files) when the test ends.
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        TempDb(temp_db("nexus_pool_sqlite"))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        remove_db(&self.0);
-    }
-}
-
-fn config(max: usize) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
 
 fn pool(path: &Path, max: usize) -> Pool {
     SqliteConnectionFactory::new(path)
@@ -48,7 +21,7 @@ fn pool(path: &Path, max: usize) -> Pool {
 
 #[test]
 fn new_connections_use_wal_busy_timeout_and_foreign_keys() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
     let pool = SqliteConnectionFactory::new(db.path())
         .busy_timeout(Duration::from_millis(1234))
         .pool_builder()
@@ -77,8 +50,8 @@ fn new_connections_use_wal_busy_timeout_and_foreign_keys() {
 
 #[test]
 fn reset_rolls_back_and_clears_session_state() {
-    let db = TempDb::new();
-    let other = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
+    let other = TempDb::new("nexus_pool_sqlite");
     let pool = pool(db.path(), 1);
     let conn = pool.acquire_blocking().unwrap();
     conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
@@ -127,7 +100,7 @@ fn reset_rolls_back_and_clears_session_state() {
 
 #[test]
 fn read_only_pool_refuses_writes() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
     let writer = pool(db.path(), 1);
     writer
         .acquire_blocking()
@@ -161,7 +134,7 @@ fn one_writer_many_readers() {
     const WRITERS: usize = 6;
     const READERS: usize = 4;
     const ROWS: usize = 50;
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
     let writer = pool(db.path(), 1);
     writer
         .acquire_blocking()
@@ -219,7 +192,7 @@ fn one_writer_many_readers() {
 
 #[test]
 fn on_connect_hook_runs_and_its_error_fails_the_create() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
     let pool = SqliteConnectionFactory::new(db.path())
         .on_connect(|conn| conn.pragma_update(None, "user_version", 7))
         .pool_builder()
@@ -248,7 +221,7 @@ fn on_connect_hook_runs_and_its_error_fails_the_create() {
 
 #[test]
 fn missing_file_read_only_is_a_create_error() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
     let pool = SqliteConnectionFactory::new(db.path())
         .read_only()
         .pool_builder()
@@ -267,7 +240,7 @@ fn missing_file_read_only_is_a_create_error() {
 #[cfg(feature = "async")]
 #[test]
 fn async_acquire_works_too() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_sqlite");
     let pool = pool(db.path(), 2);
     let n: i64 = futures_lite::future::block_on(async {
         let conn = pool.acquire().await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{eventually, pg_url, unique};
+use adapter_support::{config, eventually, pg_url, unique};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::tokio_postgres::{
     PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory,
@@ -24,14 +24,6 @@ fn factory(url: &str, app: &str) -> Factory {
     let mut factory = TokioPostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
     factory.config_mut().application_name(app);
     factory
-}
-
-fn config(max: usize) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 fn pool(url: &str, app: &str, max: usize) -> Pool {

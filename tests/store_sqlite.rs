@@ -4,10 +4,9 @@
 mod adapter_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use adapter_support::{remove_db, temp_db};
+use adapter_support::{TempDb, config};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
 use nexus_pool::store::{MemoryBackend, NexusStore, PooledSqliteBackend, StoreBackend, StoreError};
@@ -27,31 +26,6 @@ fn task(title: &str) -> Task {
         done: false,
         tags: vec!["t".to_owned()],
     }
-}
-
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        TempDb(temp_db("nexus_pool_store"))
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        remove_db(&self.0);
-    }
-}
-
-fn config(max: usize) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 fn writer(path: &Path) -> ConnectionPool<SqliteConnectionFactory> {
@@ -120,7 +94,7 @@ async fn crud(store: &NexusStore<Task, String>) -> Result<(), StoreError> {
 
 #[test]
 fn crud_on_sqlite() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     block_on(async {
         let backend = PooledSqliteBackend::new(writer(db.path()), "tasks").await?;
         crud(&NexusStore::new(backend)).await
@@ -130,7 +104,7 @@ fn crud_on_sqlite() {
 
 #[test]
 fn crud_on_sqlite_with_a_read_pool() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     block_on(async {
         let backend = PooledSqliteBackend::new(writer(db.path()), "tasks")
             .await?
@@ -147,7 +121,7 @@ fn crud_in_memory() {
 
 #[test]
 fn writes_never_go_to_the_read_pool() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     let (w, r) = (writer(db.path()), readers(db.path()));
     block_on(async {
         let backend = PooledSqliteBackend::new(w.clone(), "split")
@@ -179,7 +153,7 @@ fn writes_never_go_to_the_read_pool() {
 
 #[test]
 fn save_many_is_all_or_nothing() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     block_on(async {
         let backend = PooledSqliteBackend::new(writer(db.path()), "maps").await?;
         // JSON objects need string keys: a map with list keys does not serialise.
@@ -201,7 +175,7 @@ fn save_many_is_all_or_nothing() {
 
 #[test]
 fn bad_table_names_and_foreign_keys_are_refused() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     block_on(async {
         for bad in ["", "1abc", "a b", "x\"; DROP TABLE y; --", &"x".repeat(64)] {
             let result = PooledSqliteBackend::new(writer(db.path()), bad).await;
@@ -225,7 +199,7 @@ fn bad_table_names_and_foreign_keys_are_refused() {
 fn concurrent_writers_share_one_connection() {
     const THREADS: usize = 6;
     const EACH: u32 = 25;
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     let w = writer(db.path());
     let store: NexusStore<u32, u32> =
         NexusStore::new(block_on(PooledSqliteBackend::new(w.clone(), "counts")).unwrap());
@@ -251,7 +225,7 @@ fn concurrent_writers_share_one_connection() {
 
 #[test]
 fn closed_pool_is_a_pool_error() {
-    let db = TempDb::new();
+    let db = TempDb::new("nexus_pool_store");
     let w = writer(db.path());
     let backend = block_on(PooledSqliteBackend::new(w.clone(), "closed")).unwrap();
     w.close_blocking();

@@ -113,6 +113,35 @@ pub fn remove_db(path: &std::path::Path) {
     }
 }
 
+/// A temporary database file, removed (with its WAL files) when the test ends.
+pub struct TempDb(std::path::PathBuf);
+
+impl TempDb {
+    pub fn new(prefix: &str) -> Self {
+        TempDb(temp_db(prefix))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        remove_db(&self.0);
+    }
+}
+
+/// The adapter tests' pool configuration: `max` connections, a generous acquire timeout, the
+/// rest default.
+pub fn config(max: usize) -> nexus_pool::ConnectionPoolConfig {
+    nexus_pool::ConnectionPoolConfig::builder()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
