@@ -243,3 +243,47 @@ fn backoff_pause_ending_between_two_clock_reads_is_not_lost() {
 fn a_served_waiter_does_not_trigger_a_second_create() {
     repeat(threaded(2), &[StartAcquire, MarkBroken(0)].repeat(20));
 }
+
+/// Found by `pool_model` (crash-63bdf3c6 and crash-b11c08bb, threaded maintenance).
+///
+/// `resize` lowered `max` while the creator had creates in flight for queued waiters. Their
+/// places count in `total`, so the pool held more than the new `max` until they ended: expected,
+/// like connections still lent, and the harness now allows what the pool held at the resize.
+/// But `reserve` read `max` before its increment, so a reservation racing the resize could also
+/// get through above the new `max`; it now looks again after the increment and backs out.
+#[test]
+fn resize_below_creates_in_flight_never_exceeds_what_was_held() {
+    repeat(
+        threaded(4),
+        &[
+            FactoryFails(true),
+            TryAcquire,
+            StartAcquire,
+            StartAcquire,
+            TryAcquire,
+            StartAcquire,
+            StartAcquire,
+            StartAcquire,
+            StartAcquire,
+            TryAcquire,
+            PollPending(154),
+            Resize(1),
+        ],
+    );
+    repeat(
+        threaded(2),
+        &[
+            Release(0),
+            FactoryFails(true),
+            StartAcquire,
+            StartAcquire,
+            StartAcquire,
+            Resize(2),
+            StartAcquire,
+            StartAcquire,
+            MarkBroken(3),
+            StartAcquire,
+            Resize(1),
+        ],
+    );
+}

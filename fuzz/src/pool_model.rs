@@ -709,6 +709,11 @@ impl<'p> Harness<'p> {
                 if let Err(err) = self.pool.resize(n) {
                     self.fail(&format!("resize({n}) refused: {err}"));
                 }
+                // Creates in flight (the model does not see them with threaded maintenance)
+                // keep their places: until they end the pool may hold what it held at the
+                // resize, but never more (`reserve` backs out past a lowered `max`).
+                let total = self.pool.current_metrics().total;
+                self.model.cap = self.model.cap.max(total);
             }
             Op::Close => {
                 let first = !self.model.closed;

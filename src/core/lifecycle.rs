@@ -19,14 +19,26 @@ impl<F: ConnectionFactory> Shared<F> {
     // ----- creating -----------------------------------------------------------------------
 
     /// Reserves a place in `total` for a new connection, if there is room.
+    ///
+    /// `max` is read before the increment, so a `resize` lowering it in between would let the
+    /// reservation through above the new `max`. Hence the second look, `SeqCst` like `resize`'s
+    /// store and its load of `total`: either `resize` sees this place (and shrinks the pool as
+    /// connections come back) or this look sees the new `max` and gives the place back. So
+    /// `total` never exceeds the larger of the new `max` and what `resize` found (found by the
+    /// fuzzer, threaded maintenance).
     pub(crate) fn reserve(&self) -> Option<CreateSlot<'_, F>> {
         let max = self.max();
         self.total
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
                 (t < max).then_some(t + 1)
             })
-            .ok()
-            .map(|_| CreateSlot { shared: self })
+            .ok()?;
+        let slot = CreateSlot { shared: self };
+        if self.total.load(Ordering::SeqCst) > self.max.load(Ordering::SeqCst) {
+            // Dropping the slot gives the place back.
+            return None;
+        }
+        Some(slot)
     }
 
     /// Whether the creator should start another create, given `in_flight` already running:
@@ -222,8 +234,9 @@ impl<F: ConnectionFactory> Shared<F> {
                 ),
             ));
         }
-        self.max.store(max, Ordering::Release);
-        if self.total() > max {
+        self.max.store(max, Ordering::SeqCst);
+        // `SeqCst`, paired with `reserve`'s increment and second look.
+        if self.total.load(Ordering::SeqCst) > max {
             self.hot.gate.fetch_or(SHRINK, Ordering::SeqCst);
             while self.shrink_one() {}
         }
