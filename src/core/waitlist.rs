@@ -188,29 +188,27 @@ impl<F: ConnectionFactory> Shared<F> {
     /// Moves one idle connection into the front waiter's slot and unlinks it, if there are
     /// both; the caller wakes it once the lock is released. Filling under the lock is what
     /// keeps a cancelled waiter from losing it: `dequeue` then finds the slot gone and takes the
-    /// connection back out.
+    /// connection back out. Whether the connection is still fit to lend is the waiter's to
+    /// check (`inspect`, as on the fast path); one found stale is retired there and the waiter
+    /// queues again at the front.
     fn serve_one(&self, inner: &mut Inner<F::Connection>) -> Option<Arc<Slot<F::Connection>>> {
-        while !inner.queue.is_empty() {
-            let entry = self.idle.pop()?;
-            if let Some(reason) = self.stale_at(&entry, self.now()) {
-                self.retire(entry, reason);
-                continue;
-            }
-            let Some(slot) = inner.queue.pop_front() else {
-                // Not reached (the list is not empty under its lock), but never drop a
-                // connection: put it back where the next release will see it.
-                if let Err(entry) = self.idle.push(entry) {
-                    self.retire(entry, DestroyReason::Closed);
-                }
-                return None;
-            };
-            // Uncount before the waiter runs, or the creator would see a waiter already served
-            // and make a connection nobody needs (found by the fuzzer).
-            self.hot.gate.fetch_sub(1, Ordering::SeqCst);
-            slot.fill(entry);
-            return Some(slot);
+        if inner.queue.is_empty() {
+            return None;
         }
-        None
+        let entry = self.idle.pop()?;
+        let Some(slot) = inner.queue.pop_front() else {
+            // Not reached (the list is not empty under its lock), but never drop a
+            // connection: put it back where the next release will see it.
+            if let Err(entry) = self.idle.push(entry) {
+                self.retire(entry, DestroyReason::Closed);
+            }
+            return None;
+        };
+        // Uncount before the waiter runs, or the creator would see a waiter already served and
+        // make a connection nobody needs (found by the fuzzer).
+        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        slot.fill(entry);
+        Some(slot)
     }
 
     /// Wakes every waiter for `close`, and the keeper; each then sees the `CLOSED` bit.
@@ -233,6 +231,7 @@ impl<F: ConnectionFactory> Shared<F> {
 
     /// Whether a deadline keeper ends the waits that pass their deadline, so that an async
     /// waiter needs no timer of its own.
+    #[cfg(feature = "async")]
     pub(crate) fn deadlines_kept(&self) -> bool {
         self.waitlist.keeper.load(Ordering::Acquire)
     }
