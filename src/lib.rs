@@ -4,6 +4,7 @@
 // Without a facade only `try_acquire` uses the core; the rest is there for the facades.
 #![cfg_attr(not(any(feature = "async", feature = "blocking")), allow(dead_code))]
 
+mod builder;
 mod config;
 mod connection;
 mod core;
@@ -32,6 +33,7 @@ pub mod export;
 #[cfg(feature = "store")]
 pub mod store;
 
+pub use crate::builder::ConnectionPoolBuilder;
 pub use crate::config::{
     CheckoutValidation, ConnectionPoolConfig, ConnectionPoolConfigBuilder, MAX_CONNECTIONS_LIMIT,
     MaintenanceMode,
@@ -47,7 +49,7 @@ pub use crate::metrics::MetricsIter;
 #[cfg(feature = "async")]
 pub use crate::metrics::MetricsStream;
 pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
-pub use crate::pool::{ConnectionPool, ConnectionPoolBuilder};
+pub use crate::pool::ConnectionPool;
 pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};
 
 /// The named futures of the async facade.

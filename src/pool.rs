@@ -9,8 +9,8 @@ use crate::core::{Acquired, Popped, Shared};
 use crate::error::TimeoutError;
 use crate::events::emit;
 use crate::{
-    ConfigError, ConnectionFactory, ConnectionHealthCheck, ConnectionPoolConfig, MaintenanceMode,
-    ManualClock, PoolError, PoolEventHandler, PoolMetrics, PooledConnection, maintenance,
+    ConfigError, ConnectionFactory, ConnectionPoolBuilder, ConnectionPoolConfig, MaintenanceMode,
+    PoolError, PoolMetrics, PooledConnection, maintenance,
 };
 
 /// A pool of connections made by a [`ConnectionFactory`].
@@ -134,13 +134,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn builder(factory: F) -> ConnectionPoolBuilder<F> {
-        ConnectionPoolBuilder {
-            factory,
-            config: ConnectionPoolConfig::default(),
-            health: None,
-            events: Vec::new(),
-            clock: None,
-        }
+        ConnectionPoolBuilder::new(factory)
     }
 
     #[inline]
@@ -402,7 +396,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// Runs the idle sweep now instead of at the next maintenance tick: closes idle connections
     /// past `idle_timeout` (keeping `min_connections` idle) or `max_lifetime`, replaces evicted
     /// ones, and reports loans past `leak_detection_threshold`. The destroys themselves happen
-    /// on the maintenance loop. Useful with a [`ManualClock`] in tests.
+    /// on the maintenance loop. Useful with a [`ManualClock`](crate::ManualClock) in tests.
     ///
     /// # Examples
     ///
@@ -490,210 +484,14 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     pub fn current_metrics(&self) -> PoolMetrics {
         crate::metrics::snapshot(self.shared())
     }
-}
-
-/// Builds a [`ConnectionPool`]; see [`ConnectionPool::builder`].
-///
-/// # Examples
-///
-/// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
-/// let pool = ConnectionPool::builder(Units).build();
-/// assert_eq!(pool.config(), &ConnectionPoolConfig::default());
-/// ```
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct ConnectionPoolBuilder<F: ConnectionFactory> {
-    factory: F,
-    config: ConnectionPoolConfig,
-    health: Option<Box<dyn crate::factory::DynHealthCheck<F::Connection>>>,
-    events: Vec<Box<dyn PoolEventHandler>>,
-    clock: Option<ManualClock>,
-}
-
-impl<F: ConnectionFactory> fmt::Debug for ConnectionPoolBuilder<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionPoolBuilder")
-            .field("config", &self.config)
-            .field("health_check", &self.health.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
-    /// Uses this (already validated) configuration instead of the defaults.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let config = ConnectionPoolConfig::builder().max_connections(3).build()?;
-    /// let pool = ConnectionPool::builder(Units).config(config).build();
-    /// assert_eq!(pool.current_metrics().max, 3);
-    /// # Ok::<(), nexus_pool::ConfigError>(())
-    /// ```
-    pub fn config(mut self, config: ConnectionPoolConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Adds a health check (by default there is none, and connections are trusted).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// struct Fine;
-    /// impl ConnectionHealthCheck<()> for Fine {
-    ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
-    /// }
-    /// let pool = ConnectionPool::builder(Units).health_check(Fine).build();
-    /// # drop(pool);
-    /// ```
-    pub fn health_check(mut self, check: impl ConnectionHealthCheck<F::Connection>) -> Self {
-        self.health = Some(Box::new(check));
-        self
-    }
-
-    /// Adds an event hook, called at every lifecycle event (by default there is none). Several
-    /// can be added; they are called in the order added.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, PoolEventHandler};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// struct Log;
-    /// impl PoolEventHandler for Log {
-    ///     fn on_timed_out(&self, pool: &str, waited: std::time::Duration) {
-    ///         eprintln!("{pool}: a caller gave up after {waited:?}");
-    ///     }
-    /// }
-    /// let pool = ConnectionPool::builder(Units).event_handler(Log).build();
-    /// # drop(pool);
-    /// ```
-    pub fn event_handler(mut self, handler: impl PoolEventHandler) -> Self {
-        self.events.push(Box::new(handler));
-        self
-    }
-
-    /// Drives the pool's connection-age decisions from a [`ManualClock`] instead of the system
-    /// clock, for tests.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ManualClock};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let clock = ManualClock::new();
-    /// let pool = ConnectionPool::builder(Units).clock(clock.clone()).build();
-    /// # drop(pool);
-    /// ```
-    pub fn clock(mut self, clock: ManualClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    fn into_shared(self) -> Arc<Shared<F>> {
-        Arc::new(Shared::new(
-            self.factory,
-            self.config,
-            self.health,
-            self.events.into_boxed_slice(),
-            self.clock,
-        ))
-    }
 
     /// Wraps shared state in a handle and starts the maintenance thread if the config says so.
-    fn finish(shared: Arc<Shared<F>>) -> ConnectionPool<F> {
+    pub(crate) fn from_shared(shared: Arc<Shared<F>>) -> Self {
         if shared.config.maintenance() == MaintenanceMode::Thread {
             maintenance::start_thread(shared.clone());
         }
         ConnectionPool {
             handle: Arc::new(Handle { shared }),
         }
-    }
-
-    /// Builds the pool and starts its maintenance, which makes `min_connections` in the
-    /// background: the pool starts even if the database is unreachable, and fills in when it
-    /// comes back. To fail instead, use `build_connected`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::builder(Units).build();
-    /// assert!(!pool.is_closed());
-    /// ```
-    pub fn build(self) -> ConnectionPool<F> {
-        Self::finish(self.into_shared())
-    }
-
-    /// Builds the pool after making `min_connections` on the calling task, so it starts full
-    /// or not at all.
-    ///
-    /// # Errors
-    ///
-    /// [`PoolError::Create`] with why the first create that failed did (each is bounded by
-    /// `create_timeout`); the connections made so far are destroyed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// # futures_lite::future::block_on(async {
-    /// let config = ConnectionPoolConfig::builder().min_connections(3).build()?;
-    /// let pool = ConnectionPool::builder(Units).config(config).build_connected().await?;
-    /// assert_eq!(pool.current_metrics().idle, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn build_connected(self) -> Result<ConnectionPool<F>, PoolError<F::Error>> {
-        let shared = self.into_shared();
-        for _ in 0..shared.config.min_connections() {
-            let created = match shared.reserve() {
-                Some(slot) => shared.create_one(slot).await,
-                None => Ok(()),
-            };
-            if let Err(err) = created {
-                // Closing destroys what was made; with no maintenance running, do it here.
-                shared.close();
-                while shared.destroy_one_retiring().await {}
-                return Err(PoolError::Create(err));
-            }
-        }
-        Ok(Self::finish(shared))
     }
 }
