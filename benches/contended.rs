@@ -271,53 +271,38 @@ fn run_cell(
     dur: Duration,
     n: u64,
 ) -> Cell {
-    match which {
-        "nexus async" => {
-            let pool = common::nexus_mem(size);
+    // Builds an async pool inside the runtime and warms it to its full size: `size` acquires
+    // held at once, then returned.
+    macro_rules! warm {
+        ($make:expr, |$p:ident| $acquire:expr) => {
             rt.block_on(async {
+                let $p = $make;
                 let mut held = Vec::new();
                 for _ in 0..size {
-                    held.push(pool.acquire().await.unwrap());
+                    held.push($acquire);
                 }
-            });
+                drop(held);
+                $p
+            })
+        };
+    }
+    match which {
+        "nexus async" => {
+            let pool = warm!(common::nexus_mem(size), |p| p.acquire().await.unwrap());
             run_async(rt, pool, workers, dur, n)
         }
         "deadpool" => {
-            let pool = rt.block_on(async {
-                let pool = common::deadpool_mem(size);
-                let mut held = Vec::new();
-                for _ in 0..size {
-                    held.push(pool.get().await.unwrap());
-                }
-                drop(held);
-                pool
-            });
+            let pool = warm!(common::deadpool_mem(size), |p| p.get().await.unwrap());
             run_async(rt, pool, workers, dur, n)
         }
         "bb8" => {
-            let pool = rt.block_on(async {
-                let pool = common::bb8_mem(size);
-                let mut held = Vec::new();
-                for _ in 0..size {
-                    held.push(pool.get().await.unwrap());
-                }
-                drop(held);
-                pool
-            });
+            let pool = warm!(common::bb8_mem(size), |p| p.get().await.unwrap());
             run_async(rt, pool, workers, dur, n)
         }
         "mobc" => {
-            let pool = rt.block_on(async {
-                let pool = common::mobc_mem(size);
-                let mut held = Vec::new();
-                for _ in 0..size {
-                    held.push(pool.get().await.unwrap());
-                }
-                drop(held);
-                // Returns are spawned tasks: let them land.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                pool
-            });
+            let pool = warm!(common::mobc_mem(size), |p| p.get().await.unwrap());
+            // Returns are spawned tasks: let them land.
+            rt.block_on(tokio::time::sleep(Duration::from_millis(5)));
             run_async(rt, pool, workers, dur, n)
         }
         "semaphore floor" => run_async(rt, SemaphoreFloor::new(size), workers, dur, n),

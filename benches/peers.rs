@@ -75,6 +75,39 @@ fn main() {
     drop(r2d2.get().unwrap());
 
     let rt = &rt;
+    // A batch of `n` acquire + release cycles on this thread, or inside one `block_on`.
+    macro_rules! threads {
+        ($name:expr, $acquire:expr) => {
+            target(
+                $name,
+                Box::new(|n| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        let c = $acquire;
+                        black_box(&c);
+                    }
+                    t.elapsed()
+                }),
+            )
+        };
+    }
+    macro_rules! tasks {
+        ($name:expr, $acquire:expr) => {
+            target(
+                $name,
+                Box::new(|n| {
+                    let t = Instant::now();
+                    rt.block_on(async {
+                        for _ in 0..n {
+                            let c = $acquire;
+                            black_box(&c);
+                        }
+                    });
+                    t.elapsed()
+                }),
+            )
+        };
+    }
     let mut targets: Vec<Target<'_>> = vec![
         target(
             "floor (ArrayQueue)",
@@ -87,91 +120,13 @@ fn main() {
                 t.elapsed()
             }),
         ),
-        target(
-            "nexus blocking",
-            Box::new(|n| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    let c = nexus.acquire_blocking().unwrap();
-                    black_box(&c);
-                }
-                t.elapsed()
-            }),
-        ),
-        target(
-            "nexus async",
-            Box::new(|n| {
-                let t = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..n {
-                        let c = nexus.acquire().await.unwrap();
-                        black_box(&c);
-                    }
-                });
-                t.elapsed()
-            }),
-        ),
-        target(
-            "nexus try",
-            Box::new(|n| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    let c = nexus.try_acquire().unwrap();
-                    black_box(&c);
-                }
-                t.elapsed()
-            }),
-        ),
-        target(
-            "deadpool",
-            Box::new(|n| {
-                let t = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..n {
-                        let c = deadpool.get().await.unwrap();
-                        black_box(&c);
-                    }
-                });
-                t.elapsed()
-            }),
-        ),
-        target(
-            "bb8",
-            Box::new(|n| {
-                let t = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..n {
-                        let c = bb8.get().await.unwrap();
-                        black_box(&c);
-                    }
-                });
-                t.elapsed()
-            }),
-        ),
-        target(
-            "mobc",
-            Box::new(|n| {
-                let t = Instant::now();
-                rt.block_on(async {
-                    for _ in 0..n {
-                        let c = mobc.get().await.unwrap();
-                        black_box(&c);
-                    }
-                });
-                t.elapsed()
-            }),
-        ),
-        target(
-            "r2d2",
-            Box::new(|n| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    let c = r2d2.get().unwrap();
-                    black_box(&c);
-                }
-                t.elapsed()
-            }),
-        ),
+        threads!("nexus blocking", nexus.acquire_blocking().unwrap()),
+        tasks!("nexus async", nexus.acquire().await.unwrap()),
+        threads!("nexus try", nexus.try_acquire().unwrap()),
+        tasks!("deadpool", deadpool.get().await.unwrap()),
+        tasks!("bb8", bb8.get().await.unwrap()),
+        tasks!("mobc", mobc.get().await.unwrap()),
+        threads!("r2d2", r2d2.get().unwrap()),
     ];
 
     // `--profile NAME`: run only that target, for 10 s, e.g. under `perf record -g`.
