@@ -49,11 +49,13 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Waits until the factory has destroyed `n` connections in all.
+/// Waits until the factory has destroyed `n` connections in all and the pool has stopped
+/// counting them: the pool frees a place only after the factory's `destroy` has returned, so the
+/// factory's count alone does not say the pool's `total` has caught up.
 #[track_caller]
-fn wait_destroyed(counts: &Counts, n: usize) {
+fn wait_destroyed(pool: &Pool, counts: &Counts, n: usize) {
     wait_until(&format!("{n} connection(s) are destroyed"), || {
-        counts.destroyed() >= n
+        counts.destroyed() >= n && pool.current_metrics().total == counts.live()
     });
     assert_eq!(
         counts.destroyed(),
@@ -524,7 +526,7 @@ fn check_validation_failure<'p>(
     assert_eq!(fresh.use_count(), 1);
     assert_eq!(counts.validations.load(Ordering::SeqCst), 2);
     assert_eq!(counts.created(), 2);
-    wait_destroyed(counts, 1);
+    wait_destroyed(pool, counts, 1);
     assert_eq!(counts.live(), 1);
     assert!(counts.peak() <= 1, "never two open with max 1");
     counts.fail_validate.store(false, Ordering::SeqCst);
@@ -626,7 +628,7 @@ fn check_close(close: impl FnOnce(&Pool) + Send) {
             closed.store(true, Ordering::SeqCst);
         });
         wait_until("the pool is closed", || pool.is_closed());
-        wait_destroyed(&counts, 2);
+        wait_destroyed(pool, &counts, 2);
         assert_eq!(counts.live(), 1, "connection #{lent_id} is still lent");
 
         // Acquires fail at once; nothing is created.
@@ -884,6 +886,7 @@ fn expiring_pool() -> (Pool, Arc<Counts>, ManualClock) {
 }
 
 fn check_expired_idle<'p>(
+    pool: &'p Pool,
     counts: &Counts,
     clock: &ManualClock,
     acquire: impl Fn() -> PooledConnection<'p, TestFactory>,
@@ -903,7 +906,7 @@ fn check_expired_idle<'p>(
     let fresh = acquire();
     assert_eq!(fresh.id, 1, "an expired connection was lent");
     assert_eq!(fresh.use_count(), 1);
-    wait_destroyed(counts, 1);
+    wait_destroyed(pool, counts, 1);
     assert_eq!((counts.created(), counts.live()), (2, 1));
 }
 
@@ -911,14 +914,14 @@ fn check_expired_idle<'p>(
 fn expired_connections_are_replaced() {
     let _watchdog = watchdog();
     let (pool, counts, clock) = expiring_pool();
-    check_expired_idle(&counts, &clock, || block_on(pool.acquire()).unwrap());
+    check_expired_idle(&pool, &counts, &clock, || block_on(pool.acquire()).unwrap());
 }
 
 #[test]
 fn expired_connections_are_replaced_blocking() {
     let _watchdog = watchdog();
     let (pool, counts, clock) = expiring_pool();
-    check_expired_idle(&counts, &clock, || pool.acquire_blocking().unwrap());
+    check_expired_idle(&pool, &counts, &clock, || pool.acquire_blocking().unwrap());
 }
 
 #[test]
@@ -928,7 +931,7 @@ fn expired_connection_is_destroyed_when_returned() {
     let conn = pool.acquire_blocking().unwrap();
     clock.advance(LIFETIME);
     drop(conn);
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
     assert_eq!(counts.live(), 0);
     assert_metrics(&pool, 0, 0, 0);
     assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)));
@@ -954,7 +957,7 @@ fn expired_connections_are_replaced_real_clock() {
     let fresh = block_on(pool.acquire()).unwrap();
     assert_ne!(fresh.id, old_id, "an expired connection was lent");
     assert_eq!(fresh.use_count(), 1);
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
 }
 
 // ----- broken, detached and panicked connections -------------------------------------------
@@ -969,7 +972,7 @@ fn check_mark_broken<'p>(
     conn.mark_broken();
     assert!(!conn.is_healthy());
     drop(conn);
-    wait_destroyed(counts, 1);
+    wait_destroyed(pool, counts, 1);
     // max is 1: the broken one's slot was freed.
     let fresh = acquire();
     assert_eq!((fresh.id, fresh.use_count()), (1, 1));
@@ -998,7 +1001,7 @@ fn broken_connection_released_explicitly_is_destroyed() {
     let mut conn = pool.acquire_blocking().unwrap();
     conn.mark_broken();
     pool.release(conn);
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
     assert_eq!(pool.acquire_blocking().unwrap().id, 1);
 }
 
@@ -1049,7 +1052,7 @@ fn panicking_closure_destroys_connection_blocking() {
         })
     }));
     assert!(result.is_err(), "the panic propagates");
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
     let fresh = pool.acquire_blocking().unwrap();
     assert_eq!((fresh.id, fresh.use_count()), (1, 1), "not reused");
 }
@@ -1069,7 +1072,7 @@ fn panicking_closure_destroys_connection() {
         .catch_unwind(),
     );
     assert!(result.is_err(), "the panic propagates");
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
     let fresh = block_on(pool.acquire()).unwrap();
     assert_eq!((fresh.id, fresh.use_count()), (1, 1), "not reused");
 }
@@ -1087,7 +1090,7 @@ fn panicking_holder_thread_destroys_connection() {
             .join();
         assert!(r.is_err());
     });
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
     assert_eq!(pool.acquire_blocking().unwrap().id, 1);
 }
 
@@ -1416,7 +1419,7 @@ fn metrics_agree_with_factory_counts() {
     assert_metrics(&pool, 4, 1, 0);
     b.mark_broken();
     drop(b);
-    wait_destroyed(&counts, 1);
+    wait_destroyed(&pool, &counts, 1);
     assert_metrics(&pool, 3, 1, 0);
     let detached = c.detach();
     assert_metrics(&pool, 2, 1, 0);
