@@ -59,7 +59,8 @@ pub struct PoolMetrics {
     pub total: usize,
     /// Connections idle in the pool, ready to be lent.
     pub idle: usize,
-    /// Connections lent out or in transition (`total - idle`).
+    /// Connections lent out or in transition (`total - idle`): being created, checked, destroyed,
+    /// or for an instant off the idle queue while the maintenance thread looks at them.
     pub active: usize,
     /// Callers waiting for a connection.
     pub waiting: usize,
