@@ -302,7 +302,7 @@ fn run_cell(
         "mobc" => {
             let pool = warm!(common::mobc_mem(size), |p| p.get().await.unwrap());
             // Returns are spawned tasks: let them land.
-            rt.block_on(tokio::time::sleep(Duration::from_millis(5)));
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(5)).await });
             run_async(rt, pool, workers, dur, n)
         }
         "semaphore floor" => run_async(rt, SemaphoreFloor::new(size), workers, dur, n),
