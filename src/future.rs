@@ -112,7 +112,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,
-    slow: Option<Slow<'a, F>>,
+    /// Boxed, so that the future a caller awaits stays three words: the fast path moves and
+    /// drops only those.
+    slow: Option<Box<Slow<'a, F>>>,
     location: &'static Location<'static>,
 }
 
@@ -130,15 +132,18 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
     /// Out of line, so that the fast path of `poll` stays small.
     #[cold]
     #[inline(never)]
-    fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Self {
+    fn start(
+        pool: &'a ConnectionPool<F>,
+        candidate: Option<Popped<F::Connection>>,
+    ) -> Box<Self> {
         let started = Instant::now();
         let deadline = started + pool.config().acquire_timeout();
-        Slow {
+        Box::new(Slow {
             fut: Box::pin(pool.shared().acquire_slow(candidate, deadline)),
             timer: None,
             started,
             deadline,
-        }
+        })
     }
 }
 
@@ -151,6 +156,7 @@ impl<F: ConnectionFactory> fmt::Debug for Acquire<'_, F> {
 impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
     type Output = Result<PooledConnection<'a, F>, PoolError<F::Error>>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let pool = this.pool;
