@@ -54,6 +54,9 @@ use crate::{
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ConnectionPool<F: ConnectionFactory> {
+    /// Read on every acquire: held here as well as in `handle`, so that reaching the state is
+    /// one load, not two.
+    shared: Arc<Shared<F>>,
     handle: Arc<Handle<F>>,
 }
 
@@ -72,6 +75,7 @@ impl<F: ConnectionFactory> Drop for Handle<F> {
 impl<F: ConnectionFactory> Clone for ConnectionPool<F> {
     fn clone(&self) -> Self {
         ConnectionPool {
+            shared: self.shared.clone(),
             handle: self.handle.clone(),
         }
     }
@@ -139,11 +143,11 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 
     #[inline]
     pub(crate) fn shared(&self) -> &Shared<F> {
-        &self.handle.shared
+        &self.shared
     }
 
     pub(crate) fn shared_arc(&self) -> &Arc<Shared<F>> {
-        &self.handle.shared
+        &self.shared
     }
 
     /// The configuration the pool was built with.
@@ -491,7 +495,10 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             maintenance::start_thread(shared.clone());
         }
         ConnectionPool {
-            handle: Arc::new(Handle { shared }),
+            handle: Arc::new(Handle {
+                shared: shared.clone(),
+            }),
+            shared,
         }
     }
 }
