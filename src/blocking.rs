@@ -43,12 +43,13 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
     /// ```
     #[track_caller]
+    #[inline(always)] // see `ConnectionPool::acquire_fast`
     pub fn acquire_blocking(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         self.acquire_blocking_at(Location::caller())
     }
 
     /// `acquire_blocking`, recording `location` as where the connection was asked for.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire_blocking_at(
         &self,
         location: &'static Location<'static>,

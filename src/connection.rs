@@ -54,7 +54,7 @@ pub struct PooledConnection<'a, F: ConnectionFactory> {
 
 impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
     /// Lends `entry`; `waited` is how long the caller waited, `location` where it asked.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         shared: &'a Shared<F>,
         mut entry: Entry<F::Connection>,

@@ -132,10 +132,7 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
     /// Out of line, so that the fast path of `poll` stays small.
     #[cold]
     #[inline(never)]
-    fn start(
-        pool: &'a ConnectionPool<F>,
-        candidate: Option<Popped<F::Connection>>,
-    ) -> Box<Self> {
+    fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Box<Self> {
         let started = Instant::now();
         let deadline = started + pool.config().acquire_timeout();
         Box::new(Slow {
@@ -156,36 +153,50 @@ impl<F: ConnectionFactory> fmt::Debug for Acquire<'_, F> {
 impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
     type Output = Result<PooledConnection<'a, F>, PoolError<F::Error>>;
 
-    #[inline]
+    /// Inlined into the awaiting task: see `ConnectionPool::acquire_fast`.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let pool = this.pool;
         let slow = match &mut this.slow {
             Some(slow) => slow,
-            None => match pool.acquire_fast(this.location) {
+            None => match this.pool.acquire_fast(this.location) {
                 Ok(conn) => return Poll::Ready(Ok(conn)),
-                Err(candidate) => this.slow.insert(Slow::start(pool, candidate)),
+                Err(candidate) => this.slow.insert(Slow::start(this.pool, candidate)),
             },
         };
-        if let Poll::Ready(result) = slow.fut.as_mut().poll(cx) {
-            let started = slow.started;
+        let polled = slow.poll(this.pool, this.location, cx);
+        if polled.is_ready() {
+            // Cancellation safety: when the wait timed out, dropping the slow future here is
+            // what a caller's own drop does; `Waiter` and the create/validate guards leave
+            // everything in order.
             this.slow = None;
+        }
+        polled
+    }
+}
+
+impl<'a, F: ConnectionFactory> Slow<'a, F> {
+    /// Polls the wait: out of line, so that the fast path inlined into callers stays small.
+    #[inline(never)]
+    fn poll(
+        &mut self,
+        pool: &'a ConnectionPool<F>,
+        location: &'static Location<'static>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<PooledConnection<'a, F>, PoolError<F::Error>>> {
+        if let Poll::Ready(result) = self.fut.as_mut().poll(cx) {
             return Poll::Ready(match result {
-                Some(result) => pool.finish_slow(result, started, this.location),
-                None => Err(pool.timeout_error(started)),
+                Some(result) => pool.finish_slow(result, self.started, location),
+                None => Err(pool.timeout_error(self.started)),
             });
         }
         // Checked after every poll of the wait: a keeper that stops wakes every waiter.
-        if slow.timer.is_none() && !pool.shared().deadlines_kept() {
-            slow.timer = Some(Timer::at(slow.deadline));
+        if self.timer.is_none() && !pool.shared().deadlines_kept() {
+            self.timer = Some(Timer::at(self.deadline));
         }
-        if let Some(timer) = slow.timer.as_mut() {
+        if let Some(timer) = self.timer.as_mut() {
             if Pin::new(timer).poll(cx).is_ready() {
-                let started = slow.started;
-                // Cancellation safety: dropping the slow future here is what a caller's own
-                // drop does; `Waiter` and the create/validate guards leave everything in order.
-                this.slow = None;
-                return Poll::Ready(Err(pool.timeout_error(started)));
+                return Poll::Ready(Err(pool.timeout_error(self.started)));
             }
         }
         Poll::Pending
