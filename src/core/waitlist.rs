@@ -29,7 +29,7 @@ use std::time::Instant;
 use event_listener::{Event, EventListener};
 
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
-use super::{DestroyReason, Entry, Shared};
+use super::{Entry, Shared};
 use crate::ConnectionFactory;
 
 /// The queue of waiting callers, oldest at the front, and the state of the deadline keeper.
@@ -192,16 +192,10 @@ impl<F: ConnectionFactory> Shared<F> {
     /// check (`inspect`, as on the fast path); one found stale is retired there and the waiter
     /// queues again at the front.
     fn serve_one(&self, inner: &mut Inner<F::Connection>) -> Option<Arc<Slot<F::Connection>>> {
-        if inner.queue.is_empty() {
-            return None;
-        }
-        let entry = self.idle.pop()?;
-        let Some(slot) = inner.queue.pop_front() else {
-            // Not reached (the list is not empty under its lock), but never drop a
-            // connection: put it back where the next release will see it.
-            if let Err(entry) = self.idle.push(entry) {
-                self.retire(entry, DestroyReason::Closed);
-            }
+        let slot = inner.queue.pop_front()?;
+        let Some(entry) = self.idle.pop() else {
+            // Nothing idle: the waiter keeps its place at the front.
+            inner.queue.push_front(slot);
             return None;
         };
         // Uncount before the waiter runs, or the creator would see a waiter already served and
