@@ -112,9 +112,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,
-    /// Boxed, so that the future a caller awaits stays three words: the fast path moves and
-    /// drops only those.
-    slow: Option<Box<Slow<'a, F>>>,
+    slow: Option<Slow<'a, F>>,
     location: &'static Location<'static>,
 }
 
@@ -132,15 +130,15 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
     /// Out of line, so that the fast path of `poll` stays small.
     #[cold]
     #[inline(never)]
-    fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Box<Self> {
+    fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Self {
         let started = Instant::now();
         let deadline = started + pool.config().acquire_timeout();
-        Box::new(Slow {
+        Slow {
             fut: Box::pin(pool.shared().acquire_slow(candidate, deadline)),
             timer: None,
             started,
             deadline,
-        })
+        }
     }
 }
 
