@@ -75,51 +75,44 @@ fn main() {
     drop(r2d2.get().unwrap());
 
     let rt = &rt;
-    // A batch of `n` acquire + release cycles on this thread, or inside one `block_on`.
-    macro_rules! threads {
-        ($name:expr, $acquire:expr) => {
+    // A target timing one batch of `n` cycles (`$batch`, with `$n` in scope).
+    macro_rules! timed {
+        ($name:expr, |$n:ident| $batch:expr) => {
             target(
                 $name,
-                Box::new(|n| {
+                Box::new(|$n| {
                     let t = Instant::now();
-                    for _ in 0..n {
-                        let c = $acquire;
-                        black_box(&c);
-                    }
+                    $batch;
                     t.elapsed()
                 }),
             )
+        };
+    }
+    // `n` acquire + release cycles.
+    macro_rules! cycles {
+        ($n:ident, $acquire:expr) => {
+            for _ in 0..$n {
+                let c = $acquire;
+                black_box(&c);
+            }
+        };
+    }
+    // A batch on this thread, or inside one `block_on`.
+    macro_rules! threads {
+        ($name:expr, $acquire:expr) => {
+            timed!($name, |n| cycles!(n, $acquire))
         };
     }
     macro_rules! tasks {
         ($name:expr, $acquire:expr) => {
-            target(
-                $name,
-                Box::new(|n| {
-                    let t = Instant::now();
-                    rt.block_on(async {
-                        for _ in 0..n {
-                            let c = $acquire;
-                            black_box(&c);
-                        }
-                    });
-                    t.elapsed()
-                }),
-            )
+            timed!($name, |n| rt.block_on(async { cycles!(n, $acquire) }))
         };
     }
     let mut targets: Vec<Target<'_>> = vec![
-        target(
-            "floor (ArrayQueue)",
-            Box::new(|n| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    let v = floor.pop().unwrap();
-                    floor.push(black_box(v)).unwrap();
-                }
-                t.elapsed()
-            }),
-        ),
+        timed!("floor (ArrayQueue)", |n| for _ in 0..n {
+            let v = floor.pop().unwrap();
+            floor.push(black_box(v)).unwrap();
+        }),
         threads!("nexus blocking", nexus.acquire_blocking().unwrap()),
         tasks!("nexus async", nexus.acquire().await.unwrap()),
         threads!("nexus try", nexus.try_acquire().unwrap()),
