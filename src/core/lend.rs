@@ -33,7 +33,11 @@ impl<F: ConnectionFactory> Shared<F> {
     }
 
     /// Pops from `idle`, retiring stale connections, until one is live or the queue is empty.
-    #[inline]
+    ///
+    /// Always inlined: out of line, its `Option<Popped>` came back through memory and the
+    /// caller's read of it stalled on a store-to-load forward (perf); inlining it cut the
+    /// uncontended cycle of `benches/telemetry.rs` from 13.5 to 12.4 ns.
+    #[inline(always)]
     fn pop_live(&self) -> Option<Popped<F::Connection>> {
         let entry = self.idle.pop()?;
         match self.inspect(entry) {
