@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nexus_pool::{
     CheckoutValidation, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
-    ConnectionPoolConfig, DestroyReason, PoolError, PoolEventHandler, PoolMetrics,
+    ConnectionPoolConfig, DestroyReason, ManualClock, PoolError, PoolEventHandler, PoolMetrics,
 };
 
 /// Threads hammering the pool in the stress scenario, and cycles each.
@@ -131,11 +132,10 @@ fn must_acquire<F: ConnectionFactory>(
     }
 }
 
-/// The invariants every snapshot must keep, whatever is happening.
+/// The invariants every snapshot must keep, whatever is happening. (`active` is derived as
+/// `total - idle`, so only the counters the pool keeps are checked.)
 #[track_caller]
 fn check_snapshot(m: &PoolMetrics, max_waiters: usize) {
-    assert!(m.idle <= m.total, "idle above total: {m:?}");
-    assert_eq!(m.idle + m.active, m.total, "{m:?}");
     // A wrapped counter shows as a huge number.
     assert!(m.total <= m.max, "total above max (or wrapped): {m:?}");
     assert!(m.waiting <= max_waiters, "waiting wrapped: {m:?}");
@@ -544,6 +544,467 @@ fn statistics_without_details_match_the_slow_events() {
         stats.destroyed.closed,
         seen.destroyed(DestroyReason::Closed)
     );
+}
+
+// ----- distributions, durations and ages ----------------------------------------------------------
+
+/// A handler that keeps the duration each event carried, in order.
+#[derive(Debug, Default)]
+struct Durations {
+    created: Mutex<Vec<Duration>>,
+    acquired: Mutex<Vec<Duration>>,
+    released: Mutex<Vec<Duration>>,
+    timed_out: Mutex<Vec<Duration>>,
+}
+
+struct DurationLog(Arc<Durations>);
+
+impl PoolEventHandler for DurationLog {
+    fn on_created(&self, _pool: &str, took: Duration) {
+        self.0.created.lock().unwrap().push(took);
+    }
+    fn on_acquired(&self, _pool: &str, waited: Duration) {
+        self.0.acquired.lock().unwrap().push(waited);
+    }
+    fn on_released(&self, _pool: &str, held: Duration) {
+        self.0.released.lock().unwrap().push(held);
+    }
+    fn on_timed_out(&self, _pool: &str, waited: Duration) {
+        self.0.timed_out.lock().unwrap().push(waited);
+    }
+}
+
+/// A factory whose `create` takes at least its duration (on a timer, under any executor).
+struct SlowToCreate(Duration);
+
+impl ConnectionFactory for SlowToCreate {
+    type Connection = usize;
+    type Error = Refused;
+
+    async fn create(&self) -> Result<usize, Refused> {
+        async_io::Timer::after(self.0).await;
+        Ok(0)
+    }
+}
+
+/// A reported percentile is never below the true one (the nearest-rank sample), and at most
+/// one bucket, 12.5%, above it, or the maximum.
+#[track_caller]
+fn assert_percentile(reported: Duration, truth: Duration, max: Duration) {
+    let ceiling = (truth + truth / 8).min(max);
+    assert!(
+        truth <= reported && reported <= ceiling,
+        "reported {reported:?} for a true {truth:?} (ceiling {ceiling:?})"
+    );
+}
+
+/// Hold times of 1 to 100 ms on the pool's clock: the distribution reports their percentiles,
+/// exact maximum and mean, and the hook saw each hold as it was.
+#[cfg(feature = "blocking")]
+#[test]
+fn hold_times_of_known_length_give_their_percentiles() {
+    let clock = ManualClock::new();
+    let log = Arc::new(Durations::default());
+    let pool = ConnectionPool::builder(Counting::default())
+        .config(
+            config("holds", 1)
+                .detailed_statistics(true)
+                .build()
+                .unwrap(),
+        )
+        .clock(clock.clone())
+        .event_handler(DurationLog(log.clone()))
+        .build();
+    for ms in 1..=100 {
+        let conn = pool.acquire_blocking().unwrap();
+        clock.advance(Duration::from_millis(ms));
+        drop(conn);
+    }
+    let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+    assert_eq!(*log.released.lock().unwrap(), samples);
+    let hold = pool
+        .statistics()
+        .hold_time
+        .expect("detailed statistics keep hold times");
+    assert_eq!(hold.count, 100);
+    assert_eq!(hold.max, Duration::from_millis(100));
+    assert_eq!(hold.mean, Duration::from_micros(50_500));
+    assert_percentile(hold.p50, Duration::from_millis(50), hold.max);
+    assert_percentile(hold.p90, Duration::from_millis(90), hold.max);
+    assert_percentile(hold.p99, Duration::from_millis(99), hold.max);
+}
+
+/// Waits and creates in real time: a create that takes at least `CREATE`, fast acquires that
+/// wait nothing, one waiter held off for at least `WAIT`, one acquire that times out. The
+/// distributions, `acquire_time` and the durations the hook received all show it.
+#[cfg(feature = "blocking")]
+#[test]
+fn wait_and_create_times_show_what_happened() {
+    const CREATE: Duration = Duration::from_millis(20);
+    const WAIT: Duration = Duration::from_millis(50);
+    const FAST: usize = 19;
+    let log = Arc::new(Durations::default());
+    let patient = config("waits", 1)
+        .detailed_statistics(true)
+        // However long this machine stalls between two cycles, a fast acquire stays fast.
+        .checkout_validation(CheckoutValidation::Never)
+        .acquire_timeout(PATIENCE)
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::builder(SlowToCreate(CREATE))
+        .config(patient)
+        .event_handler(DurationLog(log.clone()))
+        .build();
+
+    drop(pool.acquire_blocking().unwrap()); // waits for the create
+    for _ in 0..FAST - 1 {
+        drop(pool.acquire_blocking().unwrap()); // served from the idle queue at once
+    }
+    let held = pool.acquire_blocking().unwrap(); // the last fast one
+    thread::scope(|s| {
+        let waiter = s.spawn(|| pool.acquire_blocking().map(drop));
+        eventually("the waiter to queue", || {
+            pool.current_metrics().waiting == 1
+        });
+        // The waiter is queued before this sleep starts, so it waits at least `WAIT`.
+        thread::sleep(WAIT);
+        drop(held);
+        waiter.join().unwrap().unwrap();
+    });
+
+    let stats = pool.statistics();
+    let acquired = log.acquired.lock().unwrap().clone();
+    assert_eq!(stats.acquired, FAST as u64 + 2);
+    assert_eq!(acquired.len(), FAST + 2);
+    let mut sorted = acquired.clone();
+    sorted.sort();
+    assert!(
+        sorted[..FAST].iter().all(|w| w.is_zero()),
+        "a fast acquire waits nothing: {sorted:?}"
+    );
+    assert!(sorted[FAST] >= CREATE, "the first waited for the create");
+    assert!(sorted[FAST + 1] >= WAIT, "the waiter waited for the holder");
+    let wait = stats.acquire_wait;
+    assert_eq!(wait.count, stats.acquired);
+    assert_eq!(wait.max, sorted[FAST + 1]);
+    let sum: Duration = acquired.iter().sum();
+    assert_eq!(wait.mean, sum / (FAST as u32 + 2));
+    assert_eq!((wait.p50, wait.p90), (Duration::ZERO, Duration::ZERO));
+    assert_percentile(wait.p99, sorted[FAST + 1], wait.max);
+    // `acquire_time` averages the two that could not be served at once.
+    assert_eq!(
+        pool.current_metrics().acquire_time,
+        (sorted[FAST] + sorted[FAST + 1]) / 2
+    );
+    // One create, as long as the hook was told.
+    let created = log.created.lock().unwrap().clone();
+    assert_eq!(created.len(), 1);
+    assert!(created[0] >= CREATE, "{created:?}");
+    assert_eq!(stats.create_time.count, 1);
+    assert_eq!(stats.create_time.max, created[0]);
+    assert_eq!(stats.create_time.mean, created[0]);
+
+    // A timeout is reported with the wait it ended, at least `acquire_timeout`.
+    let timeout = Duration::from_millis(100);
+    let log = Arc::new(Durations::default());
+    let short = config("waits-timeout", 1)
+        .acquire_timeout(timeout)
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::builder(Counting::default())
+        .config(short)
+        .event_handler(DurationLog(log.clone()))
+        .build();
+    let _held = pool.acquire_blocking().unwrap();
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(PoolError::Timeout(_))
+    ));
+    let timed_out = log.timed_out.lock().unwrap().clone();
+    assert_eq!(timed_out.len(), 1);
+    assert!(timed_out[0] >= timeout, "{timed_out:?}");
+    assert_eq!(pool.statistics().timed_out, 1);
+}
+
+/// Connections closed for their age are counted by reason in the statistics, as the hook saw
+/// them: idle past `idle_timeout`, and past `max_lifetime` when they come back.
+#[cfg(feature = "blocking")]
+#[test]
+fn age_destroys_are_counted_by_reason() {
+    let clock = ManualClock::new();
+    let factory = Counting::default();
+    let counts = factory.0.clone();
+    let seen = Arc::new(Seen::default());
+    let ages = config("ages", 3)
+        .idle_timeout(Duration::from_secs(10))
+        .max_lifetime(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::builder(factory)
+        .config(ages)
+        .clock(clock.clone())
+        .event_handler(Recording {
+            pool: "ages".into(),
+            seen: seen.clone(),
+        })
+        .build();
+
+    drop((0..2).map(|_| must_acquire(&pool)).collect::<Vec<_>>());
+    clock.advance(Duration::from_secs(11));
+    pool.sweep_idle();
+    eventually("two idle timeouts", || {
+        pool.statistics().destroyed.idle_timeout == 2
+    });
+
+    let old = must_acquire(&pool);
+    clock.advance(Duration::from_secs(61));
+    drop(old);
+    eventually("one expiry", || pool.statistics().destroyed.expired == 1);
+
+    pool.close_blocking();
+    let d = pool.statistics().destroyed;
+    assert_eq!(d.idle_timeout, seen.destroyed(DestroyReason::IdleTimeout));
+    assert_eq!(d.expired, seen.destroyed(DestroyReason::Expired));
+    assert_eq!((d.idle_timeout, d.expired), (2, 1));
+    assert_eq!(d.total(), counts.destroyed.load(Ordering::SeqCst) as u64);
+    assert_eq!(counts.live(), 0);
+}
+
+// ----- handlers that misbehave ----------------------------------------------------------------------
+
+/// The message of every panic the misbehaving handlers raise.
+const HANDLER_BUG: &str = "a handler bug (on purpose)";
+
+/// Keeps the panics of the handlers below out of the test output; any other panic still prints.
+fn quiet_handler_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if msg != HANDLER_BUG {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A handler that panics in every method.
+struct PanicsEverywhere;
+
+impl PoolEventHandler for PanicsEverywhere {
+    fn on_created(&self, _: &str, _: Duration) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_create_failed(&self, _: &str, _: &(dyn std::error::Error + 'static)) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_destroyed(&self, _: &str, _: DestroyReason) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_acquired(&self, _: &str, _: Duration) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_released(&self, _: &str, _: Duration) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_timed_out(&self, _: &str, _: Duration) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_health_check(&self, _: &str, _: bool, _: Duration) {
+        panic!("{HANDLER_BUG}");
+    }
+    fn on_leak_suspected(&self, _: &str, _: Duration, _: &'static Location<'static>) {
+        panic!("{HANDLER_BUG}");
+    }
+}
+
+/// A handler that calls back into its own pool from every method: reads its metrics and
+/// statistics, acquires and releases (which, with leak detection on, locks the leak registry)
+/// and runs the idle sweep (the registry again, and the idle queue). Called with one of those
+/// held, it would deadlock. (One level deep: the calls' own events do not recurse.)
+#[derive(Clone, Default)]
+struct ReentersThePool {
+    pool: Arc<Mutex<Option<ConnectionPool<Counting>>>>,
+    calls: Arc<AtomicU64>,
+}
+
+impl ReentersThePool {
+    fn reenter(&self) {
+        thread_local! {
+            static INSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if INSIDE.with(|inside| inside.replace(true)) {
+            return;
+        }
+        let pool = self.pool.lock().unwrap().clone();
+        if let Some(pool) = pool {
+            let _ = pool.current_metrics();
+            let _ = pool.statistics();
+            drop(pool.try_acquire());
+            pool.sweep_idle();
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+        INSIDE.with(|inside| inside.set(false));
+    }
+}
+
+impl PoolEventHandler for ReentersThePool {
+    fn on_created(&self, _: &str, _: Duration) {
+        self.reenter();
+    }
+    fn on_create_failed(&self, _: &str, _: &(dyn std::error::Error + 'static)) {
+        self.reenter();
+    }
+    fn on_destroyed(&self, _: &str, _: DestroyReason) {
+        self.reenter();
+    }
+    fn on_acquired(&self, _: &str, _: Duration) {
+        self.reenter();
+    }
+    fn on_released(&self, _: &str, _: Duration) {
+        self.reenter();
+    }
+    fn on_timed_out(&self, _: &str, _: Duration) {
+        self.reenter();
+    }
+    fn on_health_check(&self, _: &str, _: bool, _: Duration) {
+        self.reenter();
+    }
+    fn on_leak_suspected(&self, _: &str, _: Duration, _: &'static Location<'static>) {
+        self.reenter();
+    }
+}
+
+/// Drives one pool through every kind of event: creates (and a failed one), fast and waiting
+/// acquires, releases (one while the holder unwinds from a panic), a timeout, destroys, health
+/// checks, and a suspected leak on the manual clock.
+#[cfg(feature = "blocking")]
+fn every_event(pool: &ConnectionPool<Counting>, counts: &Counts, clock: &ManualClock) {
+    // A failed create, while the pool is empty: surfaced in the timeout.
+    counts.fail_create.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(PoolError::Timeout(_))
+    ));
+    counts.fail_create.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        drop(must_acquire(pool));
+    }
+    // Released while the holder unwinds: the handlers run inside the unwinding drop.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _conn = must_acquire(pool);
+        panic!("{HANDLER_BUG}");
+    }));
+    // A broken connection is destroyed.
+    must_acquire(pool).mark_broken();
+    // A leak: held past the threshold on the pool's clock.
+    let leaked = must_acquire(pool);
+    clock.advance(Duration::from_secs(2));
+    pool.sweep_idle();
+    eventually("the leak report", || pool.statistics().leaks_reported > 0);
+    // A timeout, with every connection held.
+    let mut held: Vec<_> = std::iter::from_fn(|| pool.try_acquire().ok()).collect();
+    while held.len() + 1 < pool.config().max_connections() {
+        held.push(must_acquire(pool));
+    }
+    held.push(leaked);
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(PoolError::Timeout(_))
+    ));
+    drop(held);
+    // Health checks run on idle connections.
+    eventually("a health check", || pool.statistics().health_checks > 0);
+}
+
+/// A pool whose handlers misbehave: the first of them panics in every method, the second
+/// calls back into the pool. The pool serves on, the handler after them sees every event, and
+/// no call deadlocks.
+#[cfg(feature = "blocking")]
+#[test]
+fn handlers_that_panic_or_reenter_break_nothing() {
+    quiet_handler_panics();
+    let clock = ManualClock::new();
+    let factory = Counting::default();
+    let counts = factory.0.clone();
+    let seen = Arc::new(Seen::default());
+    let reenters = ReentersThePool::default();
+    let config = config("misbehaving", 2)
+        .detailed_statistics(true)
+        .acquire_timeout(Duration::from_millis(200))
+        .health_check_interval(Duration::from_millis(10))
+        .leak_detection_threshold(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::builder(factory)
+        .config(config)
+        .clock(clock.clone())
+        .health_check(Health(counts.clone()))
+        .event_handler(PanicsEverywhere)
+        .event_handler(reenters.clone())
+        .event_handler(Recording {
+            pool: "misbehaving".into(),
+            seen: seen.clone(),
+        })
+        .build();
+    *reenters.pool.lock().unwrap() = Some(pool.clone());
+
+    // On a thread of its own, so that a deadlock fails the test instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let driver = {
+        let (pool, counts, clock) = (pool.clone(), counts.clone(), clock.clone());
+        thread::spawn(move || {
+            every_event(&pool, &counts, &clock);
+            drop(must_acquire(&pool));
+            pool.close_blocking();
+            done.send(()).unwrap();
+        })
+    };
+    match finished.recv_timeout(PATIENCE * 3) {
+        Ok(()) => driver.join().unwrap(),
+        Err(RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(driver.join().unwrap_err())
+        }
+        Err(RecvTimeoutError::Timeout) => panic!("a handler that re-enters the pool deadlocked it"),
+    }
+    // The handler holds a pool: let it go, or the pool would keep itself alive.
+    reenters.pool.lock().unwrap().take();
+
+    let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
+    for (what, n) in [
+        ("created", get(&seen.created)),
+        ("create failed", get(&seen.create_failed)),
+        ("acquired", get(&seen.acquired)),
+        ("released", get(&seen.released)),
+        ("timed out", get(&seen.timed_out)),
+        ("health check", get(&seen.health_checks)),
+        ("leak suspected", get(&seen.leaks)),
+        ("broken", seen.destroyed(DestroyReason::Broken)),
+        ("panicked", seen.destroyed(DestroyReason::Panicked)),
+        ("closed", seen.destroyed(DestroyReason::Closed)),
+    ] {
+        assert!(
+            n > 0,
+            "the handler after the misbehaving ones saw no {what} event"
+        );
+    }
+    assert!(get(&reenters.calls) > 0);
+    let stats = pool.statistics();
+    assert_eq!(stats.acquired, get(&seen.acquired));
+    assert_eq!(stats.released, Some(get(&seen.released)));
+    assert_eq!(
+        stats.destroyed.total(),
+        counts.destroyed.load(Ordering::SeqCst) as u64
+    );
+    let m = pool.current_metrics();
+    assert_eq!((m.total, m.idle, m.active, m.waiting), (0, 0, 0, 0));
+    assert_eq!(counts.live(), 0, "every connection was destroyed");
 }
 
 // ----- the metrics stream -------------------------------------------------------------------------
