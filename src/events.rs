@@ -52,7 +52,8 @@ pub trait PoolEventHandler: Send + Sync + 'static {
         let _ = (pool, waited);
     }
 
-    /// A connection came back after being held for `held`.
+    /// A connection came back after being held for `held` (to about 10 ms: the pool's coarse
+    /// clock).
     fn on_released(&self, pool: &str, held: Duration) {
         let _ = (pool, held);
     }

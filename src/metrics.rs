@@ -130,7 +130,9 @@ pub struct PoolStatistics {
     pub leaks_reported: u64,
     /// How long acquires waited (see the type's docs for which).
     pub acquire_wait: Distribution,
-    /// How long connections were held, when statistics are detailed.
+    /// How long connections were held, when statistics are detailed. Measured on the pool's
+    /// coarse clock, which the fast path reads for free and which is refreshed every 10 ms:
+    /// a hold is known to about 10 ms.
     pub hold_time: Option<Distribution>,
     /// How long successful creates took.
     pub create_time: Distribution,

@@ -8,7 +8,7 @@
 //! | `db.client.connection.pending_requests` | gauge | `pool.name` | callers waiting for a connection |
 //! | `db.client.connection.timeouts` | counter | `pool.name` | acquires that gave up at `acquire_timeout` |
 //! | `db.client.connection.wait_time` | histogram (s) | `pool.name` | how long each acquire waited (zero when a connection was idle) |
-//! | `db.client.connection.use_time` | histogram (s) | `pool.name` | how long each connection was held (millisecond resolution) |
+//! | `db.client.connection.use_time` | histogram (s) | `pool.name` | how long each connection was held (to about 10 ms: the pool's coarse clock) |
 //! | `db.client.connection.create_time` | histogram (s) | `pool.name` | how long each successful create took |
 //!
 //! # Two halves: events and gauges
@@ -86,7 +86,7 @@ pub const PENDING_REQUESTS: &str = "db.client.connection.pending_requests";
 pub const TIMEOUTS: &str = "db.client.connection.timeouts";
 /// `db.client.connection.wait_time`: seconds each acquire waited.
 pub const WAIT_TIME: &str = "db.client.connection.wait_time";
-/// `db.client.connection.use_time`: seconds each connection was held.
+/// `db.client.connection.use_time`: seconds each connection was held (to about 10 ms).
 pub const USE_TIME: &str = "db.client.connection.use_time";
 /// `db.client.connection.create_time`: seconds each successful create took.
 pub const CREATE_TIME: &str = "db.client.connection.create_time";
