@@ -1080,29 +1080,47 @@ mod stream {
         assert!(started.elapsed() >= interval * 3, "{:?}", started.elapsed());
     }
 
+    /// A stream waiting out its interval ends as soon as another thread closes the pool. A
+    /// stream the close failed to wake fails after `PATIENCE` instead of hanging for an hour.
+    async fn ends_at_close_from_another_thread(pool: ConnectionPool<Counting>) {
+        let mut stream = pool.metrics_stream(FOREVER);
+        assert!(
+            stream.next().await.is_some(),
+            "the first snapshot comes at once"
+        );
+        let started = Instant::now();
+        let closer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            pool.close_now();
+        });
+        let next = futures_lite::future::or(async { Some(stream.next().await) }, async {
+            async_io::Timer::after(PATIENCE).await;
+            None
+        });
+        assert_eq!(next.await, Some(None), "the close ends the stream");
+        assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
+        closer.join().unwrap();
+    }
+
     #[test]
     fn ends_at_close_not_at_the_next_tick() {
         let (pool, _) = counting_pool("stream-close", 2);
-        let mut stream = pool.metrics_stream(FOREVER);
-        let started = Instant::now();
-        futures_lite::future::block_on(async {
-            assert!(
-                stream.next().await.is_some(),
-                "the first snapshot comes at once"
-            );
-        });
-        let closer = thread::spawn({
-            let pool = pool.clone();
-            move || {
-                thread::sleep(Duration::from_millis(50));
-                pool.close_now();
-            }
-        });
-        futures_lite::future::block_on(async {
-            assert_eq!(stream.next().await, None);
-        });
-        assert!(started.elapsed() < PATIENCE, "{:?}", started.elapsed());
-        closer.join().unwrap();
+        futures_lite::future::block_on(ends_at_close_from_another_thread(pool));
+    }
+
+    #[test]
+    fn ends_at_close_under_tokio() {
+        let (pool, _) = counting_pool("stream-close-tokio", 2);
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(ends_at_close_from_another_thread(pool));
+    }
+
+    #[test]
+    fn ends_at_close_under_smol() {
+        let (pool, _) = counting_pool("stream-close-smol", 2);
+        smol::block_on(smol::spawn(ends_at_close_from_another_thread(pool)));
     }
 
     #[test]
