@@ -1248,6 +1248,26 @@ mod metrics_export {
         POOL_NAME, STATE, TIMEOUTS, USE_TIME, WAIT_TIME, record_gauges, record_snapshot,
     };
 
+    /// The names are the OpenTelemetry database client conventions, spelled out here so that a
+    /// renamed constant fails (the tests below look series up by the constants).
+    #[test]
+    fn names_are_the_opentelemetry_ones() {
+        let names = [
+            (CONNECTION_COUNT, "db.client.connection.count"),
+            (CONNECTION_MAX, "db.client.connection.max"),
+            (PENDING_REQUESTS, "db.client.connection.pending_requests"),
+            (TIMEOUTS, "db.client.connection.timeouts"),
+            (WAIT_TIME, "db.client.connection.wait_time"),
+            (USE_TIME, "db.client.connection.use_time"),
+            (CREATE_TIME, "db.client.connection.create_time"),
+            (POOL_NAME, "pool.name"),
+            (STATE, "state"),
+        ];
+        for (constant, spelled) in names {
+            assert_eq!(constant, spelled);
+        }
+    }
+
     /// The global recorder, and this test's turn at it: a snapshot drains the recorder, so the
     /// tests that read it go one at a time (each names its pool apart, too).
     fn recorder() -> (MutexGuard<'static, ()>, &'static Snapshotter) {
@@ -1275,7 +1295,21 @@ mod metrics_export {
 
     /// The series of the pool named `pool` (draining the recorder).
     fn read(snapshotter: &Snapshotter, pool: &str) -> Vec<Series> {
-        let mut ours = Vec::new();
+        of_pool(&mut read_all(snapshotter), pool)
+    }
+
+    /// Takes the series of the pool named `pool` out of `all`.
+    fn of_pool(all: &mut Vec<(String, Series)>, pool: &str) -> Vec<Series> {
+        let (ours, rest): (Vec<_>, Vec<_>) = std::mem::take(all)
+            .into_iter()
+            .partition(|(p, _)| p == pool);
+        *all = rest;
+        ours.into_iter().map(|(_, series)| series).collect()
+    }
+
+    /// Every series in the recorder, with the pool it is labelled with (draining the recorder).
+    fn read_all(snapshotter: &Snapshotter) -> Vec<(String, Series)> {
+        let mut all = Vec::new();
         for (key, unit, _help, value) in snapshotter.snapshot().into_vec() {
             let (kind, key) = key.into_parts();
             let name = key.name().to_owned();
@@ -1292,19 +1326,18 @@ mod metrics_export {
                 1,
                 "{name} must carry one pool.name: {labels:?}"
             );
-            if named[0].1 != pool {
-                continue;
-            }
+            let pool = named[0].1.clone();
             let labels = labels.into_iter().filter(|(k, _)| k != POOL_NAME).collect();
-            ours.push(Series {
+            let series = Series {
                 kind,
                 name,
                 labels,
                 unit,
                 value,
-            });
+            };
+            all.push((pool, series));
         }
-        ours
+        all
     }
 
     fn find<'a>(series: &'a [Series], name: &str, state: Option<&str>) -> &'a Series {
@@ -1357,6 +1390,7 @@ mod metrics_export {
         let (_turn, snapshotter) = recorder();
         let factory = Counting::default();
         let seen = Arc::new(Seen::default());
+        let log = Arc::new(Durations::default());
         let config = config("metrics-events", 1)
             .acquire_timeout(Duration::from_secs(1))
             .build()
@@ -1368,6 +1402,7 @@ mod metrics_export {
                 pool: "metrics-events".into(),
                 seen: seen.clone(),
             })
+            .event_handler(DurationLog(log.clone()))
             .build();
         for _ in 0..5 {
             drop(pool.acquire_blocking().unwrap());
@@ -1390,10 +1425,96 @@ mod metrics_export {
         assert_eq!(waits.len(), 6, "every acquire, the fast ones too");
         let uses = histogram(&series, USE_TIME);
         assert_eq!(uses.len() as u64, seen.released.load(Ordering::SeqCst));
-        assert!(uses.iter().any(|&s| s >= 0.004), "the held one: {uses:?}");
         let creates = histogram(&series, CREATE_TIME);
         assert_eq!(creates.len() as u64, stats.created);
         assert_eq!(stats.create_time.count, stats.created);
+        // Each sample is the duration its event carried, in seconds.
+        for (name, samples, events) in [
+            ("wait_time", waits, &log.acquired),
+            ("use_time", uses, &log.released),
+            ("create_time", creates, &log.created),
+        ] {
+            let events: Vec<f64> = events
+                .lock()
+                .unwrap()
+                .iter()
+                .map(Duration::as_secs_f64)
+                .collect();
+            assert_eq!(samples, events, "{name}");
+        }
+    }
+
+    /// Forwards the events to an exporter that several pools share.
+    struct SharedExporter(Arc<MetricsExporter>);
+
+    impl PoolEventHandler for SharedExporter {
+        fn on_created(&self, pool: &str, took: Duration) {
+            self.0.on_created(pool, took);
+        }
+        fn on_acquired(&self, pool: &str, waited: Duration) {
+            self.0.on_acquired(pool, waited);
+        }
+        fn on_released(&self, pool: &str, held: Duration) {
+            self.0.on_released(pool, held);
+        }
+        fn on_timed_out(&self, pool: &str, waited: Duration) {
+            self.0.on_timed_out(pool, waited);
+        }
+    }
+
+    /// Two pools, with an exporter each or one shared: each pool's event series count its own
+    /// events only.
+    #[test]
+    fn event_series_stay_apart_by_name() {
+        let (_turn, snapshotter) = recorder();
+        two_pools_apart(snapshotter, "metrics-apart", MetricsExporter::new);
+        let shared = Arc::new(MetricsExporter::new());
+        two_pools_apart(snapshotter, "metrics-shared", || {
+            SharedExporter(shared.clone())
+        });
+    }
+
+    /// A busy pool (three acquires) and a quiet one (one acquire, one timeout), each with a
+    /// handler from `exporter`: the series of each show its own events.
+    fn two_pools_apart<H: PoolEventHandler>(
+        snapshotter: &Snapshotter,
+        prefix: &str,
+        exporter: impl Fn() -> H,
+    ) {
+        let (busy, quiet) = (format!("{prefix}-busy"), format!("{prefix}-quiet"));
+        let pool = |name: &str| {
+            let config = config(name, 1)
+                .acquire_timeout(Duration::from_millis(100))
+                .build()
+                .unwrap();
+            ConnectionPool::builder(Counting::default())
+                .config(config)
+                .event_handler(exporter())
+                .build()
+        };
+        let (busy_pool, quiet_pool) = (pool(&busy), pool(&quiet));
+        for _ in 0..3 {
+            drop(busy_pool.acquire_blocking().unwrap());
+        }
+        let held = quiet_pool.acquire_blocking().unwrap();
+        assert!(matches!(
+            quiet_pool.acquire_blocking(),
+            Err(PoolError::Timeout(_))
+        ));
+        drop(held);
+        busy_pool.close_blocking();
+        quiet_pool.close_blocking();
+
+        let mut all = read_all(snapshotter);
+        let (busy, quiet) = (of_pool(&mut all, &busy), of_pool(&mut all, &quiet));
+        assert_eq!(histogram(&busy, WAIT_TIME).len(), 3, "{prefix}");
+        assert_eq!(histogram(&busy, USE_TIME).len(), 3, "{prefix}");
+        assert_eq!(histogram(&busy, CREATE_TIME).len(), 1, "{prefix}");
+        assert_eq!(counter(&busy, TIMEOUTS), 0, "{prefix}");
+        assert_eq!(histogram(&quiet, WAIT_TIME).len(), 1, "{prefix}");
+        assert_eq!(histogram(&quiet, USE_TIME).len(), 1, "{prefix}");
+        assert_eq!(histogram(&quiet, CREATE_TIME).len(), 1, "{prefix}");
+        assert_eq!(counter(&quiet, TIMEOUTS), 1, "{prefix}");
     }
 
     #[test]
