@@ -1818,6 +1818,12 @@ mod tracing_export {
         drop(held);
         expect(POOL, "acquire timed out", Level::WARN, "waited");
 
+        // Passed health checks, at the finest level.
+        eventually("a passed health check", || {
+            count(POOL, "health check passed") > 0
+        });
+        expect(POOL, "health check passed", Level::TRACE, "took");
+
         // A failed health check, and the destroy it causes.
         counts.unhealthy.store(true, Ordering::SeqCst);
         eventually("a failed health check", || {
@@ -1826,7 +1832,10 @@ mod tracing_export {
         counts.unhealthy.store(false, Ordering::SeqCst);
         expect(POOL, "health check failed", Level::WARN, "took");
         eventually("the unhealthy connection's destroy", || {
-            count(POOL, "connection destroyed") > 0
+            events_of(POOL).iter().any(|e| {
+                e.message == "connection destroyed"
+                    && e.fields.get("reason").map(String::as_str) == Some("Unhealthy")
+            })
         });
         expect(POOL, "connection destroyed", Level::DEBUG, "reason");
 
