@@ -9,7 +9,8 @@
 //! compiler inlines the queue's `pop` and `push` into the timing loop (about 4.5 ns on a 2-core
 //! EPYC), in criterion's loop they stay calls (about 7.7 ns), as they do inside the pool. The
 //! final pass is the stricter of the two. Run with `cargo bench --bench telemetry
-//! --all-features`; with `NEXUS_POOL_BENCH_QUICK=1` only the ratio pass runs.
+//! --all-features`; with `NEXUS_POOL_BENCH_QUICK=1` only the ratio pass runs. Both end with
+//! the cost of one `current_metrics()` call, the snapshot a user may take on every request.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -158,6 +159,7 @@ fn telemetry(c: &mut Criterion) {
     if std::env::var_os("NEXUS_POOL_BENCH_QUICK").is_some() {
         // Quick mode: the ratio pass alone.
         ratios(&floor, &targets);
+        metrics_cost(&targets[0].1);
         return;
     }
     let mut group = c.benchmark_group("telemetry");
@@ -168,8 +170,31 @@ fn telemetry(c: &mut Criterion) {
         });
         group.bench_function(*name, |b| b.iter(|| cycle(pool)));
     }
+    let default = &targets[0].1;
+    group.bench_function("current_metrics", |b| {
+        b.iter(|| black_box(default.current_metrics()))
+    });
     group.finish();
     ratios(&floor, &targets);
+    metrics_cost(&targets[0].1);
+}
+
+/// Prints what one `current_metrics()` call costs (the median of `ROUNDS` rounds): the
+/// snapshot a user may take on every request.
+#[inline(never)]
+fn metrics_cost(pool: &ConnectionPool<Counter>) {
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            per_cycle(|| {
+                black_box(pool.current_metrics());
+            })
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    println!(
+        "\ncurrent_metrics(): {:.1} ns per call (median of {ROUNDS} rounds of {CYCLES})",
+        rounds[ROUNDS / 2]
+    );
 }
 
 /// Rounds of the final pass, and cycles per round.
