@@ -11,6 +11,11 @@
 //! | `db.client.connection.use_time` | histogram (s) | `pool.name` | how long each connection was held (to about 10 ms: the pool's coarse clock) |
 //! | `db.client.connection.create_time` | histogram (s) | `pool.name` | how long each successful create took |
 //!
+//! The label keys are the short `pool.name` and `state` of earlier versions of the conventions.
+//! Their current (experimental) version spells them `db.client.connection.pool.name` and
+//! `db.client.connection.state`; a collector can rename them (the OpenTelemetry Collector's
+//! `attributes` processor, for one) if your dashboards expect the long keys.
+//!
 //! # Two halves: events and gauges
 //!
 //! [`MetricsExporter`] is an event handler: it records the counter and the histograms as the
