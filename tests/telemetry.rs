@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use nexus_pool::{
     CheckoutValidation, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
     ConnectionPoolConfig, DestroyReason, ManualClock, PoolError, PoolEventHandler, PoolMetrics,
@@ -775,25 +777,6 @@ fn age_destroys_are_counted_by_reason() {
 /// The message of every panic the misbehaving handlers raise.
 const HANDLER_BUG: &str = "a handler bug (on purpose)";
 
-/// Keeps the panics of the handlers below out of the test output; any other panic still prints.
-fn quiet_handler_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let msg = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if msg != HANDLER_BUG {
-                default(info);
-            }
-        }));
-    });
-}
-
 /// A handler that panics in every method.
 struct PanicsEverywhere;
 
@@ -929,7 +912,7 @@ fn every_event(pool: &ConnectionPool<Counting>, counts: &Counts, clock: &ManualC
 #[cfg(feature = "blocking")]
 #[test]
 fn handlers_that_panic_or_reenter_break_nothing() {
-    quiet_handler_panics();
+    common::quiet_panics_starting_with(HANDLER_BUG);
     let clock = ManualClock::new();
     let factory = Counting::default();
     let counts = factory.0.clone();
@@ -1021,6 +1004,19 @@ mod stream {
 
     fn assert_static_send<T: Send + Sync + Unpin + 'static>(_: &T) {}
 
+    /// Runs `scenario` on a tokio current-thread runtime.
+    fn on_tokio(scenario: impl Future<Output = ()>) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(scenario);
+    }
+
+    /// Runs `scenario` as a task on smol's executor.
+    fn on_smol(scenario: impl Future<Output = ()> + Send + 'static) {
+        smol::block_on(smol::spawn(scenario));
+    }
+
     /// Three snapshots that track the pool, then the end once it closes.
     async fn three_then_close(pool: ConnectionPool<Counting>) {
         let mut stream = pool.metrics_stream(TICK);
@@ -1047,10 +1043,7 @@ mod stream {
     #[test]
     fn yields_under_tokio_current_thread() {
         let (pool, _) = counting_pool("stream-tokio-ct", 2);
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(three_then_close(pool));
+        on_tokio(three_then_close(pool));
     }
 
     #[test]
@@ -1066,7 +1059,7 @@ mod stream {
     #[test]
     fn yields_under_smol() {
         let (pool, _) = counting_pool("stream-smol", 2);
-        smol::block_on(smol::spawn(three_then_close(pool)));
+        on_smol(three_then_close(pool));
     }
 
     #[test]
@@ -1111,16 +1104,13 @@ mod stream {
     #[test]
     fn ends_at_close_under_tokio() {
         let (pool, _) = counting_pool("stream-close-tokio", 2);
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(ends_at_close_from_another_thread(pool));
+        on_tokio(ends_at_close_from_another_thread(pool));
     }
 
     #[test]
     fn ends_at_close_under_smol() {
         let (pool, _) = counting_pool("stream-close-smol", 2);
-        smol::block_on(smol::spawn(ends_at_close_from_another_thread(pool)));
+        on_smol(ends_at_close_from_another_thread(pool));
     }
 
     #[test]

@@ -93,3 +93,28 @@ pub fn pool(config: ConnectionPoolConfig) -> (ConnectionPool<TestFactory>, Arc<C
     let counts = factory.counts.clone();
     (ConnectionPool::new(factory, config), counts)
 }
+
+/// Keeps the panics whose message starts with `prefix` out of the test output: panics a test
+/// raises on purpose, which the pool catches. Other panics print as usual.
+pub fn quiet_panics_starting_with(prefix: &'static str) {
+    static PREFIXES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    let lock = || PREFIXES.lock().unwrap_or_else(|p| p.into_inner());
+    if !lock().contains(&prefix) {
+        lock().push(prefix);
+    }
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !lock().iter().any(|p| msg.starts_with(p)) {
+                default(info);
+            }
+        }));
+    });
+}

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
@@ -306,19 +306,5 @@ impl ConnectionHealthCheck<ScriptedConn> for ScriptedHealth {
 /// Keeps the scripted panics (which the pool catches) out of the test output; other panics are
 /// printed as usual.
 pub fn quiet_scripted_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let msg = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with("scripted panic") {
-                default(info);
-            }
-        }));
-    });
+    super::quiet_panics_starting_with("scripted panic");
 }
