@@ -557,6 +557,7 @@ struct Durations {
     acquired: Mutex<Vec<Duration>>,
     released: Mutex<Vec<Duration>>,
     timed_out: Mutex<Vec<Duration>>,
+    leaks: Mutex<Vec<Duration>>,
 }
 
 struct DurationLog(Arc<Durations>);
@@ -573,6 +574,9 @@ impl PoolEventHandler for DurationLog {
     }
     fn on_timed_out(&self, _pool: &str, waited: Duration) {
         self.0.timed_out.lock().unwrap().push(waited);
+    }
+    fn on_leak_suspected(&self, _pool: &str, held: Duration, _at: &'static Location<'static>) {
+        self.0.leaks.lock().unwrap().push(held);
     }
 }
 
@@ -918,6 +922,7 @@ fn handlers_that_panic_or_reenter_break_nothing() {
     let counts = factory.0.clone();
     let seen = Arc::new(Seen::default());
     let reenters = ReentersThePool::default();
+    let log = Arc::new(Durations::default());
     let config = config("misbehaving", 2)
         .detailed_statistics(true)
         .acquire_timeout(Duration::from_millis(200))
@@ -935,6 +940,7 @@ fn handlers_that_panic_or_reenter_break_nothing() {
             pool: "misbehaving".into(),
             seen: seen.clone(),
         })
+        .event_handler(DurationLog(log.clone()))
         .build();
     *reenters.pool.lock().unwrap() = Some(pool.clone());
 
@@ -978,6 +984,11 @@ fn handlers_that_panic_or_reenter_break_nothing() {
         );
     }
     assert!(get(&reenters.calls) > 0);
+    assert_eq!(
+        *log.leaks.lock().unwrap(),
+        [Duration::from_secs(2)],
+        "the leak was reported once, held for what the manual clock advanced"
+    );
     let stats = pool.statistics();
     assert_eq!(stats.acquired, get(&seen.acquired));
     assert_eq!(stats.released, Some(get(&seen.released)));
