@@ -156,27 +156,24 @@ fn telemetry(c: &mut Criterion) {
     let floor = ArrayQueue::new(10);
     floor.push(7u64).unwrap();
     let targets = targets();
-    if std::env::var_os("NEXUS_POOL_BENCH_QUICK").is_some() {
-        // Quick mode: the ratio pass alone.
-        ratios(&floor, &targets);
-        metrics_cost(&targets[0].1);
-        return;
-    }
-    let mut group = c.benchmark_group("telemetry");
-    // Interleaved: each target runs right after the floor, so ratios come from close samples.
-    for (name, pool) in &targets {
-        group.bench_function(format!("floor_arrayqueue/before_{name}"), |b| {
-            b.iter(|| floor_cycle(&floor))
-        });
-        group.bench_function(*name, |b| b.iter(|| cycle(pool)));
-    }
     let default = &targets[0].1;
-    group.bench_function("current_metrics", |b| {
-        b.iter(|| black_box(default.current_metrics()))
-    });
-    group.finish();
+    // Quick mode: the final pass alone.
+    if std::env::var_os("NEXUS_POOL_BENCH_QUICK").is_none() {
+        let mut group = c.benchmark_group("telemetry");
+        // Interleaved: each target runs right after the floor, so ratios come from close samples.
+        for (name, pool) in &targets {
+            group.bench_function(format!("floor_arrayqueue/before_{name}"), |b| {
+                b.iter(|| floor_cycle(&floor))
+            });
+            group.bench_function(*name, |b| b.iter(|| cycle(pool)));
+        }
+        group.bench_function("current_metrics", |b| {
+            b.iter(|| black_box(default.current_metrics()))
+        });
+        group.finish();
+    }
     ratios(&floor, &targets);
-    metrics_cost(&targets[0].1);
+    metrics_cost(default);
 }
 
 /// Prints what one `current_metrics()` call costs (the median of `ROUNDS` rounds): the

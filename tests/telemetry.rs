@@ -145,19 +145,38 @@ fn check_snapshot(m: &PoolMetrics, max_waiters: usize) {
 
 // ----- a handler that records every event -------------------------------------------------------
 
+/// What a recording handler saw; each event that carries a duration is kept with it.
 #[derive(Debug, Default)]
 struct Seen {
-    created: AtomicU64,
+    created: Log,
     create_failed: AtomicU64,
     destroyed: Mutex<HashMap<DestroyReason, u64>>,
-    acquired: AtomicU64,
-    released: AtomicU64,
-    timed_out: AtomicU64,
+    acquired: Log,
+    released: Log,
+    timed_out: Log,
     health_checks: AtomicU64,
     health_failures: AtomicU64,
-    leaks: AtomicU64,
+    leaks: Log,
     /// Events whose pool name was not the pool's.
     wrong_name: AtomicU64,
+}
+
+/// The durations one kind of event carried, in the order the events came.
+#[derive(Debug, Default)]
+struct Log(Mutex<Vec<Duration>>);
+
+impl Log {
+    fn push(&self, d: Duration) {
+        self.0.lock().unwrap().push(d);
+    }
+
+    fn all(&self) -> Vec<Duration> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> u64 {
+        self.0.lock().unwrap().len() as u64
+    }
 }
 
 impl Seen {
@@ -177,17 +196,26 @@ struct Recording {
 }
 
 impl Recording {
-    fn count(&self, pool: &str, counter: &AtomicU64) {
+    fn check_name(&self, pool: &str) {
         if pool != self.pool {
             self.seen.wrong_name.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    fn count(&self, pool: &str, counter: &AtomicU64) {
+        self.check_name(pool);
         counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn log(&self, pool: &str, log: &Log, d: Duration) {
+        self.check_name(pool);
+        log.push(d);
     }
 }
 
 impl PoolEventHandler for Recording {
-    fn on_created(&self, pool: &str, _took: Duration) {
-        self.count(pool, &self.seen.created);
+    fn on_created(&self, pool: &str, took: Duration) {
+        self.log(pool, &self.seen.created, took);
     }
     fn on_create_failed(&self, pool: &str, _error: &(dyn std::error::Error + 'static)) {
         self.count(pool, &self.seen.create_failed);
@@ -200,18 +228,16 @@ impl PoolEventHandler for Recording {
             .unwrap()
             .entry(reason)
             .or_default() += 1;
-        if pool != self.pool {
-            self.seen.wrong_name.fetch_add(1, Ordering::SeqCst);
-        }
+        self.check_name(pool);
     }
-    fn on_acquired(&self, pool: &str, _waited: Duration) {
-        self.count(pool, &self.seen.acquired);
+    fn on_acquired(&self, pool: &str, waited: Duration) {
+        self.log(pool, &self.seen.acquired, waited);
     }
-    fn on_released(&self, pool: &str, _held: Duration) {
-        self.count(pool, &self.seen.released);
+    fn on_released(&self, pool: &str, held: Duration) {
+        self.log(pool, &self.seen.released, held);
     }
-    fn on_timed_out(&self, pool: &str, _waited: Duration) {
-        self.count(pool, &self.seen.timed_out);
+    fn on_timed_out(&self, pool: &str, waited: Duration) {
+        self.log(pool, &self.seen.timed_out, waited);
     }
     fn on_health_check(&self, pool: &str, healthy: bool, _took: Duration) {
         self.count(pool, &self.seen.health_checks);
@@ -219,8 +245,8 @@ impl PoolEventHandler for Recording {
             self.seen.health_failures.fetch_add(1, Ordering::SeqCst);
         }
     }
-    fn on_leak_suspected(&self, pool: &str, _held: Duration, _at: &'static Location<'static>) {
-        self.count(pool, &self.seen.leaks);
+    fn on_leak_suspected(&self, pool: &str, held: Duration, _at: &'static Location<'static>) {
+        self.log(pool, &self.seen.leaks, held);
     }
 }
 
@@ -449,14 +475,14 @@ fn statistics_match_the_events() {
     let stats = pool.statistics();
     let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
     assert_eq!(get(&seen.wrong_name), 0);
-    assert_eq!(stats.created, get(&seen.created));
+    assert_eq!(stats.created, seen.created.count());
     assert_eq!(stats.create_failures, get(&seen.create_failed));
-    assert_eq!(stats.acquired, get(&seen.acquired));
-    assert_eq!(stats.released, Some(get(&seen.released)));
-    assert_eq!(stats.timed_out, get(&seen.timed_out));
+    assert_eq!(stats.acquired, seen.acquired.count());
+    assert_eq!(stats.released, Some(seen.released.count()));
+    assert_eq!(stats.timed_out, seen.timed_out.count());
     assert_eq!(stats.health_checks, get(&seen.health_checks));
     assert_eq!(stats.health_check_failures, get(&seen.health_failures));
-    assert_eq!(stats.leaks_reported, get(&seen.leaks));
+    assert_eq!(stats.leaks_reported, seen.leaks.count());
     let d = stats.destroyed;
     for (reason, counted) in [
         (DestroyReason::Broken, d.broken),
@@ -535,13 +561,9 @@ fn statistics_without_details_match_the_slow_events() {
         stats.acquired, 1,
         "only the first acquire had to wait for a create"
     );
-    assert_eq!(
-        seen.acquired.load(Ordering::SeqCst),
-        20,
-        "the hook sees every acquire"
-    );
-    assert_eq!(seen.released.load(Ordering::SeqCst), 20);
-    assert_eq!(stats.created, seen.created.load(Ordering::SeqCst));
+    assert_eq!(seen.acquired.count(), 20, "the hook sees every acquire");
+    assert_eq!(seen.released.count(), 20);
+    assert_eq!(stats.created, seen.created.count());
     assert_eq!(
         stats.destroyed.closed,
         seen.destroyed(DestroyReason::Closed)
@@ -549,36 +571,6 @@ fn statistics_without_details_match_the_slow_events() {
 }
 
 // ----- distributions, durations and ages ----------------------------------------------------------
-
-/// A handler that keeps the duration each event carried, in order.
-#[derive(Debug, Default)]
-struct Durations {
-    created: Mutex<Vec<Duration>>,
-    acquired: Mutex<Vec<Duration>>,
-    released: Mutex<Vec<Duration>>,
-    timed_out: Mutex<Vec<Duration>>,
-    leaks: Mutex<Vec<Duration>>,
-}
-
-struct DurationLog(Arc<Durations>);
-
-impl PoolEventHandler for DurationLog {
-    fn on_created(&self, _pool: &str, took: Duration) {
-        self.0.created.lock().unwrap().push(took);
-    }
-    fn on_acquired(&self, _pool: &str, waited: Duration) {
-        self.0.acquired.lock().unwrap().push(waited);
-    }
-    fn on_released(&self, _pool: &str, held: Duration) {
-        self.0.released.lock().unwrap().push(held);
-    }
-    fn on_timed_out(&self, _pool: &str, waited: Duration) {
-        self.0.timed_out.lock().unwrap().push(waited);
-    }
-    fn on_leak_suspected(&self, _pool: &str, held: Duration, _at: &'static Location<'static>) {
-        self.0.leaks.lock().unwrap().push(held);
-    }
-}
 
 /// A factory whose `create` takes at least its duration (on a timer, under any executor).
 struct SlowToCreate(Duration);
@@ -610,7 +602,7 @@ fn assert_percentile(reported: Duration, truth: Duration, max: Duration) {
 #[test]
 fn hold_times_of_known_length_give_their_percentiles() {
     let clock = ManualClock::new();
-    let log = Arc::new(Durations::default());
+    let seen = Arc::new(Seen::default());
     let pool = ConnectionPool::builder(Counting::default())
         .config(
             config("holds", 1)
@@ -619,7 +611,10 @@ fn hold_times_of_known_length_give_their_percentiles() {
                 .unwrap(),
         )
         .clock(clock.clone())
-        .event_handler(DurationLog(log.clone()))
+        .event_handler(Recording {
+            pool: "holds".into(),
+            seen: seen.clone(),
+        })
         .build();
     for ms in 1..=100 {
         let conn = pool.acquire_blocking().unwrap();
@@ -627,7 +622,7 @@ fn hold_times_of_known_length_give_their_percentiles() {
         drop(conn);
     }
     let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-    assert_eq!(*log.released.lock().unwrap(), samples);
+    assert_eq!(seen.released.all(), samples);
     let hold = pool
         .statistics()
         .hold_time
@@ -649,7 +644,7 @@ fn wait_and_create_times_show_what_happened() {
     const CREATE: Duration = Duration::from_millis(20);
     const WAIT: Duration = Duration::from_millis(50);
     const FAST: usize = 19;
-    let log = Arc::new(Durations::default());
+    let seen = Arc::new(Seen::default());
     let patient = config("waits", 1)
         .detailed_statistics(true)
         // However long this machine stalls between two cycles, a fast acquire stays fast.
@@ -659,7 +654,10 @@ fn wait_and_create_times_show_what_happened() {
         .unwrap();
     let pool = ConnectionPool::builder(SlowToCreate(CREATE))
         .config(patient)
-        .event_handler(DurationLog(log.clone()))
+        .event_handler(Recording {
+            pool: "waits".into(),
+            seen: seen.clone(),
+        })
         .build();
 
     drop(pool.acquire_blocking().unwrap()); // waits for the create
@@ -679,7 +677,7 @@ fn wait_and_create_times_show_what_happened() {
     });
 
     let stats = pool.statistics();
-    let acquired = log.acquired.lock().unwrap().clone();
+    let acquired = seen.acquired.all();
     assert_eq!(stats.acquired, FAST as u64 + 2);
     assert_eq!(acquired.len(), FAST + 2);
     let mut sorted = acquired.clone();
@@ -703,7 +701,7 @@ fn wait_and_create_times_show_what_happened() {
         (sorted[FAST] + sorted[FAST + 1]) / 2
     );
     // One create, as long as the hook was told.
-    let created = log.created.lock().unwrap().clone();
+    let created = seen.created.all();
     assert_eq!(created.len(), 1);
     assert!(created[0] >= CREATE, "{created:?}");
     assert_eq!(stats.create_time.count, 1);
@@ -712,21 +710,24 @@ fn wait_and_create_times_show_what_happened() {
 
     // A timeout is reported with the wait it ended, at least `acquire_timeout`.
     let timeout = Duration::from_millis(100);
-    let log = Arc::new(Durations::default());
+    let seen = Arc::new(Seen::default());
     let short = config("waits-timeout", 1)
         .acquire_timeout(timeout)
         .build()
         .unwrap();
     let pool = ConnectionPool::builder(Counting::default())
         .config(short)
-        .event_handler(DurationLog(log.clone()))
+        .event_handler(Recording {
+            pool: "waits-timeout".into(),
+            seen: seen.clone(),
+        })
         .build();
     let _held = pool.acquire_blocking().unwrap();
     assert!(matches!(
         pool.acquire_blocking(),
         Err(PoolError::Timeout(_))
     ));
-    let timed_out = log.timed_out.lock().unwrap().clone();
+    let timed_out = seen.timed_out.all();
     assert_eq!(timed_out.len(), 1);
     assert!(timed_out[0] >= timeout, "{timed_out:?}");
     assert_eq!(pool.statistics().timed_out, 1);
@@ -922,7 +923,6 @@ fn handlers_that_panic_or_reenter_break_nothing() {
     let counts = factory.0.clone();
     let seen = Arc::new(Seen::default());
     let reenters = ReentersThePool::default();
-    let log = Arc::new(Durations::default());
     let config = config("misbehaving", 2)
         .detailed_statistics(true)
         .acquire_timeout(Duration::from_millis(200))
@@ -940,7 +940,6 @@ fn handlers_that_panic_or_reenter_break_nothing() {
             pool: "misbehaving".into(),
             seen: seen.clone(),
         })
-        .event_handler(DurationLog(log.clone()))
         .build();
     *reenters.pool.lock().unwrap() = Some(pool.clone());
 
@@ -967,13 +966,13 @@ fn handlers_that_panic_or_reenter_break_nothing() {
 
     let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
     for (what, n) in [
-        ("created", get(&seen.created)),
+        ("created", seen.created.count()),
         ("create failed", get(&seen.create_failed)),
-        ("acquired", get(&seen.acquired)),
-        ("released", get(&seen.released)),
-        ("timed out", get(&seen.timed_out)),
+        ("acquired", seen.acquired.count()),
+        ("released", seen.released.count()),
+        ("timed out", seen.timed_out.count()),
         ("health check", get(&seen.health_checks)),
-        ("leak suspected", get(&seen.leaks)),
+        ("leak suspected", seen.leaks.count()),
         ("broken", seen.destroyed(DestroyReason::Broken)),
         ("panicked", seen.destroyed(DestroyReason::Panicked)),
         ("closed", seen.destroyed(DestroyReason::Closed)),
@@ -985,13 +984,13 @@ fn handlers_that_panic_or_reenter_break_nothing() {
     }
     assert!(get(&reenters.calls) > 0);
     assert_eq!(
-        *log.leaks.lock().unwrap(),
+        seen.leaks.all(),
         [Duration::from_secs(2)],
         "the leak was reported once, held for what the manual clock advanced"
     );
     let stats = pool.statistics();
-    assert_eq!(stats.acquired, get(&seen.acquired));
-    assert_eq!(stats.released, Some(get(&seen.released)));
+    assert_eq!(stats.acquired, seen.acquired.count());
+    assert_eq!(stats.released, Some(seen.released.count()));
     assert_eq!(
         stats.destroyed.total(),
         counts.destroyed.load(Ordering::SeqCst) as u64
@@ -1391,7 +1390,6 @@ mod metrics_export {
         let (_turn, snapshotter) = recorder();
         let factory = Counting::default();
         let seen = Arc::new(Seen::default());
-        let log = Arc::new(Durations::default());
         let config = config("metrics-events", 1)
             .acquire_timeout(Duration::from_secs(1))
             .build()
@@ -1403,7 +1401,6 @@ mod metrics_export {
                 pool: "metrics-events".into(),
                 seen: seen.clone(),
             })
-            .event_handler(DurationLog(log.clone()))
             .build();
         for _ in 0..5 {
             drop(pool.acquire_blocking().unwrap());
@@ -1422,25 +1419,20 @@ mod metrics_export {
         assert_eq!(counter(&series, TIMEOUTS), 1);
         assert_eq!(counter(&series, TIMEOUTS), stats.timed_out);
         let waits = histogram(&series, WAIT_TIME);
-        assert_eq!(waits.len() as u64, seen.acquired.load(Ordering::SeqCst));
+        assert_eq!(waits.len() as u64, seen.acquired.count());
         assert_eq!(waits.len(), 6, "every acquire, the fast ones too");
         let uses = histogram(&series, USE_TIME);
-        assert_eq!(uses.len() as u64, seen.released.load(Ordering::SeqCst));
+        assert_eq!(uses.len() as u64, seen.released.count());
         let creates = histogram(&series, CREATE_TIME);
         assert_eq!(creates.len() as u64, stats.created);
         assert_eq!(stats.create_time.count, stats.created);
         // Each sample is the duration its event carried, in seconds.
         for (name, samples, events) in [
-            ("wait_time", waits, &log.acquired),
-            ("use_time", uses, &log.released),
-            ("create_time", creates, &log.created),
+            ("wait_time", waits, &seen.acquired),
+            ("use_time", uses, &seen.released),
+            ("create_time", creates, &seen.created),
         ] {
-            let events: Vec<f64> = events
-                .lock()
-                .unwrap()
-                .iter()
-                .map(Duration::as_secs_f64)
-                .collect();
+            let events: Vec<f64> = events.all().iter().map(Duration::as_secs_f64).collect();
             assert_eq!(samples, events, "{name}");
         }
     }

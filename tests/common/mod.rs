@@ -1,4 +1,5 @@
-//! Shared test helpers: a scripted factory that counts live connections.
+//! Shared test helpers: a factory that counts live connections, and a filter that keeps the
+//! panics a test raises on purpose out of its output.
 #![allow(dead_code)]
 
 pub mod scripted;
@@ -100,8 +101,11 @@ pub fn quiet_panics_starting_with(prefix: &'static str) {
     static PREFIXES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     static HOOK: std::sync::Once = std::sync::Once::new();
     let lock = || PREFIXES.lock().unwrap_or_else(|p| p.into_inner());
-    if !lock().contains(&prefix) {
-        lock().push(prefix);
+    {
+        let mut prefixes = lock();
+        if !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
+        }
     }
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
