@@ -162,31 +162,33 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
                 Err(candidate) => this.slow.insert(Slow::start(this.pool, candidate)),
             },
         };
-        let polled = slow.poll(this.pool, this.location, cx);
-        if polled.is_ready() {
-            // Cancellation safety: when the wait timed out, dropping the slow future here is
-            // what a caller's own drop does; `Waiter` and the create/validate guards leave
-            // everything in order.
-            this.slow = None;
-        }
-        polled
+        let Poll::Ready(outcome) = slow.poll(this.pool, cx) else {
+            return Poll::Pending;
+        };
+        let started = slow.started;
+        // Cancellation safety: when the wait timed out, dropping the slow future here is what
+        // a caller's own drop does; `Waiter` and the create/validate guards leave everything in
+        // order. It is dropped before the error is built, so the error's snapshot never counts
+        // this caller among the waiters.
+        this.slow = None;
+        Poll::Ready(match outcome {
+            Some(result) => this.pool.finish_slow(result, started, this.location),
+            None => Err(this.pool.timeout_error(started)),
+        })
     }
 }
 
 impl<'a, F: ConnectionFactory> Slow<'a, F> {
-    /// Polls the wait: out of line, so that the fast path inlined into callers stays small.
+    /// Polls the wait: `Some` with its result, `None` past the deadline. Out of line, so that
+    /// the fast path inlined into callers stays small.
     #[inline(never)]
     fn poll(
         &mut self,
         pool: &'a ConnectionPool<F>,
-        location: &'static Location<'static>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<PooledConnection<'a, F>, PoolError<F::Error>>> {
+    ) -> Poll<Option<Acquired<F>>> {
         if let Poll::Ready(result) = self.fut.as_mut().poll(cx) {
-            return Poll::Ready(match result {
-                Some(result) => pool.finish_slow(result, self.started, location),
-                None => Err(pool.timeout_error(self.started)),
-            });
+            return Poll::Ready(result);
         }
         // Checked after every poll of the wait: a keeper that stops wakes every waiter.
         if self.timer.is_none() && !pool.shared().deadlines_kept() {
@@ -194,7 +196,7 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
         }
         if let Some(timer) = self.timer.as_mut() {
             if Pin::new(timer).poll(cx).is_ready() {
-                return Poll::Ready(Err(pool.timeout_error(self.started)));
+                return Poll::Ready(None);
             }
         }
         Poll::Pending

@@ -9,8 +9,8 @@ use crate::core::{Acquired, Popped, Shared};
 use crate::error::TimeoutError;
 use crate::events::emit;
 use crate::{
-    ConfigError, ConnectionFactory, ConnectionPoolBuilder, ConnectionPoolConfig, MaintenanceMode,
-    PoolError, PoolMetrics, PooledConnection, maintenance,
+    ConfigError, ConnectionFactory, ConnectionPoolBuilder, ConnectionPoolConfig, PoolError,
+    PoolMetrics, PooledConnection, maintenance,
 };
 
 /// A pool of connections made by a [`ConnectionFactory`].
@@ -497,9 +497,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 
     /// Wraps shared state in a handle and starts the maintenance thread if the config says so.
     pub(crate) fn from_shared(shared: Arc<Shared<F>>) -> Self {
-        if shared.config.maintenance() == MaintenanceMode::Thread {
-            maintenance::start_thread(shared.clone());
-        }
+        maintenance::start(&shared);
         ConnectionPool {
             handle: Arc::new(Handle {
                 shared: shared.clone(),

@@ -1125,8 +1125,8 @@ fn evict_all_replaces_idle_now_and_lent_on_return() {
     for (_, name) in destroys {
         assert_eq!(
             name.as_deref(),
-            Some("evict-maintenance"),
-            "destroyed on the maintenance thread"
+            Some("evict-worker"),
+            "destroyed on a worker thread of the pool, off the callers' paths"
         );
     }
 }
@@ -1444,7 +1444,7 @@ fn dropped_pool_stops_its_busy_maintenance_thread() {
         || script.live() == 0 && script.factory_dropped(),
     );
     for (_, name) in script.threads(Op::Destroy) {
-        assert_eq!(name.as_deref(), Some("maint-maintenance"));
+        assert_eq!(name.as_deref(), Some("maint-worker"));
     }
 }
 

@@ -4,8 +4,6 @@
 use std::future::Future;
 use std::time::Instant;
 
-use event_listener::EventListener;
-
 use super::sync::Arc;
 use super::waitlist::Slot;
 use super::{DestroyReason, Entry, Interrupted, Popped, RetireOnDrop, Shared, with_timeout};
@@ -142,7 +140,6 @@ pub(crate) struct Waiter<'a, F: ConnectionFactory> {
     /// Whether the slot may be linked in the list (it may have been served or unlinked by
     /// `close` since).
     queued: bool,
-    listener: Option<EventListener>,
 }
 
 impl<'a, F: ConnectionFactory> Waiter<'a, F> {
@@ -152,7 +149,6 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
             deadline,
             slot: None,
             queued: false,
-            listener: None,
         }
     }
 
@@ -161,8 +157,6 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
     fn enqueue(&mut self, front: bool) -> bool {
         let deadline = self.deadline;
         let slot = self.slot.get_or_insert_with(|| Slot::new(deadline));
-        // Listen before linking: a serve may come the moment the lock is released.
-        self.listener = Some(slot.listen());
         self.queued = self.shared.enqueue(slot, front);
         self.queued
     }
@@ -179,15 +173,11 @@ impl<'a, F: ConnectionFactory> Waiter<'a, F> {
         self.slot.as_ref().is_some_and(|slot| slot.is_expired())
     }
 
-    /// Sleeps until served or woken. If the last notification was used up, listens again and
-    /// returns at once, so the caller re-checks before it sleeps.
+    /// Sleeps until served or woken. A wake-up that came since the caller last looked at the
+    /// slot makes it return at once, so the caller looks again before it sleeps.
     async fn wait(&mut self) {
-        match self.listener.as_mut() {
-            Some(listener) => {
-                listener.await;
-                self.listener = None;
-            }
-            None => self.listener = self.slot.as_ref().map(|slot| slot.listen()),
+        if let Some(slot) = &self.slot {
+            futures_lite::future::poll_fn(|cx| slot.poll_wait(cx)).await;
         }
     }
 }

@@ -40,6 +40,7 @@ impl<F: ConnectionFactory> Shared<F> {
     #[inline(always)]
     fn pop_live(&self) -> Option<Popped<F::Connection>> {
         let entry = self.idle.pop()?;
+        self.surplus.note(self.idle.len());
         match self.inspect(entry) {
             Some(popped) => Some(popped),
             None => self.pop_live_after_stale(),

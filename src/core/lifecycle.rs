@@ -26,14 +26,17 @@ impl<F: ConnectionFactory> Shared<F> {
     /// connections come back) or this look sees the new `max` and gives the place back. So
     /// `total` never exceeds the larger of the new `max` and what `resize` found (found by the
     /// fuzzer, threaded maintenance).
-    pub(crate) fn reserve(&self) -> Option<CreateSlot<'_, F>> {
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<CreateSlot<F>> {
         let max = self.max();
         self.total
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
                 (t < max).then_some(t + 1)
             })
             .ok()?;
-        let slot = CreateSlot { shared: self };
+        let slot = CreateSlot {
+            shared: Arc::clone(self),
+            armed: true,
+        };
         if self.total.load(Ordering::SeqCst) > self.max.load(Ordering::SeqCst) {
             // Dropping the slot gives the place back.
             return None;
@@ -41,14 +44,15 @@ impl<F: ConnectionFactory> Shared<F> {
         Some(slot)
     }
 
-    /// Whether the creator should start another create, given `in_flight` already running:
-    /// waiters (all unserved: a served waiter is no longer counted) outnumber the creates in flight, or idle connections (counting
-    /// those in flight) are below `min_connections`.
-    pub(crate) fn wants_create(&self, in_flight: usize) -> bool {
+    /// Whether the creator should start another create: waiters (all unserved: a served waiter
+    /// is no longer counted) outnumber the creates that may still serve them (`fresh`, those not
+    /// yet late), or idle connections plus every create in flight (`in_flight`, late ones too)
+    /// are below `min_connections`.
+    pub(crate) fn wants_create(&self, fresh: usize, in_flight: usize) -> bool {
         if self.is_closed() || self.total() >= self.max() {
             return false;
         }
-        self.hot.gate.load(Ordering::SeqCst) & WAITERS > in_flight
+        self.hot.gate.load(Ordering::SeqCst) & WAITERS > fresh
             || self.idle_count() + in_flight < self.config.min_connections()
     }
 
@@ -76,13 +80,13 @@ impl<F: ConnectionFactory> Shared<F> {
     /// through the release path (to the oldest waiter, or idle).
     pub(crate) async fn create_one(
         &self,
-        slot: CreateSlot<'_, F>,
+        slot: CreateSlot<F>,
     ) -> Result<(), CreateError<F::Error>> {
         let started = Instant::now();
         let limit = self.config.create_timeout();
         let failure = match with_timeout(limit, self.factory.create()).await {
             Ok(Ok(conn)) => {
-                std::mem::forget(slot);
+                slot.fill();
                 *self.lock_last_error() = None;
                 let took = started.elapsed();
                 Stats::count(&self.stats.created);
@@ -178,6 +182,11 @@ impl<F: ConnectionFactory> Shared<F> {
         true
     }
 
+    /// Connections waiting for the reaper.
+    pub(crate) fn retiring_count(&self) -> usize {
+        self.retiring.len()
+    }
+
     /// Takes a connection out of the pool's accounts for good.
     pub(crate) fn detach(&self) {
         self.connection_gone();
@@ -264,41 +273,24 @@ impl<F: ConnectionFactory> Shared<F> {
 
     // ----- housekeeping -----------------------------------------------------------------------
 
-    /// One sweep of the idle queue: retires expired and evicted connections, and those idle past
-    /// `idle_timeout` while more than `min_connections` are idle; reports overdue loans.
+    /// One sweep of the idle queue (see `sweep_in_steps`), all at once: for `sweep_idle`.
     pub(crate) fn sweep(&self) {
-        let now = self.clock.precise();
-        let idle_limit = self.config.idle_timeout().map(Self::millis);
-        let min = self.config.min_connections();
-        for _ in 0..self.idle.len() {
-            if self.is_closed() {
-                return;
-            }
-            let Some(entry) = self.idle.pop() else {
-                break;
-            };
-            if let Some(reason) = self.stale_at(&entry, now) {
-                self.retire(entry, reason);
-                continue;
-            }
-            let idle_for = now.saturating_sub(entry.last_used_at);
-            if idle_limit.is_some_and(|limit| idle_for >= limit) && self.idle_count() >= min {
-                self.retire(entry, DestroyReason::IdleTimeout);
-                continue;
-            }
-            self.push_idle(entry);
+        let mut sweep = Sweep::new(self);
+        while sweep.step(self, usize::MAX) {}
+        sweep.finish(self);
+    }
+
+    /// One sweep of the idle queue: retires expired and evicted connections, those idle past
+    /// `idle_timeout`, and the surplus a whole `idle_timeout` of traffic did not need (see
+    /// `surplus`), never below `min_connections`; reports overdue loans. It yields every
+    /// `SWEEP_STEP` connections, so that a spawned loop never holds its executor through a
+    /// long queue.
+    pub(crate) async fn sweep_in_steps(&self) {
+        let mut sweep = Sweep::new(self);
+        while sweep.step(self, SWEEP_STEP) {
+            futures_lite::future::yield_now().await;
         }
-        if let (Some(leaks), Some(threshold)) =
-            (&self.leaks, self.config.leak_detection_threshold())
-        {
-            for (held, location) in leaks.overdue(now, Self::millis(threshold)) {
-                Stats::count(&self.stats.leaks_reported);
-                emit(&self.events, |h| {
-                    h.on_leak_suspected(self.config.name(), Duration::from_millis(held), location)
-                });
-            }
-        }
-        self.create_wanted.notify(1);
+        sweep.finish(self);
     }
 
     #[inline]
@@ -355,6 +347,9 @@ impl<F: ConnectionFactory> Shared<F> {
                     self.push_idle(entry);
                 }
             }
+            drop(guard);
+            // One check per poll: a spawned loop never holds its executor through a pass.
+            futures_lite::future::yield_now().await;
         }
         self.create_wanted.notify(1);
     }
@@ -401,5 +396,86 @@ impl<F: ConnectionFactory> Shared<F> {
                 }
             }
         }
+    }
+}
+
+/// How many idle connections a sweep looks at between yields.
+const SWEEP_STEP: usize = 256;
+
+/// One sweep in progress.
+struct Sweep {
+    now: Millis,
+    idle_limit: Option<Millis>,
+    /// Idle connections not yet looked at.
+    left: usize,
+    /// Connections to retire, beyond the per-connection rules, as surplus.
+    surplus: usize,
+    /// How many were retired as surplus.
+    retired: usize,
+}
+
+impl Sweep {
+    fn new<F: ConnectionFactory>(shared: &Shared<F>) -> Self {
+        let now = shared.clock.precise();
+        let idle_limit = shared.config.idle_timeout().map(Shared::<F>::millis);
+        let left = shared.idle.len();
+        let surplus = match idle_limit {
+            Some(window) => shared.surplus.close_window(now, window, left),
+            None => 0,
+        };
+        Sweep {
+            now,
+            idle_limit,
+            left,
+            surplus,
+            retired: 0,
+        }
+    }
+
+    /// Looks at up to `budget` idle connections; `true` if more are left.
+    fn step<F: ConnectionFactory>(&mut self, shared: &Shared<F>, budget: usize) -> bool {
+        let min = shared.config.min_connections();
+        for _ in 0..budget.min(self.left) {
+            self.left -= 1;
+            if shared.is_closed() {
+                self.left = 0;
+                return false;
+            }
+            let Some(entry) = shared.idle.pop() else {
+                self.left = 0;
+                return false;
+            };
+            if let Some(reason) = shared.stale_at(&entry, self.now) {
+                shared.retire(entry, reason);
+                self.retired += 1;
+                continue;
+            }
+            // The one popped counts as idle here: it is put back unless retired.
+            let above_min = shared.idle_count() >= min;
+            let idle_for = self.now.saturating_sub(entry.last_used_at);
+            let too_long = self.idle_limit.is_some_and(|limit| idle_for >= limit);
+            if above_min && (too_long || self.retired < self.surplus) {
+                shared.retire(entry, DestroyReason::IdleTimeout);
+                self.retired += 1;
+                continue;
+            }
+            shared.push_idle(entry);
+        }
+        self.left > 0
+    }
+
+    fn finish<F: ConnectionFactory>(self, shared: &Shared<F>) {
+        shared.surplus.retired(self.retired);
+        if let (Some(leaks), Some(threshold)) =
+            (&shared.leaks, shared.config.leak_detection_threshold())
+        {
+            for (held, location) in leaks.overdue(self.now, Shared::<F>::millis(threshold)) {
+                Stats::count(&shared.stats.leaks_reported);
+                emit(&shared.events, |h| {
+                    h.on_leak_suspected(shared.config.name(), Duration::from_millis(held), location)
+                });
+            }
+        }
+        shared.create_wanted.notify(1);
     }
 }

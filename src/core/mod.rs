@@ -56,6 +56,7 @@ mod leaks;
 mod lend;
 mod lifecycle;
 mod stats;
+mod surplus;
 mod sync;
 mod waitlist;
 
@@ -66,6 +67,7 @@ pub use entry::DestroyReason;
 pub(crate) use entry::Entry;
 pub(crate) use leaks::LeakId;
 use stats::Stats;
+use std::sync::Arc;
 pub(crate) use sync::Timer;
 use sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
@@ -151,6 +153,8 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     /// How many acquires took the slow path.
     slow_acquires: AtomicU64,
     last_create_error: Mutex<Option<CreateError<F::Error>>>,
+    /// The idle queue's low-water mark, for shrinking after a burst.
+    pub(crate) surplus: surplus::Surplus,
 }
 
 impl<F: ConnectionFactory> Shared<F> {
@@ -202,6 +206,7 @@ impl<F: ConnectionFactory> Shared<F> {
             slow_nanos: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
             last_create_error: Mutex::new(None),
+            surplus: surplus::Surplus::new(),
         }
     }
 
@@ -317,14 +322,26 @@ impl<C> Popped<C> {
 }
 
 /// A place reserved in `total` for a connection being created. Dropping it (a failed or cancelled
-/// create) gives the place back and wakes a waiter that may create instead.
-pub(crate) struct CreateSlot<'a, F: ConnectionFactory> {
-    shared: &'a Shared<F>,
+/// create) gives the place back and wakes the creator. It owns a reference to the pool, so a
+/// create can run on a thread of its own.
+pub(crate) struct CreateSlot<F: ConnectionFactory> {
+    shared: Arc<Shared<F>>,
+    /// Cleared once the place holds a connection.
+    armed: bool,
 }
 
-impl<F: ConnectionFactory> Drop for CreateSlot<'_, F> {
+impl<F: ConnectionFactory> CreateSlot<F> {
+    /// The place now holds a connection: keep it.
+    pub(crate) fn fill(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<F: ConnectionFactory> Drop for CreateSlot<F> {
     fn drop(&mut self) {
-        self.shared.connection_gone();
+        if self.armed {
+            self.shared.connection_gone();
+        }
     }
 }
 

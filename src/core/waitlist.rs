@@ -4,8 +4,9 @@
 //! Order is kept by the list alone: a returned connection is moved straight into the slot of the
 //! waiter at the front, under the list's lock, so no waiter can be passed over, woken for nothing
 //! or lose its place by racing another (the event-per-pool design this replaced could, when a
-//! release raced a waiter leaving). Each slot has its own `event_listener::Event`, which both
-//! facades wait on: a task awaits it, a thread blocks on it with a deadline.
+//! release raced a waiter leaving). Each slot keeps its waiter's `Waker`, which both facades
+//! wait on: a task awaits it, a thread blocks on it with a deadline (the blocking facade's waker
+//! unparks it). No lock is held while a waker is cloned, woken or dropped (see `Slot`).
 //!
 //! # Deadlines
 //!
@@ -24,9 +25,10 @@
 //! await or I/O. The fast path never takes it (it runs only while `gate` says nobody waits).
 
 use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use event_listener::{Event, EventListener};
+use event_listener::Event;
 
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
 use super::{Entry, Shared};
@@ -67,60 +69,111 @@ impl<C> WaitList<C> {
     }
 }
 
-/// One waiter's place: where its connection is put, and the event it sleeps on.
+/// One waiter's place: where its connection is put, and how its waiter is woken.
+///
+/// The slot keeps its waiter's `Waker` itself, under its own short lock, rather than in an
+/// `event_listener::Event`: a listener polled with a new waker drops the old one under the
+/// event's lock, and a waker's drop may run anything, including a release into this pool that
+/// wakes this very slot (a deadlock, seen when a waker owned the last guard). Here no lock is
+/// held while a waker is cloned, woken or dropped (DESIGN invariant 7).
 pub(crate) struct Slot<C> {
-    served: Mutex<Option<Entry<C>>>,
-    /// Set by the keeper when the deadline passed while the slot was linked.
-    expired: AtomicBool,
+    state: Mutex<SlotState<C>>,
     deadline: Instant,
-    event: Event,
+}
+
+struct SlotState<C> {
+    /// The connection handed to this waiter, if any.
+    served: Option<Entry<C>>,
+    /// Set by the keeper when the deadline passed while the slot was linked.
+    expired: bool,
+    /// A wake-up the waiter has not seen yet.
+    woken: bool,
+    /// Whom to wake: the task or blocked thread polling the wait.
+    waker: Option<Waker>,
 }
 
 impl<C> Slot<C> {
     pub(crate) fn new(deadline: Instant) -> Arc<Self> {
         Arc::new(Slot {
-            served: Mutex::new(None),
-            expired: AtomicBool::new(false),
+            state: Mutex::new(SlotState {
+                served: None,
+                expired: false,
+                woken: false,
+                waker: None,
+            }),
             deadline,
-            event: Event::new(),
         })
-    }
-
-    /// Starts listening for `serve`, `expire` or `wake`. Listen first, then look.
-    pub(crate) fn listen(&self) -> EventListener {
-        self.event.listen()
     }
 
     /// Takes the connection handed to this waiter, if any.
     pub(crate) fn take(&self) -> Option<Entry<C>> {
-        self.lock_served().take()
+        self.lock().served.take()
     }
 
     /// Whether the keeper ended this wait.
     pub(crate) fn is_expired(&self) -> bool {
-        self.expired.load(Ordering::Acquire)
+        self.lock().expired
+    }
+
+    /// Ready once woken since the last time it was ready; otherwise registers `cx`'s waker.
+    /// The caller looks at the slot (`take`, `is_expired`) after every `Ready`, so a wake-up
+    /// that comes between its look and this poll is not lost: it is seen here as `woken`.
+    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.woken) {
+            return Poll::Ready(());
+        }
+        if state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        drop(state);
+        // Invariant 7: a waker is cloned and dropped with no lock held; its drop may release a
+        // connection into this pool, which may serve and wake this very slot.
+        let new = cx.waker().clone();
+        let mut state = self.lock();
+        if std::mem::take(&mut state.woken) {
+            drop(state);
+            drop(new);
+            return Poll::Ready(());
+        }
+        let old = state.waker.replace(new);
+        drop(state);
+        drop(old);
+        Poll::Pending
     }
 
     /// Hands `entry` to this waiter (then `wake` it). Called with the list locked, after
     /// unlinking the slot, so the slot is filled at most once per linking.
     fn fill(&self, entry: Entry<C>) {
-        *self.lock_served() = Some(entry);
+        self.lock().served = Some(entry);
     }
 
-    /// Ends this wait (unlinked by the keeper).
+    /// Marks this wait as ended by the keeper (with the list locked, as it unlinks the slot);
+    /// the caller wakes it once the list is unlocked.
     fn expire(&self) {
-        self.expired.store(true, Ordering::Release);
-        self.wake();
+        self.lock().expired = true;
     }
 
-    /// Wakes this waiter: served, or without a connection (the pool closed, the keeper
-    /// stopped).
+    /// Wakes this waiter: served, expired, or without a connection (the pool closed, the keeper
+    /// stopped). Never called with the list locked: the waker runs outside every lock.
     fn wake(&self) {
-        self.event.notify(usize::MAX);
+        let waker = {
+            let mut state = self.lock();
+            state.woken = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
-    fn lock_served(&self) -> MutexGuard<'_, Option<Entry<C>>> {
-        self.served.lock().unwrap_or_else(|p| p.into_inner())
+    /// Nothing that holds the lock can panic, but a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, SlotState<C>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -166,6 +219,8 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn dequeue(&self, slot: &Arc<Slot<F::Connection>>) {
         let mut inner = self.waitlist.lock();
         if let Some(at) = inner.queue.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            // The list's reference is dropped under the lock: the waiter still holds its own,
+            // so this never drops the slot (and the waker in it).
             inner.queue.remove(at);
             self.hot.gate.fetch_sub(1, Ordering::SeqCst);
         }
@@ -198,6 +253,7 @@ impl<F: ConnectionFactory> Shared<F> {
             inner.queue.push_front(slot);
             return None;
         };
+        self.surplus.note(self.idle.len());
         // Uncount before the waiter runs, or the creator would see a waiter already served and
         // make a connection nobody needs (found by the fuzzer).
         self.hot.gate.fetch_sub(1, Ordering::SeqCst);
@@ -208,11 +264,10 @@ impl<F: ConnectionFactory> Shared<F> {
     /// Wakes every waiter for `close`, and the keeper; each then sees the `CLOSED` bit.
     pub(crate) fn wake_all_waiters(&self) {
         let mut inner = self.waitlist.lock();
-        while let Some(slot) = inner.queue.pop_front() {
-            self.hot.gate.fetch_sub(1, Ordering::SeqCst);
-            slot.wake();
-        }
+        let unlinked = std::mem::take(&mut inner.queue);
+        self.hot.gate.fetch_sub(unlinked.len(), Ordering::SeqCst);
         drop(inner);
+        unlinked.iter().for_each(|slot| slot.wake());
         self.waitlist.keeper_wanted.notify(usize::MAX);
     }
 
@@ -235,11 +290,14 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn set_keeper(&self, running: bool) {
         let inner = self.waitlist.lock();
         self.waitlist.keeper.store(running, Ordering::Release);
-        if !running {
-            for slot in &inner.queue {
-                slot.wake();
-            }
+        if running {
+            return;
         }
+        // Woken after the lock is released (invariant 7); a waiter that links after the store
+        // sees it and arms its own timer.
+        let linked: Vec<_> = inner.queue.iter().cloned().collect();
+        drop(inner);
+        linked.iter().for_each(|slot| slot.wake());
     }
 
     /// Ends the waits whose deadline is not after `now`, and returns when the keeper must look
@@ -248,19 +306,25 @@ impl<F: ConnectionFactory> Shared<F> {
     /// other), and the keeper runs about once per `acquire_timeout`.
     pub(crate) fn expire_waiters(&self, now: Instant) -> Option<Instant> {
         let mut inner = self.waitlist.lock();
-        let before = inner.queue.len();
-        inner.queue.retain(|slot| {
-            let over = slot.deadline <= now;
-            if over {
-                slot.expire();
+        let mut expired = Vec::new();
+        let mut at = 0;
+        while at < inner.queue.len() {
+            if inner.queue[at].deadline <= now {
+                if let Some(slot) = inner.queue.remove(at) {
+                    slot.expire();
+                    expired.push(slot);
+                }
+            } else {
+                at += 1;
             }
-            !over
-        });
-        let expired = before - inner.queue.len();
-        if expired > 0 {
-            self.hot.gate.fetch_sub(expired, Ordering::SeqCst);
+        }
+        if !expired.is_empty() {
+            self.hot.gate.fetch_sub(expired.len(), Ordering::SeqCst);
         }
         inner.armed = inner.queue.iter().map(|s| s.deadline).min();
-        inner.armed
+        let next = inner.armed;
+        drop(inner);
+        expired.iter().for_each(|slot| slot.wake());
+        next
     }
 }
