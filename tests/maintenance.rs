@@ -313,8 +313,8 @@ fn fill(pool: &Pool, n: usize) {
 #[test]
 fn max_lifetime_jitter_spreads_expiry() {
     // 40 connections made at the same instant, lifetime 100 s shortened by up to 50 s each.
-    // At 75 s each has expired independently with probability ~1/2, so "all or none" has
-    // probability 2 * 2^-40. At 49.999 s none may have, at 100 s all must have.
+    // The cuts are spread evenly over the 50 s, so at 75 s about half have expired. At 49.999 s
+    // none may have, at 100 s all must have: an explicit jitter means "up to" it.
     const N: usize = 40;
     let clock = ManualClock::new();
     let config = base(N)
@@ -345,6 +345,54 @@ fn max_lifetime_jitter_spreads_expiry() {
         events.destroyed(DestroyReason::Expired) == N
     });
     assert_eq!(script.live(), 0);
+}
+
+/// Makes `n` connections in one burst at time zero with the default jitter and `lifetime`, then
+/// moves the clock one second at a time, sweeping after each step. Returns how many expired in
+/// each second.
+fn expiries_per_second(n: usize, lifetime: Duration) -> Vec<usize> {
+    let clock = ManualClock::new();
+    let config = base(n)
+        .max_concurrent_creates(8)
+        .max_lifetime(lifetime)
+        .build()
+        .unwrap();
+    let (pool, script, events) = start_with(config, with_clock(&clock), |_| {});
+    fill(&pool, n);
+    let mut per_second = Vec::new();
+    let mut left = n;
+    for _ in 0..lifetime.as_secs() {
+        clock.advance(Duration::from_secs(1));
+        // The sweep retires what expired by now before it returns. The maintenance thread's own
+        // sweep comes every `lifetime / 4` of real time, far beyond this loop.
+        pool.sweep_idle();
+        let now_left = idle(&pool);
+        per_second.push(left - now_left);
+        left = now_left;
+    }
+    assert_eq!(left, 0, "every lifetime is at most {lifetime:?}");
+    wait_until("all are destroyed as expired", || {
+        events.destroyed(DestroyReason::Expired) == n
+    });
+    assert_eq!(script.live(), 0);
+    per_second
+}
+
+#[test]
+fn default_lifetime_jitter_spreads_a_burst_over_many_seconds() {
+    // Connections made together must not come back together: by default no second may see more
+    // than a quarter of a burst expire, for any lifetime of a minute or more.
+    for (n, lifetime) in [(20, 60), (8, 60), (40, 120), (40, 30 * 60)] {
+        let lifetime = Duration::from_secs(lifetime);
+        let per_second = expiries_per_second(n, lifetime);
+        let worst = per_second.iter().copied().max().unwrap();
+        let busy: Vec<_> = per_second.iter().filter(|&&k| k > 0).collect();
+        assert!(
+            worst <= n / 4,
+            "{n} made together with lifetime {lifetime:?}: {worst} expired in one second \
+             (per busy second: {busy:?})"
+        );
+    }
 }
 
 #[test]

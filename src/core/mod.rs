@@ -151,6 +151,9 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     /// How many acquires took the slow path.
     slow_acquires: AtomicU64,
     last_create_error: Mutex<Option<CreateError<F::Error>>>,
+    /// Where the next connection's lifetime jitter falls in the jitter window, in units of 2^-64
+    /// of it: a golden-ratio sequence from a random start (see `new_entry`).
+    lifetime_phase: AtomicU64,
 }
 
 impl<F: ConnectionFactory> Shared<F> {
@@ -202,6 +205,8 @@ impl<F: ConnectionFactory> Shared<F> {
             slow_nanos: AtomicU64::new(0),
             slow_acquires: AtomicU64::new(0),
             last_create_error: Mutex::new(None),
+            // Random, so pools started together (one per process of a fleet) spread apart too.
+            lifetime_phase: AtomicU64::new(fastrand::u64(..)),
         }
     }
 
