@@ -293,6 +293,15 @@ impl ConnectionPoolConfig {
 
     /// How long one `destroy` may take; past it the connection is dropped and its place freed.
     ///
+    /// A connection being destroyed keeps its place in the pool's total until `destroy` returns
+    /// or this timeout passes, so the database never counts more than `max_connections` of the
+    /// pool's sessions: freeing the place at once would let a replacement connect while the
+    /// server still counts the old session. The cost is bounded by this timeout: while a
+    /// `destroy` hangs, a pool at its maximum has one connection fewer to lend, and a pool of 1
+    /// none, for up to this long. Lower it if a pool of 1 must recover faster. Destroys run one
+    /// at a time, so connections retired behind a hung one wait for it too. A `destroy` that
+    /// blocks its thread inside `poll` cannot be cut short and keeps the place until it returns.
+    ///
     /// # Examples
     ///
     /// ```
@@ -665,7 +674,10 @@ impl ConnectionPoolConfigBuilder {
         self
     }
 
-    /// Sets how long one `destroy` may take (default 5 s).
+    /// Sets how long one `destroy` may take (default 5 s). The connection keeps its place in the
+    /// pool until `destroy` returns or this passes (see
+    /// [`ConnectionPoolConfig::destroy_timeout`]); lower it if a pool of 1 must recover faster
+    /// from a hung `destroy`.
     ///
     /// # Examples
     ///
