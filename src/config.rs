@@ -79,7 +79,7 @@ pub enum MaintenanceMode {
 /// | `destroy_timeout` | 5 s |
 /// | `max_concurrent_creates` | 2 |
 /// | `create_backoff` | 10 ms doubling up to 5 s, with jitter |
-/// | `max_lifetime_jitter` | 2.5% of `max_lifetime` |
+/// | `max_lifetime_jitter` | 20% of `max_lifetime` |
 /// | `leak_detection_threshold` | off |
 /// | `max_connections_ceiling` | `max_connections` |
 /// | `maintenance` | [`MaintenanceMode::Thread`] |
@@ -293,6 +293,15 @@ impl ConnectionPoolConfig {
 
     /// How long one `destroy` may take; past it the connection is dropped and its place freed.
     ///
+    /// A connection being destroyed keeps its place in the pool's total until `destroy` returns
+    /// or this timeout passes, so the database never counts more than `max_connections` of the
+    /// pool's sessions: freeing the place at once would let a replacement connect while the
+    /// server still counts the old session. The cost is bounded by this timeout: while a
+    /// `destroy` hangs, a pool at its maximum has one connection fewer to lend, and a pool of 1
+    /// none, for up to this long. Lower it if a pool of 1 must recover faster. Destroys run one
+    /// at a time, so connections retired behind a hung one wait for it too. A `destroy` that
+    /// blocks its thread inside `poll` cannot be cut short and keeps the place until it returns.
+    ///
     /// # Examples
     ///
     /// ```
@@ -330,20 +339,28 @@ impl ConnectionPoolConfig {
         (self.create_backoff_initial, self.create_backoff_max)
     }
 
-    /// The most a connection's lifetime is shortened at random (fixed at its creation), so
-    /// connections made together do not expire together.
+    /// The most a connection's lifetime is shortened (fixed at its creation), so connections
+    /// made together do not expire together.
+    ///
+    /// Successive connections' cuts are spread evenly across `[0, jitter)` (a golden-ratio
+    /// sequence from a random start per pool), so a burst of creates expires spread over the
+    /// whole window rather than bunched by chance. The default, a fifth of `max_lifetime`, is
+    /// the round figure just above the smallest share (about 19%) that keeps every burst apart
+    /// for every lifetime of a minute or more: no second then sees more than a quarter of a
+    /// burst expire (or more than one connection, for a burst of fewer than 4). A tenth still let 3 of a burst of 10, or 2 of 6, expire in one
+    /// second with a 60 s lifetime. The price is a mean lifetime 10% below `max_lifetime`.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
-    /// // 2.5% of the default 30 min lifetime.
-    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().max_lifetime_jitter(), Duration::from_secs(45));
+    /// // A fifth of the default 30 min lifetime.
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().max_lifetime_jitter(), Duration::from_secs(6 * 60));
     /// ```
     pub fn max_lifetime_jitter(&self) -> Duration {
         match (self.max_lifetime_jitter, self.max_lifetime) {
             (Some(j), _) => j,
-            (None, Some(life)) => life / 40,
+            (None, Some(life)) => life / 5,
             (None, None) => Duration::ZERO,
         }
     }
@@ -657,7 +674,10 @@ impl ConnectionPoolConfigBuilder {
         self
     }
 
-    /// Sets how long one `destroy` may take (default 5 s).
+    /// Sets how long one `destroy` may take (default 5 s). The connection keeps its place in the
+    /// pool until `destroy` returns or this passes (see
+    /// [`ConnectionPoolConfig::destroy_timeout`]); lower it if a pool of 1 must recover faster
+    /// from a hung `destroy`.
     ///
     /// # Examples
     ///
@@ -704,8 +724,10 @@ impl ConnectionPoolConfigBuilder {
         self
     }
 
-    /// Sets the most a connection's lifetime is shortened at random (default 2.5% of
-    /// `max_lifetime`; zero turns jitter off).
+    /// Sets the most a connection's lifetime is shortened (default 20% of `max_lifetime`; zero
+    /// turns jitter off). Each connection's cut is fixed at its creation and lies in `[0, jitter)`;
+    /// successive connections' cuts are spread evenly across that range, so a burst of creates
+    /// does not expire in a burst. Must be shorter than `max_lifetime`.
     ///
     /// # Examples
     ///

@@ -313,8 +313,8 @@ fn fill(pool: &Pool, n: usize) {
 #[test]
 fn max_lifetime_jitter_spreads_expiry() {
     // 40 connections made at the same instant, lifetime 100 s shortened by up to 50 s each.
-    // At 75 s each has expired independently with probability ~1/2, so "all or none" has
-    // probability 2 * 2^-40. At 49.999 s none may have, at 100 s all must have.
+    // The cuts are spread evenly over the 50 s, so at 75 s about half have expired. At 49.999 s
+    // none may have, at 100 s all must have: an explicit jitter means "up to" it.
     const N: usize = 40;
     let clock = ManualClock::new();
     let config = base(N)
@@ -345,6 +345,54 @@ fn max_lifetime_jitter_spreads_expiry() {
         events.destroyed(DestroyReason::Expired) == N
     });
     assert_eq!(script.live(), 0);
+}
+
+/// Makes `n` connections in one burst at time zero with the default jitter and `lifetime`, then
+/// moves the clock one second at a time, sweeping after each step. Returns how many expired in
+/// each second.
+fn expiries_per_second(n: usize, lifetime: Duration) -> Vec<usize> {
+    let clock = ManualClock::new();
+    let config = base(n)
+        .max_concurrent_creates(8)
+        .max_lifetime(lifetime)
+        .build()
+        .unwrap();
+    let (pool, script, events) = start_with(config, with_clock(&clock), |_| {});
+    fill(&pool, n);
+    let mut per_second = Vec::new();
+    let mut left = n;
+    for _ in 0..lifetime.as_secs() {
+        clock.advance(Duration::from_secs(1));
+        // The sweep retires what expired by now before it returns. The maintenance thread's own
+        // sweep comes every `lifetime / 4` of real time, far beyond this loop.
+        pool.sweep_idle();
+        let now_left = idle(&pool);
+        per_second.push(left - now_left);
+        left = now_left;
+    }
+    assert_eq!(left, 0, "every lifetime is at most {lifetime:?}");
+    wait_until("all are destroyed as expired", || {
+        events.destroyed(DestroyReason::Expired) == n
+    });
+    assert_eq!(script.live(), 0);
+    per_second
+}
+
+#[test]
+fn default_lifetime_jitter_spreads_a_burst_over_many_seconds() {
+    // Connections made together must not come back together: by default no second may see more
+    // than a quarter of a burst expire, for any lifetime of a minute or more.
+    for (n, lifetime) in [(20, 60), (8, 60), (40, 120), (40, 30 * 60)] {
+        let lifetime = Duration::from_secs(lifetime);
+        let per_second = expiries_per_second(n, lifetime);
+        let worst = per_second.iter().copied().max().unwrap();
+        let busy: Vec<_> = per_second.iter().filter(|&&k| k > 0).collect();
+        assert!(
+            worst <= n / 4,
+            "{n} made together with lifetime {lifetime:?}: {worst} expired in one second \
+             (per busy second: {busy:?})"
+        );
+    }
 }
 
 #[test]
@@ -1380,6 +1428,92 @@ fn panicking_or_hanging_destroy_gives_its_place_back() {
             assert_eq!(acquire(&pool, how).unwrap().id, 1, "{behavior:?} {how:?}");
         }
     }
+}
+
+/// Retires the one connection of a pool of 1 whose next `destroy` does `behavior`; returns when
+/// that destroy has started, with the instant just before the connection was retired.
+fn retire_into_destroy(pool: &Pool, script: &Script, behavior: Behavior, how: Facade) -> Instant {
+    script.push(Op::Destroy, [behavior]);
+    let mut conn = acquire(pool, how).unwrap();
+    conn.mark_broken();
+    let retired_at = Instant::now();
+    drop(conn);
+    wait_until("the destroy runs", || script.running(Op::Destroy) == 1);
+    retired_at
+}
+
+#[test]
+fn hung_destroy_keeps_its_place_until_destroy_timeout() {
+    // The place is kept until `destroy` returns or `destroy_timeout` passes, so the database
+    // never holds more than `max_connections` of ours; a pool of 1 has nothing to lend meanwhile.
+    // A second, so the checks made while the destroy hangs run well inside it.
+    const DESTROY_TIMEOUT: Duration = Duration::from_secs(1);
+    thread::scope(|s| {
+        for how in FACADES {
+            s.spawn(move || {
+                let config = base(1).destroy_timeout(DESTROY_TIMEOUT).build().unwrap();
+                let (pool, script, events) = start(config);
+                let retired_at = retire_into_destroy(&pool, &script, Behavior::Hang, how);
+
+                let total_then = total(&pool);
+                let tried = pool.try_acquire().map(|c| c.id);
+                // Only if the timeout cannot have passed yet do these describe the hang (a
+                // machine stalled for a second would skip them rather than fail).
+                if retired_at.elapsed() < DESTROY_TIMEOUT {
+                    assert_eq!(total_then, 1, "{how:?}: the hung destroy keeps its place");
+                    assert!(
+                        matches!(tried, Err(PoolError::Exhausted)),
+                        "{how:?}: nothing to lend while the destroy hangs: {tried:?}"
+                    );
+                }
+
+                let conn = acquire(&pool, how).unwrap();
+                assert!(
+                    retired_at.elapsed() >= DESTROY_TIMEOUT,
+                    "{how:?}: the place came back before destroy_timeout"
+                );
+                assert_eq!(conn.id, 1, "{how:?}: a new connection");
+                assert_eq!(script.peak(), 1, "{how:?}: never two at once");
+                assert_eq!(
+                    script.running(Op::Destroy),
+                    0,
+                    "{how:?}: the hung destroy was dropped"
+                );
+                assert_eq!(events.destroyed(DestroyReason::Broken), 1);
+            });
+        }
+    });
+}
+
+#[test]
+fn blocking_destroy_keeps_its_place_until_it_returns() {
+    // A destroy that blocks its thread inside `poll` cannot be cut short: the timeout is looked
+    // at only once `poll` returns, and by then the destroy has finished. So the place is kept for
+    // as long as it blocks, past `destroy_timeout` (README, "Time bounds"); what still holds is
+    // that the database never holds two connections of a pool of 1, and that the pool recovers
+    // once the destroy returns.
+    const DESTROY_TIMEOUT: Duration = Duration::from_millis(300);
+    const BLOCKS_FOR: Duration = Duration::from_secs(1);
+    thread::scope(|s| {
+        for how in FACADES {
+            s.spawn(move || {
+                let config = base(1).destroy_timeout(DESTROY_TIMEOUT).build().unwrap();
+                let (pool, script, events) = start(config);
+                let retired_at =
+                    retire_into_destroy(&pool, &script, Behavior::Block(BLOCKS_FOR), how);
+                let conn = acquire(&pool, how).unwrap();
+                let held = retired_at.elapsed();
+                assert!(
+                    held >= BLOCKS_FOR,
+                    "{how:?}: freed after {held:?}, before the blocking destroy returned (if \
+                     blocking callbacks can now be cut short, update README's time bounds)"
+                );
+                assert_eq!(conn.id, 1, "{how:?}: a new connection");
+                assert_eq!(script.peak(), 1, "{how:?}: never two at once");
+                assert_eq!(events.destroyed(DestroyReason::Broken), 1);
+            });
+        }
+    });
 }
 
 #[test]

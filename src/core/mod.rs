@@ -155,6 +155,9 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     last_create_error: Mutex<Option<CreateError<F::Error>>>,
     /// The idle queue's low-water mark, for shrinking after a burst.
     pub(crate) surplus: surplus::Surplus,
+    /// Where the next connection's lifetime jitter falls in the jitter window, in units of 2^-64
+    /// of it: a golden-ratio sequence from a random start (see `new_entry`).
+    lifetime_phase: AtomicU64,
 }
 
 impl<F: ConnectionFactory> Shared<F> {
@@ -207,6 +210,8 @@ impl<F: ConnectionFactory> Shared<F> {
             slow_acquires: AtomicU64::new(0),
             last_create_error: Mutex::new(None),
             surplus: surplus::Surplus::new(),
+            // Random, so pools started together (one per process of a fleet) spread apart too.
+            lifetime_phase: AtomicU64::new(fastrand::u64(..)),
         }
     }
 

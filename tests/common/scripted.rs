@@ -40,6 +40,9 @@ pub enum Behavior {
     Slow(Duration),
     /// Never finishes.
     Hang,
+    /// Blocks its thread this long inside `poll` (`std::thread::sleep`, as a blocking driver's
+    /// I/O would), then succeeds.
+    Block(Duration),
     /// Panics with a message starting with "scripted panic".
     Panic,
 }
@@ -198,6 +201,10 @@ impl Script {
                 true
             }
             Behavior::Hang => futures_lite::future::pending().await,
+            Behavior::Block(d) => {
+                thread::sleep(d);
+                true
+            }
             Behavior::Panic => panic!("scripted panic in {op:?}"),
         }
     }
