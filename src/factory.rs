@@ -1,8 +1,12 @@
 //! The two traits a user implements: [`ConnectionFactory`] makes, checks and closes connections;
-//! [`ConnectionHealthCheck`] probes and resets them.
+//! [`ConnectionHealthCheck`] probes and resets them. And [`callback_deadline`], which tells a
+//! callback that blocks its thread how long the pool will wait for it.
 
+use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// Makes, validates and closes the connections a pool holds.
 ///
@@ -100,4 +104,82 @@ impl<C: Send, H: ConnectionHealthCheck<C>> DynHealthCheck<C> for H {
     fn reset<'a>(&'a self, conn: &'a mut C) -> BoxFuture<'a, bool> {
         Box::pin(ConnectionHealthCheck::reset(self, conn))
     }
+}
+
+thread_local! {
+    /// The deadline of the callback the pool is polling on this thread, if any.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// When the pool stops waiting for the callback it is running on this thread: `Some` while it
+/// polls a [`ConnectionFactory`] or [`ConnectionHealthCheck`] method, `None` anywhere else.
+///
+/// The pool bounds every callback with a timer: `create_timeout`, `destroy_timeout`, and
+/// `check_timeout` for `validate`, `is_healthy` and `reset` (cut shorter on checkout to what is
+/// left of the caller's `acquire_timeout`). A timer stops a future only between two polls, and a
+/// blocking client does all its I/O inside one poll, where no timer reaches it. Such a callback
+/// reads this deadline and gives its blocking call the time left (a socket read timeout, the
+/// driver's own timeout), so that the configured bounds hold for it too. Async callbacks need
+/// none of this: the timer drops them at the deadline.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// use std::time::{Duration, Instant};
+/// use nexus_pool::{
+///     ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig,
+/// };
+///
+/// struct Units;
+/// impl ConnectionFactory for Units {
+///     type Connection = ();
+///     type Error = std::io::Error;
+///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// }
+///
+/// struct Check;
+/// impl ConnectionHealthCheck<()> for Check {
+///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
+///     async fn reset(&self, _: &mut ()) -> bool {
+///         // A blocking driver would pass `left` to its own timeout here.
+///         let deadline = nexus_pool::callback_deadline().expect("set inside a callback");
+///         let left = deadline.saturating_duration_since(Instant::now());
+///         left <= Duration::from_secs(2)
+///     }
+/// }
+///
+/// let config = ConnectionPoolConfig::builder()
+///     .max_connections(1)
+///     .check_timeout(Duration::from_secs(2))
+///     .build()?;
+/// let pool = ConnectionPool::builder(Units).config(config).health_check(Check).build();
+/// drop(pool.acquire_blocking()?);
+/// let again = pool.acquire_blocking()?; // the same one: reset ran, and passed
+/// assert_eq!(again.use_count(), 2);
+/// assert_eq!(nexus_pool::callback_deadline(), None);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn callback_deadline() -> Option<Instant> {
+    DEADLINE.get()
+}
+
+/// Runs `fut` with `deadline` visible to [`callback_deadline`] during each of its polls.
+pub(crate) async fn with_deadline<F: Future>(deadline: Option<Instant>, fut: F) -> F::Output {
+    /// Puts back the deadline of an enclosing callback (a callback may use another pool), also
+    /// when the poll panics.
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEADLINE.set(self.0);
+        }
+    }
+
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx: &mut Context<'_>| -> Poll<F::Output> {
+        let _restore = Restore(DEADLINE.replace(deadline));
+        fut.as_mut().poll(cx)
+    })
+    .await
 }

@@ -42,7 +42,7 @@ pub use crate::connection::PooledConnection;
 pub use crate::core::{DestroyReason, ManualClock};
 pub use crate::error::{ConfigError, CreateError, PoolError, TimeoutError};
 pub use crate::events::PoolEventHandler;
-pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck};
+pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck, callback_deadline};
 pub use crate::maintenance::Maintenance;
 #[cfg(feature = "blocking")]
 pub use crate::metrics::MetricsIter;

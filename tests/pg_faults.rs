@@ -6,8 +6,8 @@
 //! What must hold: callers see errors only while the server is down or on the very session that
 //! was killed, never a wrong result; the pool recovers by itself; the connects it attempts during
 //! an outage stay within the backoff's bound; and on a silent socket every check, create and
-//! destroy is bounded, so no acquire waits past its `acquire_timeout` (plus a margin for the
-//! blocking client's own check timeout, which the pool cannot cut short).
+//! destroy is bounded, so no acquire waits past its `acquire_timeout` (plus a margin for a loaded
+//! machine), also with the adapter's defaults.
 //!
 //! The tests run one at a time (`SERIAL`): a restart disturbs every session on the server. Each
 //! waits for conditions with a bounded polling loop, never for a fixed time.
@@ -31,7 +31,7 @@ use fault_support::outage::{
 };
 use fault_support::proxy::Proxy;
 use nexus_pool::adapters::postgres::PostgresConnectionFactory;
-use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig};
+use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig, PoolError};
 use postgres::config::Host;
 use postgres::{Client, NoTls};
 
@@ -462,6 +462,101 @@ fn proxied_factory(
     PostgresConnectionFactory::from_config(config).check_timeout(check)
 }
 
+/// The proxied server as a connection string for `PostgresConnectionFactory::new`, with the
+/// URL's credentials: the adapter's own defaults apply, as for an application's URL.
+fn proxied_url(base: &postgres::Config, proxy: &Proxy, app: &str) -> String {
+    let mut url = format!(
+        "host={} port={} application_name={app}",
+        proxy.addr.ip(),
+        proxy.addr.port()
+    );
+    let quoted = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    if let Some(user) = base.get_user() {
+        url += &format!(" user={}", quoted(user));
+    }
+    if let Some(password) = base.get_password() {
+        url += &format!(" password={}", quoted(&String::from_utf8_lossy(password)));
+    }
+    if let Some(dbname) = base.get_dbname() {
+        url += &format!(" dbname={}", quoted(dbname));
+    }
+    url
+}
+
+/// Issue 12: the adapter as shipped (`new` and `pool_builder`, only `acquire_timeout` set) on a
+/// network that goes silent right after two connections were used. The next acquire pops a
+/// connection used a moment ago, so checkout validation is not due and the reset is the first
+/// thing to meet the silence: it must give up within the pool's bound instead of blocking its
+/// caller for as long as the socket stays open.
+#[test]
+fn silent_peer_with_adapter_defaults() {
+    let _serial = serial();
+    let Some(url) = pg_url("pg_faults::silent_peer_with_adapter_defaults") else {
+        return;
+    };
+    const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Generous: the pool's bound is `ACQUIRE_TIMEOUT`; the rest is for a loaded machine.
+    const BOUND: Duration = Duration::from_secs(5);
+    /// How long the test waits before it calls the acquire hung.
+    const GIVE_UP: Duration = Duration::from_secs(10);
+    let base: postgres::Config = url.parse().expect("NEXUS_POOL_PG_URL parses");
+    let proxy = Proxy::start(server_addr(&base));
+    let app = unique("np_silent_defaults");
+    let pool = PostgresConnectionFactory::new(&proxied_url(&base, &proxy, &app))
+        .expect("the proxied URL parses")
+        .pool_builder()
+        .config(
+            ConnectionPoolConfig::builder()
+                .max_connections(2)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    {
+        let mut a = pool.acquire_blocking().expect("first connection");
+        let mut b = pool.acquire_blocking().expect("second connection");
+        assert_ne!(backend_pid(&mut a), backend_pid(&mut b));
+    }
+    assert_eq!(proxy.live_links(), 2);
+
+    // Nothing answers any more, on open sockets and on new connects alike.
+    proxy.black_hole();
+    let acquirer = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let result = pool.acquire_blocking().map(drop);
+            (started.elapsed(), result)
+        })
+    };
+    // A hung acquire is left behind: dropping the proxy at the end of the test closes its socket.
+    assert!(
+        eventually(GIVE_UP, || acquirer.is_finished()),
+        "the acquire did not return within {GIVE_UP:?} on a silent peer"
+    );
+    let (took, result) = acquirer.join().expect("the acquirer panicked");
+    let _ = writeln!(
+        std::io::stderr(),
+        "silent_peer_with_adapter_defaults: the acquire returned after {:.3}s ({})",
+        took.as_secs_f64(),
+        match &result {
+            Ok(()) => "served".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    );
+    assert!(
+        matches!(result, Err(PoolError::Timeout(_))),
+        "nothing can be served through a silent network: {result:?}"
+    );
+    assert!(
+        took < BOUND,
+        "the acquire took {took:?}, over {BOUND:?} (acquire_timeout {ACQUIRE_TIMEOUT:?})"
+    );
+    drop(proxy);
+    pool.close_blocking();
+}
+
 #[test]
 fn silent_dead_socket() {
     let _serial = serial();
@@ -473,9 +568,8 @@ fn silent_dead_socket() {
     const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
     /// The adapter's bound on `validate` and `is_healthy`, and the pool's `check_timeout`.
     const CHECK: Duration = Duration::from_millis(300);
-    /// Beyond `acquire_timeout`: the blocking client's checks run inside `poll`, so a check that
-    /// started just before the deadline ends up to `CHECK` after it (and one acquire may try
-    /// every stalled connection in a row, `MAX * CHECK`); the rest is for a loaded machine.
+    /// Beyond `acquire_timeout`, for a loaded machine: the adapter's checks stop at the
+    /// acquire's deadline themselves (`callback_deadline`), though the pool cannot interrupt them.
     const MARGIN: Duration = Duration::from_millis(1500);
     let base: postgres::Config = url.parse().expect("NEXUS_POOL_PG_URL parses");
     let proxy = Proxy::start(server_addr(&base));

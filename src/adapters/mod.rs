@@ -35,12 +35,15 @@
 //! 1. **Where does the I/O run?** A blocking client (a plain socket, `postgres`, `rusqlite`, sync
 //!    `redis`) does its work directly inside the `async fn` body: the call blocks whoever drives
 //!    the future, which is what a blocking caller wants. Bound every blocking call with a socket
-//!    timeout: the pool cannot interrupt a blocked thread. (The `postgres` client takes no socket
-//!    timeout, so its adapter runs `create` and `destroy`, which the maintenance thread calls,
-//!    on a helper thread the pool's timeouts can abandon.) An async client that needs a runtime
-//!    (anything built on tokio) must not rely on the caller having one: own a runtime (or take a
-//!    handle to one, like `tokio::runtime::Handle`) and run the connection's I/O there, as the
-//!    `tokio-postgres` adapter does. Then `acquire_blocking()` from a plain thread works too.
+//!    timeout: the pool cannot interrupt a blocked thread. Inside a callback,
+//!    [`callback_deadline`](crate::callback_deadline) says when the pool stops waiting; give the
+//!    call the time left. (The `postgres` client takes no socket timeout, so its adapter runs
+//!    `create` and `destroy`, which the maintenance thread calls, on a helper thread the pool's
+//!    timeouts can abandon, and pings with a timeout before each reset.) An async client that
+//!    needs a runtime (anything built on tokio) must not rely on the caller having one: own a
+//!    runtime (or take a handle to one, like `tokio::runtime::Handle`) and run the connection's
+//!    I/O there, as the `tokio-postgres` adapter does. Then `acquire_blocking()` from a plain
+//!    thread works too.
 //! 2. **What is cheap enough for `validate`?** It runs on the acquiring caller's path. A local
 //!    flag (is the socket closed?) is free; one round trip (`PING`, an empty query) is the usual
 //!    choice, and is what HikariCP does; never anything that scans data.

@@ -25,7 +25,8 @@
 //!
 //! The client does its I/O inside the call, where the pool's timers cannot reach it. So the
 //! adapter bounds what the pool runs itself, also on a peer that stops answering without closing
-//! the socket (a hung server or proxy, a network that drops packets):
+//! the socket (a hung server or proxy, a network that drops packets), and by default the pool's
+//! `acquire_timeout` holds there:
 //!
 //! * `create` and `destroy` run on a helper thread, one per call, that the pool awaits without
 //!   blocking: the pool's `create_timeout` and `destroy_timeout` hold, and its maintenance thread
@@ -33,22 +34,29 @@
 //!   the pool gave up on finishes on its helper, which lives until the socket fails or the peer
 //!   answers. The `connect_timeout` that [`new`](PostgresConnectionFactory::new) sets (10 s)
 //!   bounds only the TCP connect, not the start-up exchange after it; `create_timeout` bounds both.
-//! * `validate` and [`PostgresHealthCheck::is_healthy`] wait at most the factory's
-//!   [`check_timeout`](PostgresConnectionFactory::check_timeout) (5 s) for the server's answer.
-//!   The pool's `check_timeout` cannot cut them shorter: keep the factory's no longer.
-//! * [`PostgresHealthCheck`]'s `reset`, like your queries, is a plain query: the client offers no
-//!   timeout for it, and on a silent peer it blocks until the operating system gives up on the
-//!   socket. `CheckoutValidation::Always` runs the bounded `validate` right before every reset,
-//!   which catches a peer that went silent while the connection sat idle (the default,
-//!   `IdleFor(500 ms)`, skips it for a connection used within the last 500 ms).
+//! * `validate` and [`PostgresHealthCheck::is_healthy`] are an empty query that waits for the
+//!   server's answer at most until the pool's deadline for the call
+//!   ([`callback_deadline`](crate::callback_deadline): the pool's `check_timeout`, on checkout
+//!   cut to what is left of the `acquire_timeout`), and never longer than the factory's
+//!   [`check_timeout`](PostgresConnectionFactory::check_timeout) (5 s).
+//! * [`PostgresHealthCheck`]'s `reset` sends that same bounded ping first, and only then the
+//!   reset, which like your queries is a plain query the client offers no timeout for. A peer
+//!   that went silent while the connection sat in the pool fails the ping, and the connection is
+//!   destroyed within the bound; it costs one round trip per reuse. What is left is a peer that
+//!   goes silent between the ping's answer and the reset.
 //!
-//! For your own queries, and as a backstop, set in the URL: `tcp_user_timeout` (the kernel drops
-//! the connection when what it sent stays unacknowledged that long: a dead network or host),
-//! `keepalives_idle` (finds a dead peer under an idle connection) and, for queries that run too
-//! long on a live server, `options=-c statement_timeout=...`. None of them helps against a peer
-//! whose kernel still acknowledges but whose process never answers; only a timeout around the
-//! call would, and the blocking client has none (the `tokio-postgres` adapter does not have
-//! this limit: every future it runs can be dropped at a deadline).
+//! Under that, [`new`](PostgresConnectionFactory::new) sets two socket options unless the
+//! string names them, for the reset's remaining window and for your own queries:
+//! `tcp_user_timeout` of 30 s (the kernel drops the connection when what it sent stays
+//! unacknowledged that long: a dead network or host; a blocked call then fails) and
+//! `keepalives_idle` of 60 s (probes an idle connection, so a dead peer is found without
+//! traffic). `tcp_user_timeout=0` or `keepalives=0` in the string turn them off;
+//! [`from_config`](PostgresConnectionFactory::from_config) takes your `Config` as it is. For
+//! queries that run too long on a live server, add `options=-c statement_timeout=...`. None of
+//! them helps against a peer whose kernel still acknowledges but whose process never answers
+//! (a hung server or proxy); only a timeout around the call would, and the blocking client has
+//! none for a query (the `tokio-postgres` adapter does not have this limit: every future it runs
+//! can be dropped at a deadline).
 //!
 //! # Example
 //!
@@ -90,7 +98,7 @@
 //! ```
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::postgres::tls::{MakeTlsConnect, TlsConnect};
 use ::postgres::{Client, Config, NoTls, Socket};
@@ -103,6 +111,12 @@ use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, Connection
 const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The `connect_timeout` [`PostgresConnectionFactory::new`] sets when the URL has none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `tcp_user_timeout` [`PostgresConnectionFactory::new`] sets when the URL names none: long
+/// enough to ride out a brief network hiccup, short enough that a call on a dead network fails.
+const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The `keepalives_idle` [`PostgresConnectionFactory::new`] sets when the URL names none (the
+/// client's own default is two hours).
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(60);
 
 /// Makes blocking [`postgres::Client`]s; see the [module docs](self).
 ///
@@ -135,7 +149,9 @@ impl<T> fmt::Debug for PostgresConnectionFactory<T> {
 
 impl PostgresConnectionFactory<NoTls> {
     /// Parses a connection string, URL (`postgres://user:pass@host:port/db?opt=...`) or
-    /// `key=value` form, without TLS. Sets a 10 s `connect_timeout` if the string has none.
+    /// `key=value` form, without TLS. Unless the string names them, sets `connect_timeout` to
+    /// 10 s, `tcp_user_timeout` to 30 s and `keepalives_idle` to 60 s (the
+    /// [module docs](self#time-bounds-down-to-a-silent-peer) say why).
     ///
     /// # Errors
     ///
@@ -144,10 +160,20 @@ impl PostgresConnectionFactory<NoTls> {
     /// # Examples
     ///
     /// ```
+    /// use std::time::Duration;
     /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
     ///
     /// let factory = PostgresConnectionFactory::new("host=127.0.0.1 user=postgres dbname=test")?;
     /// assert_eq!(factory.config().get_user(), Some("postgres"));
+    /// assert_eq!(factory.config().get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+    /// assert_eq!(factory.config().get_keepalives_idle(), Duration::from_secs(60));
+    ///
+    /// // What the string says wins; 0 turns `tcp_user_timeout` off.
+    /// let url = "postgres://postgres@127.0.0.1/test?tcp_user_timeout=0&keepalives_idle=10";
+    /// let factory = PostgresConnectionFactory::new(url)?;
+    /// assert_eq!(factory.config().get_tcp_user_timeout(), None);
+    /// assert_eq!(factory.config().get_keepalives_idle(), Duration::from_secs(10));
+    ///
     /// assert!(PostgresConnectionFactory::new("postgres://[nonsense").is_err());
     /// # Ok::<(), postgres::Error>(())
     /// ```
@@ -155,6 +181,14 @@ impl PostgresConnectionFactory<NoTls> {
         let mut config: Config = url.parse()?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        // The parsed config cannot tell an explicit 0 (off) from an absent key, so the string
+        // itself is asked whether it names them.
+        if !url.contains("tcp_user_timeout") {
+            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
+        }
+        if !url.contains("keepalives_idle") {
+            config.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
         }
         Ok(Self::from_config(config))
     }
@@ -203,10 +237,10 @@ impl<T> PostgresConnectionFactory<T> {
         }
     }
 
-    /// How long `validate` (and the health check from [`health_check`](Self::health_check))
-    /// waits for the server; 5 s by default. This is their real bound, also on a peer that went
-    /// silent: the pool's `check_timeout` cannot interrupt a blocked client, so keep this no
-    /// longer than that.
+    /// The longest `validate` (and the health check from [`health_check`](Self::health_check))
+    /// waits for the server; 5 s by default. They also never wait past the pool's deadline for
+    /// the call (its `check_timeout`, on checkout cut to what is left of the `acquire_timeout`),
+    /// so this matters only to make them shorter than that.
     ///
     /// # Examples
     ///
@@ -326,16 +360,26 @@ where
     }
 
     async fn validate(&self, conn: &mut Client) -> bool {
-        !conn.is_closed() && conn.is_valid(self.check_timeout).is_ok()
+        ping(conn, self.check_timeout)
     }
+}
+
+/// An empty query, one round trip, waiting at most `cap` and never past the pool's deadline for
+/// the callback: the client blocks inside the pool's poll, where the pool's own timer cannot
+/// stop it.
+fn ping(conn: &mut Client, cap: Duration) -> bool {
+    let left = crate::callback_deadline().map_or(cap, |deadline| {
+        cap.min(deadline.saturating_duration_since(Instant::now()))
+    });
+    !conn.is_closed() && conn.is_valid(left).is_ok()
 }
 
 /// Pings idle connections and resets used ones; see [`PostgresReset`] for what a reset does.
 ///
-/// `is_healthy` waits at most its [`timeout`](Self::timeout). `reset` is a plain query with no
-/// timeout of its own: on a peer that went silent it blocks the acquiring caller until the
-/// operating system gives up on the socket. Pair it with `CheckoutValidation::Always` if that
-/// must not happen (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
+/// `is_healthy` is an empty query that waits at most its [`timeout`](Self::timeout), and never
+/// past the pool's deadline for the call. `reset` sends the same bounded ping first, then the
+/// reset: a peer that went silent while the connection sat idle fails within the pool's bound
+/// (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
 ///
 /// # Examples
 ///
@@ -391,7 +435,8 @@ impl PostgresHealthCheck {
         self
     }
 
-    /// How long `is_healthy` waits for the server's answer.
+    /// The longest `is_healthy` and the ping before a reset wait for the server's answer; the
+    /// pool's deadline for the call may cut them shorter.
     ///
     /// # Examples
     ///
@@ -410,11 +455,14 @@ impl PostgresHealthCheck {
 
 impl ConnectionHealthCheck<Client> for PostgresHealthCheck {
     async fn is_healthy(&self, conn: &mut Client) -> bool {
-        !conn.is_closed() && conn.is_valid(self.timeout).is_ok()
+        ping(conn, self.timeout)
     }
 
     async fn reset(&self, conn: &mut Client) -> bool {
-        if conn.is_closed() {
+        // The reset itself cannot be bounded (the client has no timeout for a query), so a
+        // bounded ping goes first: a peer that went silent while the connection sat in the pool
+        // fails it within the pool's bound instead of blocking the caller in the reset.
+        if !ping(conn, self.timeout) {
             return false;
         }
         match conn.batch_execute(self.mode.sql()) {

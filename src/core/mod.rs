@@ -72,7 +72,7 @@ pub(crate) use sync::Timer;
 use sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use event_listener::Event;
@@ -291,13 +291,16 @@ pub(crate) enum Interrupted {
 
 /// Runs a user callback's future for at most `limit`. On time-out the future is dropped; a panic
 /// is caught, since a user's bug must not kill the maintenance loop or leak what the caller holds.
+/// The callback sees the deadline through `callback_deadline`: the timer cannot stop one that
+/// blocks inside a poll, so such a callback must bound itself.
 pub(crate) async fn with_timeout<T>(
     limit: Duration,
     fut: impl Future<Output = T>,
 ) -> Result<T, Interrupted> {
     use futures_lite::FutureExt;
+    let deadline = Instant::now().checked_add(limit);
     let guarded = async {
-        std::panic::AssertUnwindSafe(fut)
+        std::panic::AssertUnwindSafe(crate::factory::with_deadline(deadline, fut))
             .catch_unwind()
             .await
             .map_err(|_| Interrupted::Panicked)
