@@ -62,6 +62,7 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
         location: &'static Location<'static>,
     ) -> Self {
         entry.use_count += 1;
+        entry.dirty = true;
         let leak = shared.lent(&entry, waited, location);
         PooledConnection {
             shared,

@@ -203,20 +203,27 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     #[inline(always)] // see `acquire_fast`
     pub fn try_acquire(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         let shared = self.shared();
-        match shared.try_take_idle() {
-            Some(popped) if !popped.reset => Ok(PooledConnection::new(
-                shared,
-                popped.entry,
-                Duration::ZERO,
-                Location::caller(),
-            )),
-            Some(popped) => {
-                // Its session must be reset first, which may wait on I/O: leave it for others.
-                shared.put_back(popped.entry);
-                Err(PoolError::Exhausted)
+        // A connection whose session must be reset first (which may wait on I/O) is put back
+        // for a caller that can wait; a clean one further on is lent. Health passes reset idle
+        // connections in the background, so a pool at rest has clean ones.
+        for _ in 0..shared.idle_count().max(1) {
+            match shared.try_take_idle() {
+                Some(popped) if !popped.reset => {
+                    return Ok(PooledConnection::new(
+                        shared,
+                        popped.entry,
+                        Duration::ZERO,
+                        Location::caller(),
+                    ));
+                }
+                Some(popped) => shared.put_back(popped.entry),
+                None => break,
             }
-            None if shared.is_closed() => Err(PoolError::Closed),
-            None => Err(PoolError::Exhausted),
+        }
+        if shared.is_closed() {
+            Err(PoolError::Closed)
+        } else {
+            Err(PoolError::Exhausted)
         }
     }
 

@@ -430,3 +430,39 @@ fn a_timeout_never_counts_its_own_caller_as_waiting() {
         drop(held);
     }
 }
+
+// ----- 9. try_acquire with a health check -------------------------------------------------------
+
+/// With a health check set, a connection lent and returned must be reset before its next loan,
+/// which `try_acquire` cannot wait for. Health passes reset idle connections in the background,
+/// so once one has run, `try_acquire` lends a clean connection instead of saying `Exhausted`.
+#[test]
+fn try_acquire_lends_a_connection_the_health_pass_has_reset() {
+    let config = base(2)
+        .min_connections(2)
+        .health_check_interval(Some(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let (pool, script) = start(config, true, |_| {});
+    wait_until("2 idle", || pool.current_metrics().idle == 2);
+    for how in [Caller::Blocking, Caller::FuturesLite] {
+        {
+            let mut a = pool.acquire_blocking().unwrap();
+            let mut b = block_on(pool.acquire()).unwrap();
+            a.dirty = true; // session state left behind, as a `SET` would
+            b.dirty = true;
+        }
+        // Counted after the checkouts, which may have reset connections themselves.
+        let resets = script.calls(Op::Reset);
+        wait_until("a health pass resets both", || {
+            script.calls(Op::Reset) >= resets + 2
+        });
+        wait_until("both idle again", || pool.current_metrics().idle == 2);
+        let conn = pool
+            .try_acquire()
+            .unwrap_or_else(|e| panic!("{how:?}: {e}"));
+        assert!(!conn.dirty, "{how:?}: lent clean");
+        let other = pool.try_acquire().expect("the second is clean too");
+        assert!(!other.dirty);
+    }
+}

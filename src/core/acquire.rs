@@ -105,7 +105,9 @@ impl<F: ConnectionFactory> Shared<F> {
                 }
             }
         }
-        guard.entry.take()
+        let mut entry = guard.entry.take()?;
+        entry.dirty = false;
+        Some(entry)
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Facts<C> {
     pub(crate) created_at: Millis,
     pub(crate) last_used_at: Millis,
     pub(crate) use_count: u64,
+    /// Lent since its session was last reset (only a health check's `reset` clears it).
+    pub(crate) dirty: bool,
     /// `created_at + max_lifetime - jitter`, fixed at creation; `Millis::MAX` for never.
     pub(crate) expires_at: Millis,
     /// The pool's eviction generation when it was created; older ones are replaced.
@@ -77,6 +79,7 @@ impl<C> Entry<C> {
             created_at: now,
             last_used_at: now,
             use_count: 0,
+            dirty: false,
             expires_at,
             generation,
             lent_at: now,

@@ -70,8 +70,8 @@ impl<F: ConnectionFactory> Shared<F> {
             return None;
         }
         // A connection never lent is validated too once it has sat idle a while (a
-        // `min_connections` one can outlive its server side); only a used one has session
-        // state to reset.
+        // `min_connections` one can outlive its server side); only one lent since its last
+        // reset has session state to reset.
         let used = entry.use_count > 0;
         let after = if used {
             self.validate_after
@@ -79,7 +79,7 @@ impl<F: ConnectionFactory> Shared<F> {
             self.validate_new_after
         };
         let validate = now.saturating_sub(entry.last_used_at) >= after;
-        let reset = used && self.health.is_some();
+        let reset = entry.dirty && self.health.is_some();
         entry.lent_at = now;
         Some(Popped {
             entry,

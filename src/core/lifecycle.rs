@@ -339,14 +339,22 @@ impl<F: ConnectionFactory> Shared<F> {
             // A panicking or hanging check leaves the guard to retire the connection.
             let mut guard = RetireOnDrop::new(self, entry, DestroyReason::Unhealthy);
             let started = Instant::now();
+            let limit = self.config.check_timeout();
             let healthy = match guard.entry.as_mut() {
-                Some(entry) => with_timeout(
-                    self.config.check_timeout(),
-                    health.is_healthy(&mut entry.conn),
-                )
-                .await
-                .unwrap_or(false),
+                Some(entry) => with_timeout(limit, health.is_healthy(&mut entry.conn))
+                    .await
+                    .unwrap_or(false),
                 None => false,
+            };
+            // A healthy connection lent since its last reset is reset here, off every caller's
+            // path, so that `try_acquire` (which cannot wait for a reset) can lend it.
+            let scrubbed = match guard.entry.as_mut() {
+                Some(entry) if healthy && entry.dirty => {
+                    let reset = with_timeout(limit, health.reset(&mut entry.conn)).await;
+                    entry.dirty = reset != Ok(true);
+                    !entry.dirty
+                }
+                _ => healthy,
             };
             Stats::count(&self.stats.health_checks);
             if !healthy {
@@ -355,7 +363,7 @@ impl<F: ConnectionFactory> Shared<F> {
             emit(&self.events, |h| {
                 h.on_health_check(self.config.name(), healthy, started.elapsed())
             });
-            if healthy {
+            if scrubbed {
                 if let Some(entry) = guard.entry.take() {
                     self.push_idle(entry);
                 }
