@@ -192,3 +192,41 @@ fn two_facades_waiting() {
         assert_whole(&pool, 1);
     });
 }
+
+/// A waker that does nothing: the second waker of `new_waker_during_release`.
+struct Noop;
+
+impl std::task::Wake for Noop {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+/// A waiter polled again with a new waker (the slot swaps wakers with no lock held while it
+/// clones and drops them) while the connection is released: the wake-up reaches whichever waker
+/// is current, or is kept for the next poll, and the waiter is served.
+#[test]
+fn new_waker_during_release() {
+    loom::model(|| {
+        let pool = pool(1);
+        let held = pool.try_acquire().unwrap();
+        let waiter = thread::spawn({
+            let pool = pool.clone();
+            move || {
+                let mut acquire = pool.acquire();
+                if poll_once(&mut acquire) {
+                    return;
+                }
+                let other = std::task::Waker::from(std::sync::Arc::new(Noop));
+                let polled = std::pin::Pin::new(&mut acquire)
+                    .poll(&mut std::task::Context::from_waker(&other));
+                if polled.is_ready() {
+                    return;
+                }
+                let conn = loom::future::block_on(acquire).unwrap();
+                assert_eq!(*conn, 7);
+            }
+        });
+        drop(held);
+        waiter.join().unwrap();
+        assert_whole(&pool, 1);
+    });
+}

@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::scripted::{Behavior, Op, Refused, Script, ScriptedFactory, quiet_scripted_panics};
+use common::{PATIENCE, wait_until};
 use futures_lite::future::{self, block_on};
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, ConnectionPoolConfigBuilder,
@@ -26,18 +27,6 @@ use nexus_pool::{
 
 type Pool = ConnectionPool<ScriptedFactory>;
 type Error = PoolError<Refused>;
-
-/// The longest any `wait_until` waits.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// How a test waits for a connection: on the thread, or as a task on one of three executors.
 #[derive(Debug, Clone, Copy)]

@@ -6,6 +6,7 @@ pub mod scripted;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
 
@@ -121,4 +122,21 @@ pub fn quiet_panics_starting_with(prefix: &'static str) {
             }
         }));
     });
+}
+
+/// The longest `wait_until` waits: far above what the awaited event takes, so reaching it means
+/// the event is not coming.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `cond` until it holds; panics naming `what` if it does not within `PATIENCE`.
+#[track_caller]
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {PATIENCE:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
