@@ -437,7 +437,8 @@ fn server_addr(base: &postgres::Config) -> SocketAddr {
 }
 
 /// A factory connecting through `proxy` with the URL's credentials, every check bounded by
-/// `check` (the adapter's own bound: the pool cannot interrupt a blocked client).
+/// `check` (the adapter's own bound: the pool cannot interrupt a client blocked inside a poll;
+/// the adapter bounds itself by `check` and by `callback_deadline()`).
 fn proxied_factory(
     base: &postgres::Config,
     proxy: &Proxy,
