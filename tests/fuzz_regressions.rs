@@ -287,3 +287,55 @@ fn resize_below_creates_in_flight_never_exceeds_what_was_held() {
         ],
     );
 }
+
+/// Found by the fuzzer once sweeps retire the surplus that stayed idle through a whole
+/// `idle_timeout` (`core::surplus`): the model must track the same low-water mark.
+#[test]
+fn surplus_idle_through_a_whole_idle_timeout_is_retired() {
+    run(
+        spawned(4),
+        &[
+            StartAcquire,
+            StartAcquire,
+            StartAcquire,
+            StartAcquire,
+            Release(193),
+            Release(122),
+            Release(5),
+            TryAcquire,
+            PollPending(113),
+            Release(241),
+            Release(241),
+            AdvanceClock(499),
+            Release(6),
+            StartAcquire,
+            Release(241),
+            Release(1),
+            AdvanceClock(1),
+            AdvanceClock(1),
+            AdvanceClock(1),
+            AdvanceClock(1),
+            TryAcquire,
+            Release(241),
+            Release(241),
+            StartAcquire,
+            Release(47),
+            Release(49),
+            StartAcquire,
+            StartAcquire,
+            Release(241),
+            Release(1),
+            AdvanceClock(1),
+            AdvanceClock(1),
+            AdvanceClock(1),
+            AdvanceClock(1),
+            TryAcquire,
+            Release(241),
+            Release(241),
+            Release(206),
+            TryAcquire,
+            AdvanceClock(999_999),
+            Close,
+        ],
+    );
+}

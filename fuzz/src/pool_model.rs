@@ -246,6 +246,12 @@ struct Model {
     destroyed: usize,
     detached: usize,
     validations: usize,
+    /// The fewest connections idle after a lending pop since the last sweep (`core::surplus`).
+    low: usize,
+    /// The sweeps' closed sub-windows: when each opened and its low-water mark.
+    windows: VecDeque<(u64, usize)>,
+    /// When the current sub-window opened.
+    opened: u64,
 }
 
 impl Model {
@@ -267,6 +273,33 @@ impl Model {
             destroyed: 0,
             detached: 0,
             validations: 0,
+            low: 0,
+            windows: VecDeque::new(),
+            opened: 0,
+        }
+    }
+
+    /// A lending pop left `idle` as it is now.
+    fn note_low(&mut self) {
+        self.low = self.low.min(self.idle.len());
+    }
+
+    /// A sweep opens a new sub-window; returns how many connections stayed idle through the whole
+    /// last `IDLE_TIMEOUT_MS` (the surplus it may retire).
+    fn close_window(&mut self) -> usize {
+        let idle_now = self.idle.len();
+        let low = std::mem::replace(&mut self.low, idle_now).min(idle_now);
+        self.windows.push_back((self.opened, low));
+        self.opened = self.now;
+        let since = self.now.saturating_sub(IDLE_TIMEOUT_MS);
+        while self.windows.len() > 1 && self.windows[1].0 <= since {
+            self.windows.pop_front();
+        }
+        match self.windows.front() {
+            Some(&(start, _)) if start <= since => {
+                self.windows.iter().map(|w| w.1).min().unwrap_or(0)
+            }
+            _ => 0,
         }
     }
 
@@ -324,6 +357,7 @@ impl Model {
             return;
         }
         if let Some(c) = self.idle.pop_front() {
+            self.note_low();
             // What reaches a waiter this way was just released (so it is not due for
             // validation) or just created; a model that got here otherwise is incomplete.
             assert!(
@@ -345,6 +379,7 @@ impl Model {
     fn take_idle(&mut self) -> Option<MConn> {
         loop {
             let c = self.idle.pop_front()?;
+            self.note_low();
             if self.stale(&c) {
                 self.retire();
                 continue;
@@ -418,14 +453,22 @@ impl Model {
         if self.closed {
             return;
         }
+        let surplus = self.close_window();
+        let mut retired = 0;
         for _ in 0..self.idle.len() {
             let c = self.idle.pop_front().expect("counted");
-            if self.stale(&c) || self.now - c.last_used_at >= IDLE_TIMEOUT_MS {
+            let too_long = self.now - c.last_used_at >= IDLE_TIMEOUT_MS;
+            if self.stale(&c) || too_long || retired < surplus {
                 self.retire();
+                retired += 1;
                 continue;
             }
             self.push_idle(c);
         }
+        for w in self.windows.iter_mut() {
+            w.1 = w.1.saturating_sub(retired);
+        }
+        self.low = self.low.saturating_sub(retired);
     }
 
     fn evict_all(&mut self) {

@@ -54,6 +54,7 @@ impl<F: ConnectionFactory> Shared<F> {
     fn pop_live_after_stale(&self) -> Option<Popped<F::Connection>> {
         loop {
             let entry = self.idle.pop()?;
+            self.surplus.note(self.idle.len());
             if let Some(popped) = self.inspect(entry) {
                 return Some(popped);
             }
