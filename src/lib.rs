@@ -6,6 +6,8 @@
 
 mod builder;
 mod config;
+#[cfg(feature = "serde")]
+mod config_file;
 mod connection;
 mod core;
 mod error;
