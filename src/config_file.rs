@@ -156,6 +156,18 @@ impl<'de> Deserialize<'de> for ConnectionPoolConfig {
 /// A duration written with its unit.
 pub(crate) struct Human(pub(crate) Duration);
 
+/// For `#[serde(deserialize_with)]`: an optional duration written with its unit.
+pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Human::deserialize(d).map(|h| Some(h.0))
+}
+
+/// For `#[serde(deserialize_with)]`: a duration, or `"off"` for none; absent means the default.
+pub(crate) fn limit_opt<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<Duration>>, D::Error> {
+    Limit::deserialize(d).map(|l| Some(l.0))
+}
+
 /// A duration, or `"off"`.
 struct Limit(Option<Duration>);
 

@@ -164,6 +164,8 @@ mod helper_thread;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "serde")]
+pub mod settings;
 #[cfg(feature = "rusqlite")]
 pub mod sqlite;
 #[cfg(feature = "tokio-postgres")]

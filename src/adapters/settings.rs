@@ -1,0 +1,242 @@
+//! Each adapter's settings as they sit in a configuration file (features `serde` and the
+//! adapter's own): the connection string and the adapter's timeouts, durations written as
+//! `"5s"` or `"500ms"`, unknown fields refused. `factory()` makes the adapter's factory; its
+//! `pool_builder()` then attaches the adapter's health check.
+//!
+//! ```toml
+//! [pool]               # nexus_pool::ConnectionPoolConfig
+//! max_connections = 16
+//! acquire_timeout = "5s"
+//!
+//! [database]           # nexus_pool::adapters::settings::PostgresSettings
+//! url = "postgres://app@db.internal/orders"
+//! check_timeout = "2s"
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config_file::{duration_opt, limit_opt};
+
+/// Settings of [`PostgresConnectionFactory`](crate::adapters::postgres::PostgresConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::settings::PostgresSettings;
+///
+/// let settings: PostgresSettings = serde_json::from_str(
+///     r#"{ "url": "postgres://postgres@127.0.0.1/test", "check_timeout": "2s" }"#,
+/// )?;
+/// let factory = settings.factory()?;
+/// assert_eq!(factory.config().get_dbname(), Some("test"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresSettings {
+    /// The connection string (URL or `key=value` form).
+    pub url: String,
+    /// The bound on `validate`, `is_healthy` and `reset` (the adapter's default if left out).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub check_timeout: Option<Duration>,
+}
+
+#[cfg(feature = "postgres")]
+impl PostgresSettings {
+    /// The factory these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// The connection string does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::PostgresSettings;
+    /// let settings: PostgresSettings = serde_json::from_str(r#"{ "url": "not a url" }"#)?;
+    /// assert!(settings.factory().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(
+        &self,
+    ) -> Result<crate::adapters::postgres::PostgresConnectionFactory, ::postgres::Error> {
+        let factory = crate::adapters::postgres::PostgresConnectionFactory::new(&self.url)?;
+        Ok(match self.check_timeout {
+            Some(timeout) => factory.check_timeout(timeout),
+            None => factory,
+        })
+    }
+}
+
+/// Settings of
+/// [`TokioPostgresConnectionFactory`](crate::adapters::tokio_postgres::TokioPostgresConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::settings::TokioPostgresSettings;
+///
+/// let settings: TokioPostgresSettings =
+///     serde_json::from_str(r#"{ "url": "postgres://postgres@127.0.0.1/test" }"#)?;
+/// let factory = settings.factory()?;
+/// assert_eq!(factory.config().get_dbname(), Some("test"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tokio-postgres")]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokioPostgresSettings {
+    /// The connection string (URL or `key=value` form).
+    pub url: String,
+}
+
+#[cfg(feature = "tokio-postgres")]
+impl TokioPostgresSettings {
+    /// The factory these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// The connection string does not parse, or the factory's runtime cannot start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::TokioPostgresSettings;
+    /// let settings: TokioPostgresSettings = serde_json::from_str(r#"{ "url": "not a url" }"#)?;
+    /// assert!(settings.factory().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(
+        &self,
+    ) -> Result<
+        crate::adapters::tokio_postgres::TokioPostgresConnectionFactory,
+        crate::adapters::tokio_postgres::TokioPostgresError,
+    > {
+        crate::adapters::tokio_postgres::TokioPostgresConnectionFactory::new(&self.url)
+    }
+}
+
+/// Settings of [`RedisConnectionFactory`](crate::adapters::redis::RedisConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::settings::RedisSettings;
+///
+/// let settings: RedisSettings = serde_json::from_str(
+///     r#"{ "url": "redis://127.0.0.1/", "connect_timeout": "1s", "io_timeout": "off" }"#,
+/// )?;
+/// assert_eq!(settings.io_timeout, Some(None));
+/// let factory = settings.factory()?;
+/// # drop(factory);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisSettings {
+    /// The connection URL.
+    pub url: String,
+    /// How long a connect may take (the adapter's default if left out).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub connect_timeout: Option<Duration>,
+    /// The socket read and write timeout, or `"off"` (`Some(None)`); the adapter's default if
+    /// left out.
+    #[serde(default, deserialize_with = "limit_opt")]
+    pub io_timeout: Option<Option<Duration>>,
+    /// The bound on `validate`, `is_healthy` and `reset` (the adapter's default if left out).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub check_timeout: Option<Duration>,
+}
+
+#[cfg(feature = "redis")]
+impl RedisSettings {
+    /// The factory these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// The URL does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::RedisSettings;
+    /// let settings: RedisSettings = serde_json::from_str(r#"{ "url": "not a url" }"#)?;
+    /// assert!(settings.factory().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(
+        &self,
+    ) -> Result<crate::adapters::redis::RedisConnectionFactory, ::redis::RedisError> {
+        let mut factory = crate::adapters::redis::RedisConnectionFactory::new(&self.url)?;
+        if let Some(timeout) = self.connect_timeout {
+            factory = factory.connect_timeout(timeout);
+        }
+        if let Some(timeout) = self.io_timeout {
+            factory = factory.io_timeout(timeout);
+        }
+        if let Some(timeout) = self.check_timeout {
+            factory = factory.check_timeout(timeout);
+        }
+        Ok(factory)
+    }
+}
+
+/// Settings of [`SqliteConnectionFactory`](crate::adapters::sqlite::SqliteConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::settings::SqliteSettings;
+///
+/// let settings: SqliteSettings =
+///     serde_json::from_str(r#"{ "path": "app.db", "read_only": true, "busy_timeout": "2s" }"#)?;
+/// let factory = settings.factory();
+/// assert!(factory.is_read_only());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[cfg(feature = "rusqlite")]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SqliteSettings {
+    /// The database file.
+    pub path: PathBuf,
+    /// Open it read-only (a pool of readers beside a writer pool).
+    #[serde(default)]
+    pub read_only: bool,
+    /// How long a statement waits for a lock (the adapter's default if left out).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub busy_timeout: Option<Duration>,
+}
+
+#[cfg(feature = "rusqlite")]
+impl SqliteSettings {
+    /// The factory these settings describe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::SqliteSettings;
+    /// let settings: SqliteSettings = serde_json::from_str(r#"{ "path": "app.db" }"#)?;
+    /// assert_eq!(settings.factory().path(), std::path::Path::new("app.db"));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(&self) -> crate::adapters::sqlite::SqliteConnectionFactory {
+        let mut factory = crate::adapters::sqlite::SqliteConnectionFactory::new(&self.path);
+        if self.read_only {
+            factory = factory.read_only();
+        }
+        if let Some(timeout) = self.busy_timeout {
+            factory = factory.busy_timeout(timeout);
+        }
+        factory
+    }
+}
