@@ -13,12 +13,7 @@
 //! check_timeout = "2s"
 //! ```
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde::Deserialize;
-
-use crate::config_file::{duration_opt, limit_opt};
 
 /// Settings of [`PostgresConnectionFactory`](crate::adapters::postgres::PostgresConnectionFactory).
 ///
@@ -42,8 +37,8 @@ pub struct PostgresSettings {
     /// The connection string (URL or `key=value` form).
     pub url: String,
     /// The bound on `validate`, `is_healthy` and `reset` (the adapter's default if left out).
-    #[serde(default, deserialize_with = "duration_opt")]
-    pub check_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub check_timeout: Option<std::time::Duration>,
 }
 
 #[cfg(feature = "postgres")]
@@ -145,15 +140,15 @@ pub struct RedisSettings {
     /// The connection URL.
     pub url: String,
     /// How long a connect may take (the adapter's default if left out).
-    #[serde(default, deserialize_with = "duration_opt")]
-    pub connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub connect_timeout: Option<std::time::Duration>,
     /// The socket read and write timeout, or `"off"` (`Some(None)`); the adapter's default if
     /// left out.
-    #[serde(default, deserialize_with = "limit_opt")]
-    pub io_timeout: Option<Option<Duration>>,
+    #[serde(default, deserialize_with = "crate::config_file::limit_opt")]
+    pub io_timeout: Option<Option<std::time::Duration>>,
     /// The bound on `validate`, `is_healthy` and `reset` (the adapter's default if left out).
-    #[serde(default, deserialize_with = "duration_opt")]
-    pub check_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub check_timeout: Option<std::time::Duration>,
 }
 
 #[cfg(feature = "redis")]
@@ -208,13 +203,13 @@ impl RedisSettings {
 #[non_exhaustive]
 pub struct SqliteSettings {
     /// The database file.
-    pub path: PathBuf,
+    pub path: std::path::PathBuf,
     /// Open it read-only (a pool of readers beside a writer pool).
     #[serde(default)]
     pub read_only: bool,
     /// How long a statement waits for a lock (the adapter's default if left out).
-    #[serde(default, deserialize_with = "duration_opt")]
-    pub busy_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub busy_timeout: Option<std::time::Duration>,
 }
 
 #[cfg(feature = "rusqlite")]
