@@ -110,3 +110,36 @@ fn json_and_environment_style_strings_read_too() {
         Some(Duration::from_millis(500))
     );
 }
+
+/// A service's file with a `[pool]` and a `[database]` section makes a working pool.
+#[cfg(all(feature = "rusqlite", feature = "blocking"))]
+#[test]
+fn a_pool_and_its_adapter_from_one_file() {
+    use nexus_pool::ConnectionPool;
+    use nexus_pool::adapters::settings::SqliteSettings;
+
+    #[derive(Deserialize)]
+    struct Service {
+        pool: ConnectionPoolConfig,
+        database: SqliteSettings,
+    }
+    let dir = std::env::temp_dir().join(format!("nexus-pool-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("app.db");
+    let text = format!(
+        "[pool]\nmax_connections = 2\nacquire_timeout = \"2s\"\n\n[database]\npath = {:?}\nbusy_timeout = \"250ms\"\n",
+        file.display().to_string()
+    );
+    let service: Service = toml::from_str(&text).unwrap();
+    let pool = ConnectionPool::new(service.database.factory(), service.pool);
+    let conn = pool.acquire_blocking().unwrap();
+    let answer: i64 = conn.query_row("SELECT 41 + 1", [], |row| row.get(0)).unwrap();
+    assert_eq!(answer, 42);
+    let busy: i64 = conn
+        .query_row("PRAGMA busy_timeout", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(busy, 250);
+    drop(conn);
+    pool.close_blocking();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
