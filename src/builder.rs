@@ -44,10 +44,13 @@ impl<F: ConnectionFactory> fmt::Debug for ConnectionPoolBuilder<F> {
 
 impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     pub(crate) fn new(factory: F) -> Self {
+        let health = factory
+            .default_health_check()
+            .map(|check| Box::new(check) as Box<dyn crate::factory::DynHealthCheck<F::Connection>>);
         ConnectionPoolBuilder {
             factory,
             config: ConnectionPoolConfig::default(),
-            health: None,
+            health,
             events: Vec::new(),
             clock: None,
         }
@@ -94,6 +97,27 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// ```
     pub fn health_check(mut self, check: impl ConnectionHealthCheck<F::Connection>) -> Self {
         self.health = Some(Box::new(check));
+        self
+    }
+
+    /// Builds the pool without a health check, dropping the one the factory supplies
+    /// ([`ConnectionFactory::default_health_check`]): no periodic checks, and no `reset` before a
+    /// connection is lent again, so its next user gets the session as the last one left it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let builder = ConnectionPool::builder(Units).without_health_check();
+    /// assert!(format!("{builder:?}").contains("health_check: false"));
+    /// ```
+    pub fn without_health_check(mut self) -> Self {
+        self.health = None;
         self
     }
 

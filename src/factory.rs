@@ -57,6 +57,61 @@ pub trait ConnectionFactory: Send + Sync + 'static {
         let _ = conn;
         async { true }
     }
+
+    /// The health check that comes with this factory's connections (their `is_healthy` and
+    /// `reset`). Every way of building a pool from the factory attaches it ([`ConnectionPool::new`],
+    /// [`ConnectionPool::builder`]), unless the builder is told otherwise
+    /// ([`health_check`](crate::ConnectionPoolBuilder::health_check) replaces it,
+    /// [`without_health_check`](crate::ConnectionPoolBuilder::without_health_check) drops it).
+    /// The shipped adapters supply theirs, so a connection left inside a transaction is never
+    /// lent as it is. By default there is none.
+    ///
+    /// [`ConnectionPool::new`]: crate::ConnectionPool::new
+    /// [`ConnectionPool::builder`]: crate::ConnectionPool::builder
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool};
+    ///
+    /// struct Buffers;
+    /// struct Cleared;
+    ///
+    /// impl ConnectionHealthCheck<Vec<u8>> for Cleared {
+    ///     async fn is_healthy(&self, _: &mut Vec<u8>) -> bool { true }
+    ///     async fn reset(&self, buffer: &mut Vec<u8>) -> bool { buffer.clear(); true }
+    /// }
+    ///
+    /// impl ConnectionFactory for Buffers {
+    ///     type Connection = Vec<u8>;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+    ///     fn default_health_check(&self) -> Option<impl ConnectionHealthCheck<Vec<u8>>> {
+    ///         Some(Cleared)
+    ///     }
+    /// }
+    ///
+    /// # #[cfg(feature = "blocking")] {
+    /// let pool = ConnectionPool::new(Buffers, Default::default());
+    /// pool.acquire_blocking()?.push(1);
+    /// assert!(pool.acquire_blocking()?.is_empty(), "reset before it was lent again");
+    /// # }
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    fn default_health_check(&self) -> Option<impl ConnectionHealthCheck<Self::Connection>> {
+        None::<NoHealthCheck>
+    }
+}
+
+/// The health check of a factory that supplies none; never used.
+struct NoHealthCheck;
+
+impl<C> ConnectionHealthCheck<C> for NoHealthCheck {
+    // Not an `async fn`: that would capture `&mut C`, which is `Send` only where `C` is.
+    #[allow(clippy::manual_async_fn)]
+    fn is_healthy(&self, _: &mut C) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
 }
 
 /// Probes idle connections and returns used ones to a clean state.

@@ -249,3 +249,39 @@ fn async_acquire_works_too() {
     assert_eq!(n, 42);
     pool.close_blocking();
 }
+
+/// Every way of building a pool from the adapter resets a connection its last user left inside
+/// a transaction; only an explicit opt-out lends it as it is.
+#[test]
+fn every_way_of_building_a_pool_resets_a_used_session() {
+    let db = TempDb::new("nexus_pool_sqlite_default_reset");
+    let factory = || SqliteConnectionFactory::new(db.path());
+    let pools: [(&str, Pool, bool); 4] = [
+        ("new", ConnectionPool::new(factory(), config(1)), true),
+        (
+            "builder",
+            ConnectionPool::builder(factory()).config(config(1)).build(),
+            true,
+        ),
+        ("pool_builder", pool(db.path(), 1), true),
+        (
+            "without_health_check",
+            ConnectionPool::builder(factory())
+                .config(config(1))
+                .without_health_check()
+                .build(),
+            false,
+        ),
+    ];
+    for (how, pool, resets) in pools {
+        let conn = pool.acquire_blocking().unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        assert!(!conn.is_autocommit());
+        drop(conn);
+        let conn = pool.acquire_blocking().unwrap();
+        assert_eq!(conn.is_autocommit(), resets, "{how}");
+        if !resets {
+            conn.execute_batch("ROLLBACK").unwrap();
+        }
+    }
+}

@@ -133,7 +133,9 @@ fn a_pool_and_its_adapter_from_one_file() {
     let service: Service = toml::from_str(&text).unwrap();
     let pool = ConnectionPool::new(service.database.factory(), service.pool);
     let conn = pool.acquire_blocking().unwrap();
-    let answer: i64 = conn.query_row("SELECT 41 + 1", [], |row| row.get(0)).unwrap();
+    let answer: i64 = conn
+        .query_row("SELECT 41 + 1", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(answer, 42);
     let busy: i64 = conn
         .query_row("PRAGMA busy_timeout", [], |row| row.get(0))

@@ -10,9 +10,12 @@
 //! Each adapter has a factory built from a connection string (or the client's own config type),
 //! whose `validate` is a cheap liveness check, and a health check whose `is_healthy` is a real
 //! round trip and whose `reset` returns a used session to a clean state before it is lent again.
-//! Each factory's `pool_builder()` starts a [`ConnectionPoolBuilder`](crate::ConnectionPoolBuilder)
-//! with that health check already attached: prefer it, because without a health check the pool
-//! runs no `reset`, and a connection its last user left inside a transaction would be lent as it is.
+//! Each factory supplies that health check
+//! ([`ConnectionFactory::default_health_check`](crate::ConnectionFactory::default_health_check)),
+//! so every way of building a pool from it (`ConnectionPool::new`, `ConnectionPool::builder`, the
+//! factory's `pool_builder()`) resets a used connection before lending it again: a connection its
+//! last user left inside a transaction is never lent as it is. Opting out takes an explicit
+//! [`without_health_check()`](crate::ConnectionPoolBuilder::without_health_check).
 //!
 //! # What the pool runs, and when
 //!

@@ -311,8 +311,10 @@ impl<T> PostgresConnectionFactory<T>
 where
     Self: ConnectionFactory<Connection = Client>,
 {
-    /// Starts a pool builder with [`health_check`](Self::health_check) attached, so that every
-    /// reused connection is reset before it is lent. Add a config and `build()`.
+    /// Starts a pool builder: the same as [`ConnectionPool::builder`] with this factory, which
+    /// attaches [`health_check`](Self::health_check) (see
+    /// [`ConnectionFactory::default_health_check`]), so every reused connection is reset before
+    /// it is lent. Add a config and `build()`.
     ///
     /// # Examples
     ///
@@ -328,8 +330,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {
-        let check = self.health_check();
-        ConnectionPool::builder(self).health_check(check)
+        ConnectionPool::builder(self)
     }
 }
 
@@ -342,6 +343,13 @@ where
 {
     type Connection = Client;
     type Error = ::postgres::Error;
+
+    /// The adapter's health check ([`health_check`](Self::health_check)): every pool built from
+    /// this factory gets it, so a used session is reset before it is lent again, unless the
+    /// builder is told otherwise.
+    fn default_health_check(&self) -> Option<impl ConnectionHealthCheck<Self::Connection>> {
+        Some(self.health_check())
+    }
 
     /// Connects on a helper thread (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
     async fn create(&self) -> Result<Client, ::postgres::Error> {

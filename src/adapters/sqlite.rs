@@ -233,8 +233,10 @@ impl SqliteConnectionFactory {
         }
     }
 
-    /// Starts a pool builder with [`health_check`](Self::health_check) attached, so that every
-    /// reused connection is reset before it is lent. Add a config and `build()`.
+    /// Starts a pool builder: the same as [`ConnectionPool::builder`] with this factory, which
+    /// attaches [`health_check`](Self::health_check) (see
+    /// [`ConnectionFactory::default_health_check`]), so every reused connection is reset before
+    /// it is lent. Add a config and `build()`.
     ///
     /// # Examples
     ///
@@ -250,8 +252,7 @@ impl SqliteConnectionFactory {
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {
-        let check = self.health_check();
-        ConnectionPool::builder(self).health_check(check)
+        ConnectionPool::builder(self)
     }
 
     fn open(&self) -> ::rusqlite::Result<Connection> {
@@ -280,6 +281,13 @@ impl SqliteConnectionFactory {
 impl ConnectionFactory for SqliteConnectionFactory {
     type Connection = Connection;
     type Error = ::rusqlite::Error;
+
+    /// The adapter's health check ([`health_check`](Self::health_check)): every pool built from
+    /// this factory gets it, so a used session is reset before it is lent again, unless the
+    /// builder is told otherwise.
+    fn default_health_check(&self) -> Option<impl ConnectionHealthCheck<Self::Connection>> {
+        Some(self.health_check())
+    }
 
     async fn create(&self) -> ::rusqlite::Result<Connection> {
         self.open()

@@ -374,8 +374,10 @@ impl<T> TokioPostgresConnectionFactory<T>
 where
     Self: ConnectionFactory<Connection = TokioPostgresConnection>,
 {
-    /// Starts a pool builder with [`health_check`](Self::health_check) attached, so that every
-    /// reused connection is reset before it is lent. Add a config and `build()`.
+    /// Starts a pool builder: the same as [`ConnectionPool::builder`] with this factory, which
+    /// attaches [`health_check`](Self::health_check) (see
+    /// [`ConnectionFactory::default_health_check`]), so every reused connection is reset before
+    /// it is lent. Add a config and `build()`.
     ///
     /// # Examples
     ///
@@ -391,8 +393,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pool_builder(self) -> ConnectionPoolBuilder<Self> {
-        let check = self.health_check();
-        ConnectionPool::builder(self).health_check(check)
+        ConnectionPool::builder(self)
     }
 }
 
@@ -405,6 +406,13 @@ where
 {
     type Connection = TokioPostgresConnection;
     type Error = TokioPostgresError;
+
+    /// The adapter's health check ([`health_check`](Self::health_check)): every pool built from
+    /// this factory gets it, so a used session is reset before it is lent again, unless the
+    /// builder is told otherwise.
+    fn default_health_check(&self) -> Option<impl ConnectionHealthCheck<Self::Connection>> {
+        Some(self.health_check())
+    }
 
     async fn create(&self) -> Result<TokioPostgresConnection, TokioPostgresError> {
         let handle = self.runtime.handle();
