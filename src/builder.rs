@@ -29,6 +29,7 @@ pub struct ConnectionPoolBuilder<F: ConnectionFactory> {
     factory: F,
     config: ConnectionPoolConfig,
     health: Option<Box<dyn crate::factory::DynHealthCheck<F::Connection>>>,
+    on_connect: Option<crate::factory::ConnectHook<F>>,
     events: Vec<Box<dyn PoolEventHandler>>,
     clock: Option<ManualClock>,
 }
@@ -51,6 +52,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
             factory,
             config: ConnectionPoolConfig::default(),
             health,
+            on_connect: None,
             events: Vec::new(),
             clock: None,
         }
@@ -97,6 +99,53 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// ```
     pub fn health_check(mut self, check: impl ConnectionHealthCheck<F::Connection>) -> Self {
         self.health = Some(Box::new(check));
+        self
+    }
+
+    /// Runs `hook` on every new connection before it is lent (sqlx's `after_connect`, bb8's
+    /// `CustomizeConnection`): session settings, prepared statements, a role. It is part of the
+    /// create: bounded by `create_timeout` together with it, and its error fails the create (the
+    /// connection is closed, and a caller that times out meanwhile gets the hook's error as the
+    /// last create error, with its `source()` chain). A reset can undo what the hook set (the
+    /// PostgreSQL adapters' `DISCARD ALL` clears every `SET`), so the hook runs again after each
+    /// reset, bounded by `check_timeout`; its failure then retires the connection. That costs
+    /// the hook's round trips on every reuse of a used connection: settings a connection string
+    /// can carry (PostgreSQL's `options=-c name=value`) survive resets at no cost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
+    /// struct Sessions;
+    /// impl ConnectionFactory for Sessions {
+    ///     type Connection = Vec<String>;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<Vec<String>, std::io::Error> { Ok(Vec::new()) }
+    /// }
+    ///
+    /// let pool = ConnectionPool::builder(Sessions)
+    ///     .on_connect(|session| {
+    ///         Box::pin(async move {
+    ///             session.push("SET search_path = app".to_owned());
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .build();
+    /// # #[cfg(feature = "blocking")]
+    /// assert_eq!(pool.acquire_blocking()?.len(), 1);
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    pub fn on_connect<H>(mut self, hook: H) -> Self
+    where
+        H: for<'c> Fn(
+                &'c mut F::Connection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), F::Error>> + Send + 'c>,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        self.on_connect = Some(Box::new(hook));
         self
     }
 
@@ -173,6 +222,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
             self.factory,
             self.config,
             self.health,
+            self.on_connect,
             self.events.into_boxed_slice(),
             self.clock,
         ))

@@ -145,6 +145,15 @@ pub trait ConnectionHealthCheck<C>: Send + Sync + 'static {
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The `on_connect` hook: run on each new connection, and again after each reset.
+pub(crate) type ConnectHook<F> = Box<
+    dyn for<'c> Fn(
+            &'c mut <F as ConnectionFactory>::Connection,
+        ) -> BoxFuture<'c, Result<(), <F as ConnectionFactory>::Error>>
+        + Send
+        + Sync,
+>;
+
 /// The object-safe form of [`ConnectionHealthCheck`], so a pool's type does not name its check.
 pub(crate) trait DynHealthCheck<C>: Send + Sync {
     fn is_healthy<'a>(&'a self, conn: &'a mut C) -> BoxFuture<'a, bool>;

@@ -103,6 +103,17 @@ impl<F: ConnectionFactory> Shared<F> {
                         return None;
                     }
                 }
+                // The reset may have undone what `on_connect` set up: run it again.
+                if let Some(hook) = &self.on_connect {
+                    match self.check(deadline, hook(conn)).await {
+                        Some(Ok(Ok(()))) => {}
+                        None => return None,
+                        Some(_) => {
+                            guard.reason = DestroyReason::Unhealthy;
+                            return None;
+                        }
+                    }
+                }
             }
         }
         let mut entry = guard.entry.take()?;

@@ -84,7 +84,19 @@ impl<F: ConnectionFactory> Shared<F> {
     ) -> Result<(), CreateError<F::Error>> {
         let started = Instant::now();
         let limit = self.config.create_timeout();
-        let failure = match with_timeout(limit, self.factory.create()).await {
+        // The hook is part of the create: one time bound for both, and its error is the
+        // create's (the connection it could not prepare is closed).
+        let made = async {
+            let mut conn = self.factory.create().await?;
+            if let Some(hook) = &self.on_connect {
+                if let Err(err) = hook(&mut conn).await {
+                    self.factory.destroy(conn).await;
+                    return Err(err);
+                }
+            }
+            Ok(conn)
+        };
+        let failure = match with_timeout(limit, made).await {
             Ok(Ok(conn)) => {
                 slot.fill();
                 *self.lock_last_error() = None;
@@ -351,7 +363,14 @@ impl<F: ConnectionFactory> Shared<F> {
             let scrubbed = match guard.entry.as_mut() {
                 Some(entry) if healthy && entry.dirty => {
                     let reset = with_timeout(limit, health.reset(&mut entry.conn)).await;
-                    entry.dirty = reset != Ok(true);
+                    // The reset may have undone what `on_connect` set up: run it again.
+                    let hooked = match (&reset, &self.on_connect) {
+                        (Ok(true), Some(hook)) => {
+                            matches!(with_timeout(limit, hook(&mut entry.conn)).await, Ok(Ok(())))
+                        }
+                        _ => true,
+                    };
+                    entry.dirty = reset != Ok(true) || !hooked;
                     !entry.dirty
                 }
                 _ => healthy,

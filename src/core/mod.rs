@@ -79,7 +79,7 @@ use event_listener::Event;
 
 use crate::config::CheckoutValidation;
 use crate::events::Handlers;
-use crate::factory::DynHealthCheck;
+use crate::factory::{ConnectHook, DynHealthCheck};
 use crate::{ConnectionFactory, ConnectionPoolConfig, CreateError};
 
 /// The `CLOSED` bit of `gate`.
@@ -109,6 +109,8 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     pub(crate) factory: F,
     pub(crate) config: ConnectionPoolConfig,
     pub(crate) health: Option<Box<dyn DynHealthCheck<F::Connection>>>,
+    /// Run on each new connection, and again after each reset (which may have undone it).
+    pub(crate) on_connect: Option<ConnectHook<F>>,
     pub(crate) events: Handlers,
     pub(crate) clock: Clock,
     hot: CachePadded<Hot>,
@@ -165,6 +167,7 @@ impl<F: ConnectionFactory> Shared<F> {
         factory: F,
         config: ConnectionPoolConfig,
         health: Option<Box<dyn DynHealthCheck<F::Connection>>>,
+        on_connect: Option<ConnectHook<F>>,
         events: Handlers,
         clock: Option<ManualClock>,
     ) -> Self {
@@ -188,6 +191,7 @@ impl<F: ConnectionFactory> Shared<F> {
             factory,
             config,
             health,
+            on_connect,
             events,
             clock: Clock::new(clock),
             hot: CachePadded::new(Hot {
