@@ -298,13 +298,12 @@ mod tests {
         // Timeout while creates failed: the create error, then the factory's error, then its
         // cause.
         let err = timeout(Some(failed()));
-        let create = err.source().expect("a timeout with a create failure has a source");
+        let create = err
+            .source()
+            .expect("a timeout with a create failure has a source");
         assert!(create.is::<CreateError<Driver>>(), "{create:?}");
         assert!(create.source().unwrap().is::<Driver>());
-        assert_eq!(
-            driver_cause(&err),
-            Some(io::ErrorKind::ConnectionRefused)
-        );
+        assert_eq!(driver_cause(&err), Some(io::ErrorKind::ConnectionRefused));
         assert_eq!(
             chain(&err),
             [
@@ -331,11 +330,14 @@ mod tests {
         // A failed start (`build_connected`): the factory's error itself.
         let err: PoolError<Driver> = PoolError::Create(failed());
         assert!(err.source().unwrap().is::<Driver>());
+        assert_eq!(driver_cause(&err), Some(io::ErrorKind::ConnectionRefused));
         assert_eq!(
-            driver_cause(&err),
-            Some(io::ErrorKind::ConnectionRefused)
+            chain(&err)[..2],
+            [
+                "could not create a connection",
+                "error connecting to server"
+            ]
         );
-        assert_eq!(chain(&err)[..2], ["could not create a connection", "error connecting to server"]);
 
         // The variants without a cause.
         let none: [PoolError<Driver>; 5] = [
@@ -362,7 +364,10 @@ mod tests {
             let text = err.to_string();
             assert!(!text.contains('\n'), "{text:?}");
             assert!(!text.ends_with('.'), "{text:?}");
-            assert!(!text.contains("error connecting"), "{text:?} repeats its cause");
+            assert!(
+                !text.contains("error connecting"),
+                "{text:?} repeats its cause"
+            );
             assert!(text.starts_with(char::is_lowercase), "{text:?}");
         }
     }
