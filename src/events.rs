@@ -37,7 +37,11 @@ pub trait PoolEventHandler: Send + Sync + 'static {
         let _ = (pool, took);
     }
 
-    /// `create` failed or timed out; `error` says why.
+    /// `create` failed, timed out or panicked; `error` says why. When `create` returned an
+    /// error, `error` is that error itself, so a handler can
+    /// [`downcast_ref`](https://doc.rust-lang.org/std/error/trait.Error.html#method.downcast_ref)
+    /// it to the factory's error type and walk its `source()` chain; otherwise it is the
+    /// [`CreateError`](crate::CreateError) saying the create timed out or panicked.
     fn on_create_failed(&self, pool: &str, error: &(dyn std::error::Error + 'static)) {
         let _ = (pool, error);
     }

@@ -9,13 +9,19 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{config, eventually, pg_url, unique};
+use adapter_support::{
+    config, driver_error, eventually, pg_url, refused_port, say, start_one, unique,
+};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::tokio_postgres::{
-    PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory,
+    PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory, TokioPostgresError,
     TokioPostgresHealthCheck, connection_lost,
 };
-use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig, PooledConnection};
+use nexus_pool::{
+    CheckoutValidation, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
+    PooledConnection,
+};
+use tokio_postgres::error::SqlState;
 
 type Factory = TokioPostgresConnectionFactory;
 type Pool = ConnectionPool<Factory>;
@@ -471,4 +477,131 @@ fn unreachable_server_is_a_create_error() {
         err.create_error().is_some(),
         "the driver's error is kept: {err}"
     );
+}
+
+// ----- errors keep their cause ------------------------------------------------------------
+
+/// The error `build_connected` returns when its one create fails.
+fn start_error(factory: Factory) -> PoolError<TokioPostgresError> {
+    match block_on(factory.pool_builder().config(start_one()).build_connected()) {
+        Ok(pool) => {
+            pool.close_blocking();
+            panic!("the connection was made")
+        }
+        Err(e) => e,
+    }
+}
+
+/// `err` is the failed create, its text is the pool's alone, and the chain holds the driver's
+/// error and `needle`; the adapter's own text says `needle` too, in one line.
+#[track_caller]
+fn check_create_error<'e>(
+    err: &'e PoolError<TokioPostgresError>,
+    needle: &str,
+) -> &'e tokio_postgres::Error {
+    assert!(
+        matches!(err, PoolError::Create(CreateError::Failed(_))),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "could not create a connection");
+    let adapter = err.create_error().expect("the factory's error is kept");
+    let text = adapter.to_string();
+    assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+    assert!(!text.contains('\n'), "not one line: {text:?}");
+    driver_error::<tokio_postgres::Error>(err, needle)
+}
+
+#[test]
+fn refused_connection_keeps_its_cause() {
+    // Needs no server: nothing listens on the port.
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", refused_port());
+
+    let err = start_error(TokioPostgresConnectionFactory::new(&url).unwrap());
+    let driver = check_create_error(&err, "Connection refused");
+    assert!(connection_lost(driver), "{driver}");
+    let io = driver_error::<std::io::Error>(&err, "Connection refused");
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+
+    // An acquire that times out while creates fail carries the same chain behind its own text.
+    let config = ConnectionPoolConfig::builder()
+        .acquire_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let pool = ConnectionPool::new(TokioPostgresConnectionFactory::new(&url).unwrap(), config);
+    let err = pool.acquire_blocking().expect_err("nothing listens there");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("timed out after ") && text.contains("waiting)"),
+        "{text:?}"
+    );
+    assert!(!text.contains("refused"), "{text:?} repeats its cause");
+    driver_error::<tokio_postgres::Error>(&err, "Connection refused");
+    driver_error::<CreateError<TokioPostgresError>>(&err, "Connection refused");
+    pool.close_blocking();
+}
+
+#[test]
+fn missing_database_keeps_the_servers_message() {
+    let Some(url) = pg_url("adapter_tokio_postgres::missing_database_keeps_the_servers_message")
+    else {
+        return;
+    };
+    let missing = unique("np_no_such_db");
+    let mut factory = factory(&url, &unique("np_errors"));
+    factory.config_mut().dbname(&missing);
+    let err = start_error(factory);
+    let driver = check_create_error(&err, &format!("database \"{missing}\" does not exist"));
+    assert_eq!(driver.code(), Some(&SqlState::INVALID_CATALOG_NAME));
+}
+
+#[test]
+fn unknown_role_keeps_the_servers_message() {
+    let Some(url) = pg_url("adapter_tokio_postgres::unknown_role_keeps_the_servers_message") else {
+        return;
+    };
+    let role = unique("np_no_such_role");
+    let mut factory = factory(&url, &unique("np_errors"));
+    factory.config_mut().user(&role);
+    let err = start_error(factory);
+    let driver = check_create_error(&err, &format!("role \"{role}\" does not exist"));
+    assert_eq!(
+        driver.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    );
+}
+
+/// Needs a server that checks passwords on the test's connection (`md5` or `scram-sha-256` in
+/// `pg_hba.conf`); under `trust` any password is accepted, and the test says so and stops
+/// (`unknown_role_keeps_the_servers_message` covers the server's refusal there).
+#[test]
+fn wrong_password_keeps_the_servers_message() {
+    let Some(url) = pg_url("adapter_tokio_postgres::wrong_password_keeps_the_servers_message")
+    else {
+        return;
+    };
+    let role = unique("np_pw_role");
+    let admin = admin(&url);
+    admin.execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'right-password'"
+    ));
+    let mut factory = factory(&url, &unique("np_errors"));
+    factory.config_mut().user(&role).password("wrong-password");
+    let outcome = block_on(factory.pool_builder().config(start_one()).build_connected());
+    match outcome {
+        Ok(pool) => {
+            pool.close_blocking();
+            say(
+                "adapter_tokio_postgres::wrong_password_keeps_the_servers_message: the server \
+                 accepted a wrong password (trust authentication); nothing to check",
+            );
+        }
+        Err(err) => {
+            let driver = check_create_error(
+                &err,
+                &format!("password authentication failed for user \"{role}\""),
+            );
+            assert_eq!(driver.code(), Some(&SqlState::INVALID_PASSWORD));
+        }
+    }
+    admin.execute(&format!("DROP ROLE {role}"));
 }

@@ -1264,7 +1264,8 @@ fn run_create_timeout_frees_slot(facade: Facade) {
         err.create_error().is_none(),
         "create_error() only carries errors the factory returned"
     );
-    assert!(err.to_string().contains("create timed out"), "{err}");
+    let cause = std::error::Error::source(&err).expect("the abandoned create is the source");
+    assert!(cause.to_string().contains("create timed out"), "{cause}");
 
     script.open();
     let conn = acquire_patiently(&pool, facade, "creates work again");
@@ -1335,9 +1336,12 @@ fn run_failing_creates(facade: Facade) {
         other => panic!("expected a timeout while creates fail, got {other:?}"),
     }
     assert!(err.create_error().is_some(), "{err:?}");
+    let cause = std::error::Error::source(&err)
+        .and_then(|create| create.source())
+        .expect("the factory's error is reachable through source()");
     assert!(
-        err.to_string().contains("scripted create failure #"),
-        "{err}"
+        cause.to_string().contains("scripted create failure #"),
+        "{cause}"
     );
 
     wait_until("failed creates free their places", || {

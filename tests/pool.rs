@@ -436,12 +436,15 @@ fn check_create_failure(pool: &Pool, counts: &Counts, acquire: impl Fn() -> Resu
     let text = err.to_string();
     assert!(text.contains("timed out"), "{text:?}");
     assert!(
-        text.contains("scripted create failure #"),
-        "{text:?} carries the cause"
+        !text.contains("scripted create failure #"),
+        "{text:?}: the cause is the source, not repeated in the text"
     );
+    let create = std::error::Error::source(&err).expect("the cause is the source");
+    assert!(create.is::<CreateError<CreateFailed>>(), "{create:?}");
+    let cause = create.source().expect("the factory's error is behind it");
     assert!(
-        std::error::Error::source(t).is_some(),
-        "the cause is the source"
+        cause.to_string().contains("scripted create failure #"),
+        "{cause}"
     );
     assert!(counts.created() >= 1, "the pool tried");
     wait_until("no create is in flight", || {

@@ -6,7 +6,7 @@ mod adapter_support;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use adapter_support::{TempDb, config};
+use adapter_support::{TempDb, chain, config};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
 use nexus_pool::store::{MemoryBackend, NexusStore, PooledSqliteBackend, StoreBackend, StoreError};
@@ -231,4 +231,35 @@ fn closed_pool_is_a_pool_error() {
     w.close_blocking();
     let err = block_on(StoreBackend::<u8, u8>::get(&backend, &1)).unwrap_err();
     assert!(matches!(err, StoreError::Pool(_)), "{err}");
+    // The store's context, then the pool's, each told once.
+    assert_eq!(
+        chain(&err),
+        ["could not get a connection", "the pool is closed"]
+    );
+}
+
+#[test]
+fn database_and_encoding_errors_keep_their_cause() {
+    let db = TempDb::new("nexus_pool_store");
+    block_on(PooledSqliteBackend::new(writer(db.path()), "made")).unwrap();
+    // Creating a table through read-only connections: the driver refuses.
+    let err = block_on(PooledSqliteBackend::new(readers(db.path()), "refused")).unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    assert_eq!(err.to_string(), "the database failed");
+    let texts = chain(&err);
+    assert!(
+        std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |&e| e
+            .source())
+        .any(|e| e.is::<rusqlite::Error>()),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("readonly")), "{texts:?}");
+
+    let err = StoreError::from(serde_json::from_str::<u8>("x").unwrap_err());
+    assert_eq!(err.to_string(), "could not encode or decode an item");
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .is::<serde_json::Error>()
+    );
 }

@@ -10,7 +10,8 @@
 //! a timeout. [`PostgresHealthCheck`] pings the same way in `is_healthy`, and its `reset` rolls
 //! back a transaction left open and clears the session: everything `DISCARD ALL` does except
 //! deallocating the client's prepared statements ([`PostgresReset`] says why, and offers plain
-//! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message).
+//! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message). A failed
+//! `create` is a [`PostgresError`]: the driver's error, printed with the server's message.
 //!
 //! # Thread safety
 //!
@@ -104,6 +105,7 @@ use ::postgres::tls::{MakeTlsConnect, TlsConnect};
 use ::postgres::{Client, Config, NoTls, Socket};
 
 use super::helper_thread;
+use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
@@ -117,6 +119,80 @@ const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `keepalives_idle` [`PostgresConnectionFactory::new`] sets when the URL names none (the
 /// client's own default is two hours).
 const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(60);
+
+/// Why a connection could not be made: a [`postgres::Error`] whose `Display` is one line that
+/// includes the server's message.
+///
+/// The driver's own `Display` leaves the server's words to its `source()` (`db error` for
+/// `database "x" does not exist`, `error connecting to server` for `Connection refused`), so a
+/// pool error printed with `{}` would hide them. This prints `db error: FATAL: database "x" does
+/// not exist` instead. The driver's error is the [`source()`](std::error::Error::source) (and
+/// [`get_ref`](Self::get_ref)), for its [`code()`](postgres::Error::code) or
+/// [`connection_lost`].
+///
+/// # Examples
+///
+/// ```
+/// use std::error::Error as _;
+/// use nexus_pool::adapters::postgres::PostgresError;
+///
+/// let driver = "postgres://[nonsense".parse::<postgres::Config>().unwrap_err();
+/// let err = PostgresError::from(driver);
+/// assert!(err.to_string().starts_with("invalid connection string: "), "{err}");
+/// assert!(err.source().unwrap().is::<postgres::Error>());
+/// assert!(err.get_ref().as_db_error().is_none());
+/// ```
+#[derive(Debug)]
+pub struct PostgresError(::postgres::Error);
+
+impl PostgresError {
+    /// The driver's error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresError;
+    ///
+    /// let driver = "postgres://[nonsense".parse::<postgres::Config>().unwrap_err();
+    /// assert!(PostgresError::from(driver).get_ref().code().is_none());
+    /// ```
+    pub fn get_ref(&self) -> &::postgres::Error {
+        &self.0
+    }
+
+    /// The driver's error, by value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresError;
+    ///
+    /// let driver = "postgres://[nonsense".parse::<postgres::Config>().unwrap_err();
+    /// let text = driver.to_string();
+    /// assert_eq!(PostgresError::from(driver).into_inner().to_string(), text);
+    /// ```
+    pub fn into_inner(self) -> ::postgres::Error {
+        self.0
+    }
+}
+
+impl From<::postgres::Error> for PostgresError {
+    fn from(err: ::postgres::Error) -> Self {
+        PostgresError(err)
+    }
+}
+
+impl fmt::Display for PostgresError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        OneLine(&self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for PostgresError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
 
 /// Makes blocking [`postgres::Client`]s; see the [module docs](self).
 ///
@@ -342,7 +418,7 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     type Connection = Client;
-    type Error = ::postgres::Error;
+    type Error = PostgresError;
 
     /// The adapter's health check ([`health_check`](Self::health_check)): every pool built from
     /// this factory gets it, so a used session is reset before it is lent again, unless the
@@ -352,9 +428,11 @@ where
     }
 
     /// Connects on a helper thread (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
-    async fn create(&self) -> Result<Client, ::postgres::Error> {
+    async fn create(&self) -> Result<Client, PostgresError> {
         let (config, tls) = (self.config.clone(), self.tls.clone());
-        helper_thread::run("nexus-pool-pg-connect", move || config.connect(tls)).await
+        helper_thread::run("nexus-pool-pg-connect", move || config.connect(tls))
+            .await
+            .map_err(PostgresError)
     }
 
     /// Says goodbye on a helper thread: closing waits for the replies still due, which never

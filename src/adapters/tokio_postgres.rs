@@ -81,27 +81,38 @@ use ::tokio::task::JoinHandle;
 use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use ::tokio_postgres::{Client, Config, NoTls, Socket};
 
+use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
 /// Why a factory could not be built or a connection could not be made.
 ///
+/// `Display` is one line that includes the server's message (`db error: FATAL: database "x"
+/// does not exist`, `error connecting to server: Connection refused (os error 111)`), which
+/// [`tokio_postgres::Error`]'s own `Display` leaves to its `source()`. The driver's error is the
+/// [`source()`](std::error::Error::source), so a caller walking the chain can downcast it and
+/// ask for its [`code()`](tokio_postgres::Error::code).
+///
 /// # Examples
 ///
 /// ```
+/// use std::error::Error as _;
 /// use nexus_pool::adapters::tokio_postgres::{TokioPostgresConnectionFactory, TokioPostgresError};
 ///
 /// let err = TokioPostgresConnectionFactory::new("postgres://[nonsense").unwrap_err();
 /// assert!(matches!(err, TokioPostgresError::Postgres(_)));
+/// // The driver's cause is in the text, and the driver's error is the source.
+/// assert!(err.to_string().starts_with("invalid connection string: "), "{err}");
+/// assert!(err.source().unwrap().is::<tokio_postgres::Error>());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokioPostgresError {
     /// The connection string did not parse, or connecting failed.
-    #[error(transparent)]
+    #[error("{}", OneLine(.0))]
     Postgres(#[from] ::tokio_postgres::Error),
     /// The factory's own runtime could not be started.
-    #[error("could not start the runtime for the connections: {0}")]
+    #[error("could not start the runtime for the connections")]
     Runtime(#[source] std::io::Error),
     /// The runtime the connections run on has shut down.
     #[error("the runtime the connections run on has shut down")]

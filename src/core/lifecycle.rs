@@ -118,12 +118,11 @@ impl<F: ConnectionFactory> Shared<F> {
         };
         drop(slot);
         Stats::count(&self.stats.create_failures);
+        // The factory's own error when there is one (a handler can downcast it to the driver's
+        // type); otherwise the `CreateError` that says the create timed out or panicked.
         emit(&self.events, |h| match &failure {
             CreateError::Failed(e) => h.on_create_failed(self.config.name(), e.as_ref()),
-            other => {
-                let e = std::io::Error::other(other.to_string());
-                h.on_create_failed(self.config.name(), &e);
-            }
+            other => h.on_create_failed(self.config.name(), other),
         });
         *self.lock_last_error() = Some(failure.clone());
         Err(failure)

@@ -69,6 +69,10 @@ pub use sqlite::PooledSqliteBackend;
 
 /// The error of every store operation.
 ///
+/// `Display` is the store's own context in one line; the cause (the [`PoolError`], the driver's
+/// error, the JSON error) is the [`source()`](std::error::Error::source), not repeated in the
+/// text.
+///
 /// # Examples
 ///
 /// ```
@@ -87,13 +91,13 @@ pub use sqlite::PooledSqliteBackend;
 #[non_exhaustive]
 pub enum StoreError {
     /// No connection could be had from the pool (timeout, closed, or the database unreachable).
-    #[error("could not get a connection: {0}")]
+    #[error("could not get a connection")]
     Pool(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database refused or failed an operation.
-    #[error("the database failed: {0}")]
+    #[error("the database failed")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An item could not be turned into JSON or back.
-    #[error("could not encode or decode an item: {0}")]
+    #[error("could not encode or decode an item")]
     Serde(#[from] serde_json::Error),
     /// A stored key does not parse as the store's id type.
     #[error("the stored key {key:?} is not a valid id: {reason}")]

@@ -14,7 +14,7 @@ const REDIS_EXAMPLE: &str = "redis://127.0.0.1:6379/";
 
 /// Writes straight to stderr: the test harness captures `println!`/`eprintln!` of passing tests,
 /// and a skip must be seen.
-fn say(line: &str) {
+pub fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
@@ -154,4 +154,52 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The text of `err` and of each of its sources, outermost first.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    std::iter::successors(Some(err), |&e| e.source())
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Walks `err`'s `source()` chain as a user (or anyhow's `{:#}`) would, and checks the error
+/// contract: `err`'s own text is one line, the driver's error `D` is reachable, and some text in
+/// the chain contains `needle` (the server's or the OS's words). Returns the driver's error.
+#[track_caller]
+pub fn driver_error<'e, D: std::error::Error + 'static>(
+    err: &'e (dyn std::error::Error + 'static),
+    needle: &str,
+) -> &'e D {
+    let texts = chain(err);
+    assert!(!texts[0].contains('\n'), "not one line: {:?}", texts[0]);
+    assert!(
+        texts.iter().any(|t| t.contains(needle)),
+        "no error in the chain says {needle:?}: {texts:#?}"
+    );
+    std::iter::successors(Some(err), |&e| e.source())
+        .find_map(|e| e.downcast_ref::<D>())
+        .unwrap_or_else(|| {
+            panic!(
+                "the chain holds no {}: {texts:#?}",
+                std::any::type_name::<D>()
+            )
+        })
+}
+
+/// A loopback port nobody listens on: one the OS just handed out and took back.
+pub fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// Settings that make exactly one connection before the pool is handed out, so that
+/// `build_connected` fails with the first create's error.
+pub fn start_one() -> nexus_pool::ConnectionPoolConfig {
+    nexus_pool::ConnectionPoolConfig::builder()
+        .min_connections(1)
+        .max_connections(1)
+        .create_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }

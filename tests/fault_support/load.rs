@@ -55,7 +55,7 @@ pub struct Load {
 impl Load {
     pub fn start<F>(pool: &ConnectionPool<F>, workers: usize) -> Load
     where
-        F: ConnectionFactory<Connection = Client, Error = postgres::Error>,
+        F: ConnectionFactory<Connection = Client>,
     {
         let stop = Arc::new(AtomicBool::new(false));
         let journal = Arc::new(Journal {
@@ -97,7 +97,7 @@ impl Load {
 
 fn work<F>(pool: &ConnectionPool<F>, id: usize, stop: &AtomicBool, journal: &Journal)
 where
-    F: ConnectionFactory<Connection = Client, Error = postgres::Error>,
+    F: ConnectionFactory<Connection = Client>,
 {
     let base = i32::try_from(id).expect("few workers") * 10_000_000;
     let mut n = 0;

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nexus_pool::ConnectionFactory;
-use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+use nexus_pool::adapters::postgres::{PostgresConnectionFactory, PostgresError};
 use postgres::{Client, NoTls};
 
 use super::lock;
@@ -52,9 +52,9 @@ pub struct Counting {
 
 impl ConnectionFactory for Counting {
     type Connection = Client;
-    type Error = postgres::Error;
+    type Error = PostgresError;
 
-    async fn create(&self) -> Result<Client, postgres::Error> {
+    async fn create(&self) -> Result<Client, PostgresError> {
         let index = {
             let mut log = lock(&self.log.0);
             log.push((Instant::now(), None));
