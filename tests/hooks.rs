@@ -122,7 +122,11 @@ fn a_set_in_the_hook_survives_reuse_postgres() {
         .pool_builder()
         .config(adapter_support::config(1))
         .on_connect(|client| {
-            Box::pin(async move { client.batch_execute("SET statement_timeout = '4321ms'") })
+            Box::pin(async move {
+                client
+                    .batch_execute("SET statement_timeout = '4321ms'")
+                    .map_err(Into::into)
+            })
         })
         .build();
     for round in 0..3 {
