@@ -87,7 +87,7 @@ mod recorder {
 }
 
 fn warm(builder: ConnectionPoolBuilder<Counter>) -> ConnectionPool<Counter> {
-    let pool = builder.build();
+    let pool = builder.build().unwrap();
     // One idle connection, so every cycle below is served from the idle queue.
     drop(pool.acquire_blocking().unwrap());
     pool

@@ -40,7 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .acquire_timeout(Duration::from_secs(5))
                 .build()?,
         )
-        .build();
+        .build()
+        .unwrap();
 
     // Plain threads.
     let threads: Vec<_> = (0..4)

@@ -34,7 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .acquire_timeout(Duration::from_secs(5))
                 .build()?,
         )
-        .build();
+        .build()
+        .unwrap();
     // WAL mode lets read-only connections read beside the writer.
     let readers = SqliteConnectionFactory::new(&path)
         .read_only()
@@ -46,7 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .max_connections(4)
                 .build()?,
         )
-        .build();
+        .build()
+        .unwrap();
 
     let backend = block_on(PooledSqliteBackend::new(writer.clone(), "todos"))?
         .with_read_pool(readers.clone());

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::core::Shared;
 use crate::{
-    ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig, ManualClock,
-    PoolError, PoolEventHandler,
+    CheckoutValidation, ConfigError, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
+    ConnectionPoolConfig, ConnectionPoolConfigBuilder, MaintenanceMode, ManualClock, PoolError,
+    PoolEventHandler,
 };
 
 /// Builds a [`ConnectionPool`]; see [`ConnectionPool::builder`].
@@ -21,13 +22,14 @@ use crate::{
 /// #     type Connection = (); type Error = std::io::Error;
 /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// # }
-/// let pool = ConnectionPool::builder(Units).build();
+/// let pool = ConnectionPool::builder(Units).build()?;
 /// assert_eq!(pool.config(), &ConnectionPoolConfig::default());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ConnectionPoolBuilder<F: ConnectionFactory> {
     factory: F,
-    config: ConnectionPoolConfig,
+    config: ConnectionPoolConfigBuilder,
     health: Option<Box<dyn crate::factory::DynHealthCheck<F::Connection>>>,
     on_connect: Option<crate::factory::ConnectHook<F>>,
     events: Vec<Box<dyn PoolEventHandler>>,
@@ -50,7 +52,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
             .map(|check| Box::new(check) as Box<dyn crate::factory::DynHealthCheck<F::Connection>>);
         ConnectionPoolBuilder {
             factory,
-            config: ConnectionPoolConfig::default(),
+            config: ConnectionPoolConfig::builder(),
             health,
             on_connect: None,
             events: Vec::new(),
@@ -70,13 +72,52 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
     /// let config = ConnectionPoolConfig::builder().max_connections(3).build()?;
-    /// let pool = ConnectionPool::builder(Units).config(config).build();
+    /// let pool = ConnectionPool::builder(Units).config(config).build()?;
     /// assert_eq!(pool.current_metrics().max, 3);
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn config(mut self, config: ConnectionPoolConfig) -> Self {
-        self.config = config;
+        self.config = config.into();
         self
+    }
+
+    forward_settings! {
+        /// the pool's name (default `"nexus-pool"`)
+        name(name: impl Into<String>) = "\"orders-db\"";
+        /// how many idle connections the pool keeps ready (default 1)
+        min_connections(n: usize) = "2";
+        /// the most connections the pool opens (default 10)
+        max_connections(n: usize) = "16";
+        /// how long an acquire may take in all (default 30 s)
+        acquire_timeout(timeout: std::time::Duration) = "std::time::Duration::from_secs(5)";
+        /// how long a connection may sit idle before it is closed, or `None` (default 10 min)
+        idle_timeout(timeout: impl Into<Option<std::time::Duration>>) = "std::time::Duration::from_secs(300)";
+        /// how old a connection may grow before it is replaced, or `None` (default 30 min)
+        max_lifetime(lifetime: impl Into<Option<std::time::Duration>>) = "std::time::Duration::from_secs(3600)";
+        /// how often idle connections are health-checked, or `None` (default 30 s)
+        health_check_interval(interval: impl Into<Option<std::time::Duration>>) = "None";
+        /// when a connection is validated on checkout (default `IdleFor(500 ms)`)
+        checkout_validation(validation: CheckoutValidation) = "nexus_pool::CheckoutValidation::Always";
+        /// the bound on one `create` (default 10 s)
+        create_timeout(timeout: std::time::Duration) = "std::time::Duration::from_secs(2)";
+        /// the bound on `validate`, `is_healthy` and `reset` (default 5 s)
+        check_timeout(timeout: std::time::Duration) = "std::time::Duration::from_secs(1)";
+        /// the bound on `destroy` (default 5 s)
+        destroy_timeout(timeout: std::time::Duration) = "std::time::Duration::from_secs(1)";
+        /// how many creates may run at once (default 2)
+        max_concurrent_creates(n: usize) = "4";
+        /// the pause after a failed create, doubling up to the second value (default 10 ms to 5 s)
+        create_backoff(initial: std::time::Duration, max: std::time::Duration) = "std::time::Duration::from_millis(50), std::time::Duration::from_secs(2)";
+        /// the most a connection's lifetime is shortened by, fixed at creation (default 20% of `max_lifetime`)
+        max_lifetime_jitter(jitter: std::time::Duration) = "std::time::Duration::from_secs(60)";
+        /// how long a loan may last before it is reported as a suspected leak, or `None` (default off)
+        leak_detection_threshold(threshold: impl Into<Option<std::time::Duration>>) = "std::time::Duration::from_secs(30)";
+        /// the most `max_connections` can be raised to by `resize` (default `max_connections`)
+        max_connections_ceiling(ceiling: usize) = "32";
+        /// where the maintenance loop runs (default a thread of the pool's own)
+        maintenance(mode: MaintenanceMode) = "nexus_pool::MaintenanceMode::Thread";
+        /// whether every acquire and release is counted and timed (default off)
+        detailed_statistics(on: bool) = "true";
     }
 
     /// Adds a health check (by default there is none, and connections are trusted).
@@ -94,8 +135,9 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// impl ConnectionHealthCheck<()> for Fine {
     ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
     /// }
-    /// let pool = ConnectionPool::builder(Units).health_check(Fine).build();
+    /// let pool = ConnectionPool::builder(Units).health_check(Fine).build()?;
     /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn health_check(mut self, check: impl ConnectionHealthCheck<F::Connection>) -> Self {
         self.health = Some(Box::new(check));
@@ -130,7 +172,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     ///             Ok(())
     ///         })
     ///     })
-    ///     .build();
+    ///     .build()?;
     /// # #[cfg(feature = "blocking")]
     /// assert_eq!(pool.acquire_blocking()?.len(), 1);
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
@@ -188,8 +230,9 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     ///         eprintln!("{pool}: a caller gave up after {waited:?}");
     ///     }
     /// }
-    /// let pool = ConnectionPool::builder(Units).event_handler(Log).build();
+    /// let pool = ConnectionPool::builder(Units).event_handler(Log).build()?;
     /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn event_handler(mut self, handler: impl PoolEventHandler) -> Self {
         self.events.push(Box::new(handler));
@@ -209,23 +252,37 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
     /// let clock = ManualClock::new();
-    /// let pool = ConnectionPool::builder(Units).clock(clock.clone()).build();
+    /// let pool = ConnectionPool::builder(Units).clock(clock.clone()).build()?;
     /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn clock(mut self, clock: ManualClock) -> Self {
         self.clock = Some(clock);
         self
     }
 
-    fn into_shared(self) -> Arc<Shared<F>> {
+    fn into_shared(self) -> Result<Arc<Shared<F>>, ConfigError> {
+        let config = self.config.clone().build()?;
+        Ok(self.into_shared_with(config))
+    }
+
+    /// `into_shared` with a configuration already validated.
+    fn into_shared_with(self, config: ConnectionPoolConfig) -> Arc<Shared<F>> {
         Arc::new(Shared::new(
             self.factory,
-            self.config,
+            config,
             self.health,
             self.on_connect,
             self.events.into_boxed_slice(),
             self.clock,
         ))
+    }
+
+    /// Builds with `config`, which is valid as every `ConnectionPoolConfig` is (only its
+    /// builder, its default and its deserializer make one, and each validates): for
+    /// [`ConnectionPool::new`].
+    pub(crate) fn build_valid(self, config: ConnectionPoolConfig) -> ConnectionPool<F> {
+        ConnectionPool::from_shared(self.into_shared_with(config))
     }
 
     /// Builds the pool and starts its maintenance, which makes `min_connections` in the
@@ -241,11 +298,21 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// #     type Connection = (); type Error = std::io::Error;
     /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// # }
-    /// let pool = ConnectionPool::builder(Units).build();
+    /// let pool = ConnectionPool::builder(Units).max_connections(4).build()?;
     /// assert!(!pool.is_closed());
+    ///
+    /// let refused = ConnectionPool::builder(Units).max_connections(0).build();
+    /// assert_eq!(refused.unwrap_err().field(), "max_connections");
+    /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
-    pub fn build(self) -> ConnectionPool<F> {
-        ConnectionPool::from_shared(self.into_shared())
+    ///
+    /// # Errors
+    ///
+    /// A setting out of range, or settings that contradict each other: the
+    /// [`ConfigError`] names the field, as
+    /// [`ConnectionPoolConfigBuilder::build`](crate::ConnectionPoolConfigBuilder::build) does.
+    pub fn build(self) -> Result<ConnectionPool<F>, ConfigError> {
+        Ok(ConnectionPool::from_shared(self.into_shared()?))
     }
 
     /// Builds the pool after making `min_connections` on the calling task, so it starts full
@@ -253,8 +320,9 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     ///
     /// # Errors
     ///
-    /// [`PoolError::Create`] with why the first create that failed did (each is bounded by
-    /// `create_timeout`); the connections made so far are destroyed.
+    /// [`PoolError::Config`] for a setting the builder refuses; [`PoolError::Create`] with why
+    /// the first create that failed did (each is bounded by `create_timeout`); the connections
+    /// made so far are destroyed.
     ///
     /// # Examples
     ///
@@ -273,7 +341,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # }).unwrap();
     /// ```
     pub async fn build_connected(self) -> Result<ConnectionPool<F>, PoolError<F::Error>> {
-        let shared = self.into_shared();
+        let shared = self.into_shared().map_err(PoolError::Config)?;
         for _ in 0..shared.config.min_connections() {
             let created = match shared.reserve() {
                 Some(slot) => shared.create_one(slot).await,
@@ -289,3 +357,32 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
         Ok(ConnectionPool::from_shared(shared))
     }
 }
+
+/// Forwards each setting to the builder's `ConnectionPoolConfigBuilder`, with its doc and an
+/// example, so the pool builder has every setting one level deep.
+macro_rules! forward_settings {
+    ($( #[doc = $what:literal] $name:ident($($arg:ident: $ty:ty),+) = $example:literal; )+) => {
+        $(
+            #[doc = concat!("Sets ", $what, "; see [`ConnectionPoolConfigBuilder::", stringify!($name), "`](crate::ConnectionPoolConfigBuilder::", stringify!($name), "), whose checks [`build`](Self::build) applies.")]
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
+            /// # struct Units;
+            /// # impl ConnectionFactory for Units {
+            /// #     type Connection = (); type Error = std::io::Error;
+            /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+            /// # }
+            #[doc = concat!("let pool = ConnectionPool::builder(Units).", stringify!($name), "(", $example, ").build()?;")]
+            /// # drop(pool);
+            /// # Ok::<(), nexus_pool::ConfigError>(())
+            /// ```
+            pub fn $name(mut self, $($arg: $ty),+) -> Self {
+                self.config = self.config.$name($($arg),+);
+                self
+            }
+        )+
+    };
+}
+use forward_settings;

@@ -522,6 +522,24 @@ pub struct ConnectionPoolConfigBuilder {
     config: ConnectionPoolConfig,
 }
 
+impl From<ConnectionPoolConfig> for ConnectionPoolConfigBuilder {
+    /// A builder starting from `config`'s settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionPoolConfig, ConnectionPoolConfigBuilder};
+    ///
+    /// let base = ConnectionPoolConfig::builder().max_connections(4).build()?;
+    /// let wider = ConnectionPoolConfigBuilder::from(base).max_connections(8).build()?;
+    /// assert_eq!(wider.max_connections(), 8);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    fn from(config: ConnectionPoolConfig) -> Self {
+        ConnectionPoolConfigBuilder { config }
+    }
+}
+
 impl ConnectionPoolConfigBuilder {
     /// Sets the pool's name (default `"nexus-pool"`).
     ///

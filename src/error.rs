@@ -49,6 +49,10 @@ pub enum PoolError<E> {
     /// create one without waiting.
     #[error("no connection is available without waiting")]
     Exhausted,
+    /// [`ConnectionPoolBuilder::build_connected`](crate::ConnectionPoolBuilder::build_connected)
+    /// was given a setting it refuses; the error names the field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl<E> PoolError<E> {
@@ -71,7 +75,10 @@ impl<E> PoolError<E> {
                 _ => None,
             },
             PoolError::Create(CreateError::Failed(e)) => Some(e),
-            PoolError::Create(_) | PoolError::Closed | PoolError::Exhausted => None,
+            PoolError::Create(_)
+            | PoolError::Closed
+            | PoolError::Exhausted
+            | PoolError::Config(_) => None,
         }
     }
 }

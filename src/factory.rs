@@ -217,7 +217,7 @@ thread_local! {
 ///     .max_connections(1)
 ///     .check_timeout(Duration::from_secs(2))
 ///     .build()?;
-/// let pool = ConnectionPool::builder(Units).config(config).health_check(Check).build();
+/// let pool = ConnectionPool::builder(Units).config(config).health_check(Check).build()?;
 /// drop(pool.acquire_blocking()?);
 /// let again = pool.acquire_blocking()?; // the same one: reset ran, and passed
 /// assert_eq!(again.use_count(), 2);

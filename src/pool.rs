@@ -109,7 +109,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// assert!(!pool.is_closed());
     /// ```
     pub fn new(factory: F, config: ConnectionPoolConfig) -> Self {
-        ConnectionPool::builder(factory).config(config).build()
+        ConnectionPool::builder(factory).build_valid(config)
     }
 
     /// Starts a builder, for a health check or other options.
@@ -133,7 +133,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// let pool = ConnectionPool::builder(Units)
     ///     .config(ConnectionPoolConfig::builder().max_connections(2).build()?)
     ///     .health_check(Fine)
-    ///     .build();
+    ///     .build()?;
     /// assert_eq!(pool.config().max_connections(), 2);
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```

@@ -32,7 +32,11 @@ fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
 
 /// The recommended setup: the adapter's health check attached.
 fn pool(url: &str, app: &str, max: usize) -> Pool {
-    factory(url, app).pool_builder().config(config(max)).build()
+    factory(url, app)
+        .pool_builder()
+        .config(config(max))
+        .build()
+        .unwrap()
 }
 
 /// An unpooled session for the test's own checks.
@@ -295,7 +299,8 @@ fn discard_all_mode_deallocates_prepared_statements() {
     let pool = ConnectionPool::builder(factory(&url, &unique("np_discard")))
         .config(config(1))
         .health_check(PostgresHealthCheck::new().reset_mode(PostgresReset::DiscardAll))
-        .build();
+        .build()
+        .unwrap();
     let mut conn = pool.acquire_blocking().unwrap();
     conn.batch_execute("BEGIN; PREPARE leftover AS SELECT 1")
         .unwrap();

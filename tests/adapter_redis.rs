@@ -29,6 +29,7 @@ fn pool(url: &str, max: usize) -> Pool {
         .pool_builder()
         .config(config(max))
         .build()
+        .unwrap()
 }
 
 fn admin(url: &str) -> Connection {
@@ -173,7 +174,8 @@ fn reset_without_the_reset_command() {
     let pool = ConnectionPool::builder(factory)
         .config(config(1))
         .health_check(check)
-        .build();
+        .build()
+        .unwrap();
 
     let mut conn = pool.acquire_blocking().unwrap();
     redis::cmd("SELECT").arg(5).query::<()>(&mut *conn).unwrap();

@@ -17,6 +17,7 @@ fn pool(path: &Path, max: usize) -> Pool {
         .pool_builder()
         .config(config(max))
         .build()
+        .unwrap()
 }
 
 #[test]
@@ -26,7 +27,8 @@ fn new_connections_use_wal_busy_timeout_and_foreign_keys() {
         .busy_timeout(Duration::from_millis(1234))
         .pool_builder()
         .config(config(1))
-        .build();
+        .build()
+        .unwrap();
     let conn = pool.acquire_blocking().unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -111,7 +113,8 @@ fn read_only_pool_refuses_writes() {
         .read_only()
         .pool_builder()
         .config(config(2))
-        .build();
+        .build()
+        .unwrap();
     let conn = readers.acquire_blocking().unwrap();
     let n: i64 = conn
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -145,7 +148,8 @@ fn one_writer_many_readers() {
         .read_only()
         .pool_builder()
         .config(config(READERS))
-        .build();
+        .build()
+        .unwrap();
 
     let mut threads = Vec::new();
     for w in 0..WRITERS {
@@ -196,7 +200,8 @@ fn on_connect_hook_runs_and_its_error_fails_the_create() {
     let pool = SqliteConnectionFactory::new(db.path())
         .on_connect(|conn| conn.pragma_update(None, "user_version", 7))
         .pool_builder()
-        .build();
+        .build()
+        .unwrap();
     let conn = pool.acquire_blocking().unwrap();
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -214,7 +219,8 @@ fn on_connect_hook_runs_and_its_error_fails_the_create() {
                 .build()
                 .unwrap(),
         )
-        .build();
+        .build()
+        .unwrap();
     let err = failing.acquire_blocking().unwrap_err();
     assert!(err.create_error().is_some(), "{err}");
 }
@@ -231,7 +237,8 @@ fn missing_file_read_only_is_a_create_error() {
                 .build()
                 .unwrap(),
         )
-        .build();
+        .build()
+        .unwrap();
     let err = pool.acquire_blocking().unwrap_err();
     assert!(err.create_error().is_some(), "{err}");
     assert!(!db.path().exists(), "read-only never creates the file");
@@ -260,7 +267,10 @@ fn every_way_of_building_a_pool_resets_a_used_session() {
         ("new", ConnectionPool::new(factory(), config(1)), true),
         (
             "builder",
-            ConnectionPool::builder(factory()).config(config(1)).build(),
+            ConnectionPool::builder(factory())
+                .config(config(1))
+                .build()
+                .unwrap(),
             true,
         ),
         ("pool_builder", pool(db.path(), 1), true),
@@ -269,7 +279,8 @@ fn every_way_of_building_a_pool_resets_a_used_session() {
             ConnectionPool::builder(factory())
                 .config(config(1))
                 .without_health_check()
-                .build(),
+                .build()
+                .unwrap(),
             false,
         ),
     ];

@@ -33,7 +33,11 @@ fn factory(url: &str, app: &str) -> Factory {
 }
 
 fn pool(url: &str, app: &str, max: usize) -> Pool {
-    factory(url, app).pool_builder().config(config(max)).build()
+    factory(url, app)
+        .pool_builder()
+        .config(config(max))
+        .build()
+        .unwrap()
 }
 
 /// An unpooled session for the test's own checks (the blocking way: no runtime here).
@@ -109,7 +113,8 @@ fn acquire_blocking_from_a_plain_thread_without_runtime() {
     let pool = factory(&url, &unique("np_tp_plain"))
         .pool_builder()
         .config(config)
-        .build();
+        .build()
+        .unwrap();
     std::thread::spawn(move || {
         assert!(
             tokio::runtime::Handle::try_current().is_err(),
@@ -334,7 +339,8 @@ fn reset_modes() {
         let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_modes")))
             .config(config(1))
             .health_check(TokioPostgresHealthCheck::new().reset_mode(mode))
-            .build();
+            .build()
+            .unwrap();
         let conn = pool.acquire_blocking().unwrap();
         let stmt = block_on(conn.prepare("SELECT $1::int * 2")).unwrap();
         block_on(conn.batch_execute("SET search_path = nowhere")).unwrap();

@@ -48,7 +48,8 @@ fn the_hook_prepares_each_new_connection_and_runs_again_after_a_reset() {
                 })
             }
         })
-        .build();
+        .build()
+        .unwrap();
     let conn = pool.acquire_blocking().unwrap();
     assert!(conn.dirty, "prepared by the hook before its first loan");
     assert_eq!(runs.load(SeqCst), 1);
@@ -74,7 +75,8 @@ fn a_failing_or_hanging_hook_fails_the_create() {
             let id = conn.id;
             Box::pin(async move { Err(Refused(1000 + id)) })
         })
-        .build();
+        .build()
+        .unwrap();
     let err = pool.acquire_blocking().map(|c| c.id).unwrap_err();
     let PoolError::Timeout(timeout) = &err else {
         panic!("expected a timeout, got {err:?}");
@@ -92,7 +94,8 @@ fn a_failing_or_hanging_hook_fails_the_create() {
     let pool = ConnectionPool::builder(factory)
         .config(config())
         .on_connect(|_| Box::pin(futures_lite::future::pending()))
-        .build();
+        .build()
+        .unwrap();
     let err = futures_lite::future::block_on(pool.acquire())
         .map(|c| c.id)
         .unwrap_err();
@@ -128,7 +131,8 @@ fn a_set_in_the_hook_survives_reuse_postgres() {
                     .map_err(Into::into)
             })
         })
-        .build();
+        .build()
+        .unwrap();
     for round in 0..3 {
         let mut client = pool.acquire_blocking().unwrap();
         let row = client.query_one("SHOW statement_timeout", &[]).unwrap();
@@ -163,7 +167,8 @@ fn a_set_in_the_hook_survives_reuse_tokio_postgres() {
                     .map_err(TokioPostgresError::from)
             })
         })
-        .build();
+        .build()
+        .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -188,7 +188,7 @@ fn start_with(
     if let Some(clock) = options.clock {
         builder = builder.clock(clock.clone());
     }
-    (builder.build(), script, events)
+    (builder.build().unwrap(), script, events)
 }
 
 fn with_health() -> Options<'static> {

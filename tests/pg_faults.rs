@@ -142,7 +142,8 @@ fn restart_under_load() {
     })
     .config(config)
     .health_check(check)
-    .build();
+    .build()
+    .unwrap();
 
     let started_before: String = admin(&url)
         .query_one("SELECT pg_postmaster_start_time()::text", &[])
@@ -297,7 +298,11 @@ fn killed_backends_are_replaced() {
         .acquire_timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let pool = factory(&url, &app).pool_builder().config(config).build();
+    let pool = factory(&url, &app)
+        .pool_builder()
+        .config(config)
+        .build()
+        .unwrap();
     let mut admin = admin(&url);
 
     let load = Load::start(&pool, WORKERS);
@@ -513,7 +518,8 @@ fn silent_peer_with_adapter_defaults() {
                 .build()
                 .unwrap(),
         )
-        .build();
+        .build()
+        .unwrap();
     {
         let mut a = pool.acquire_blocking().expect("first connection");
         let mut b = pool.acquire_blocking().expect("second connection");
@@ -595,6 +601,7 @@ fn silent_dead_socket() {
             .pool_builder()
             .config(config)
             .build()
+            .unwrap()
     };
     // Caught by checkout validation: validates every checkout, no periodic checks.
     let validated = build(config(CheckoutValidation::Always, None, 0));

@@ -884,7 +884,8 @@ fn expiring_pool() -> (Pool, Arc<Counts>, ManualClock) {
     let pool = ConnectionPool::builder(factory)
         .config(config)
         .clock(clock.clone())
-        .build();
+        .build()
+        .unwrap();
     (pool, counts, clock)
 }
 

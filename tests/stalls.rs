@@ -81,7 +81,7 @@ fn start(
     if health {
         builder = builder.health_check(script.health());
     }
-    (builder.build(), script)
+    (builder.build().unwrap(), script)
 }
 
 fn expect_timeout(result: Result<usize, Error>) -> TimeoutError<Refused> {
@@ -293,7 +293,8 @@ fn light_traffic_after_a_burst_shrinks_the_pool() {
     let pool = ConnectionPool::builder(factory)
         .config(config)
         .clock(clock.clone())
-        .build();
+        .build()
+        .unwrap();
     let burst: Vec<_> = (0..10).map(|_| pool.acquire_blocking().unwrap()).collect();
     drop(burst);
     assert_eq!(pool.current_metrics().idle, 10);
@@ -337,7 +338,8 @@ fn a_spawned_loop_yields_between_destroys() {
     let pool = ConnectionPool::builder(factory)
         .config(config)
         .clock(clock.clone())
-        .build();
+        .build()
+        .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

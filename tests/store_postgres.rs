@@ -42,7 +42,7 @@ fn pool(url: &str, app: &str, max: usize) -> Pool {
         .acquire_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    factory.pool_builder().config(config).build()
+    factory.pool_builder().config(config).build().unwrap()
 }
 
 /// An unpooled session for the test's own checks; drops the table when the test ends.

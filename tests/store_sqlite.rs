@@ -33,6 +33,7 @@ fn writer(path: &Path) -> ConnectionPool<SqliteConnectionFactory> {
         .pool_builder()
         .config(config(1))
         .build()
+        .unwrap()
 }
 
 /// Read-only connections, made only on demand (`min_connections(0)`), so that the pool's
@@ -48,6 +49,7 @@ fn readers(path: &Path) -> ConnectionPool<SqliteConnectionFactory> {
         .pool_builder()
         .config(config)
         .build()
+        .unwrap()
 }
 
 /// The same checks against any backend: what every `StoreBackend` must do.

@@ -404,7 +404,8 @@ fn statistics_match_the_events() {
             pool: "stats".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
 
     // Creates, slow and fast acquires, releases.
     let three: Vec<_> = (0..3).map(|_| must_acquire(&pool)).collect();
@@ -549,7 +550,8 @@ fn statistics_without_details_match_the_slow_events() {
             pool: "lean".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
     for _ in 0..20 {
         drop(pool.acquire_blocking().unwrap());
     }
@@ -615,7 +617,8 @@ fn hold_times_of_known_length_give_their_percentiles() {
             pool: "holds".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
     for ms in 1..=100 {
         let conn = pool.acquire_blocking().unwrap();
         clock.advance(Duration::from_millis(ms));
@@ -658,7 +661,8 @@ fn wait_and_create_times_show_what_happened() {
             pool: "waits".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
 
     drop(pool.acquire_blocking().unwrap()); // waits for the create
     for _ in 0..FAST - 1 {
@@ -721,7 +725,8 @@ fn wait_and_create_times_show_what_happened() {
             pool: "waits-timeout".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
     let _held = pool.acquire_blocking().unwrap();
     assert!(matches!(
         pool.acquire_blocking(),
@@ -754,7 +759,8 @@ fn age_destroys_are_counted_by_reason() {
             pool: "ages".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
 
     drop((0..2).map(|_| must_acquire(&pool)).collect::<Vec<_>>());
     clock.advance(Duration::from_secs(11));
@@ -940,7 +946,8 @@ fn handlers_that_panic_or_reenter_break_nothing() {
             pool: "misbehaving".into(),
             seen: seen.clone(),
         })
-        .build();
+        .build()
+        .unwrap();
     *reenters.pool.lock().unwrap() = Some(pool.clone());
 
     // On a thread of its own, so that a deadlock fails the test instead of hanging it.
@@ -1401,7 +1408,8 @@ mod metrics_export {
                 pool: "metrics-events".into(),
                 seen: seen.clone(),
             })
-            .build();
+            .build()
+            .unwrap();
         for _ in 0..5 {
             drop(pool.acquire_blocking().unwrap());
         }
@@ -1484,6 +1492,7 @@ mod metrics_export {
                 .config(config)
                 .event_handler(exporter())
                 .build()
+                .unwrap()
         };
         let (busy_pool, quiet_pool) = (pool(&busy), pool(&quiet));
         for _ in 0..3 {
@@ -1522,7 +1531,8 @@ mod metrics_export {
         let pool = ConnectionPool::builder(factory)
             .config(config)
             .event_handler(MetricsExporter::new())
-            .build();
+            .build()
+            .unwrap();
         let check = |idle: f64, used: f64, pending: f64| {
             record_gauges(&pool);
             let series = read(snapshotter, "metrics-gauges");
@@ -1744,7 +1754,8 @@ mod tracing_export {
         let pool = ConnectionPool::builder(Counting::default())
             .config(config)
             .event_handler(TracingExporter::new())
-            .build();
+            .build()
+            .unwrap();
         drop(pool.acquire_blocking().unwrap()); // a create, which may log a wait
         let before = events_of(POOL).len();
         for _ in 0..10 {
@@ -1773,7 +1784,8 @@ mod tracing_export {
             .config(config)
             .health_check(Health(counts.clone()))
             .event_handler(TracingExporter::new())
-            .build();
+            .build()
+            .unwrap();
 
         drop(pool.acquire_blocking().unwrap());
         expect(POOL, "connection created", Level::DEBUG, "took");

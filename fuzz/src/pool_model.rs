@@ -618,7 +618,8 @@ pub fn run(setup: Setup, ops: &[Op]) {
     let pool = ConnectionPool::builder(factory)
         .config(config)
         .clock(clock.clone())
-        .build();
+        .build()
+        .unwrap();
     let maintenance = (!setup.threaded).then(|| (pool.maintenance(), Flag::new()));
     let mut harness = Harness {
         setup,

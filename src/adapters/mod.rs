@@ -141,7 +141,7 @@
 //! let pool = ConnectionPool::builder(factory)
 //!     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
 //!     .health_check(LineHealth)
-//!     .build();
+//!     .build()?;
 //!
 //! let mut conn = pool.acquire_blocking()?;
 //! match conn.request("hello") {

@@ -104,7 +104,7 @@ impl PostgresReset {
 /// use nexus_pool::adapters::postgres::{PostgresConnectionFactory, connection_lost};
 ///
 /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
-/// let pool = factory.pool_builder().build();
+/// let pool = factory.pool_builder().build()?;
 /// let mut conn = pool.acquire_blocking()?;
 /// if let Err(e) = conn.simple_query("SELECT 1") {
 ///     if connection_lost(&e) {

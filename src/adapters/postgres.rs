@@ -71,7 +71,7 @@
 //! let pool = factory
 //!     .pool_builder() // with PostgresHealthCheck attached: every reuse is reset first
 //!     .config(ConnectionPoolConfig::builder().max_connections(8).build()?)
-//!     .build();
+//!     .build()?;
 //!
 //! let handles: Vec<_> = (0..4)
 //!     .map(|i| {
@@ -401,7 +401,7 @@ where
     /// let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-    ///     .build(); // connects in the background, and on demand
+    ///     .build()?; // connects in the background, and on demand
     /// assert_eq!(pool.config().max_connections(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -40,7 +40,7 @@
 //! let pool = RedisConnectionFactory::new("redis://127.0.0.1:6379/0")?
 //!     .pool_builder() // with RedisHealthCheck attached: every reuse is reset first
 //!     .config(ConnectionPoolConfig::builder().max_connections(8).build()?)
-//!     .build();
+//!     .build()?;
 //!
 //! let mut conn = pool.acquire_blocking()?;
 //! let result: redis::RedisResult<i64> = conn.incr("visits", 1);
@@ -238,7 +238,7 @@ impl RedisConnectionFactory {
     /// let pool = RedisConnectionFactory::new("redis://127.0.0.1/")?
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-    ///     .build(); // connects in the background, and on demand
+    ///     .build()?; // connects in the background, and on demand
     /// assert_eq!(pool.config().max_connections(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -283,9 +283,9 @@ impl ConnectionFactory for RedisConnectionFactory {
 ///
 /// let factory = RedisConnectionFactory::new("redis://127.0.0.1/1")?;
 /// let check = factory.health_check();
-/// let pool = ConnectionPool::builder(factory).health_check(check).build();
+/// let pool = ConnectionPool::builder(factory).health_check(check).build()?;
 /// # drop(pool);
-/// # Ok::<(), redis::RedisError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisHealthCheck {

@@ -53,13 +53,13 @@
 //! let writer = SqliteConnectionFactory::new(&path)
 //!     .pool_builder()
 //!     .config(ConnectionPoolConfig::builder().max_connections(1).build()?)
-//!     .build();
+//!     .build()?;
 //! // ...and a few readers, which WAL lets run beside it.
 //! let readers = SqliteConnectionFactory::new(&path)
 //!     .read_only()
 //!     .pool_builder()
 //!     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-//!     .build();
+//!     .build()?;
 //!
 //! writer.with_connection_blocking(|conn| {
 //!     conn.execute_batch("CREATE TABLE IF NOT EXISTS notes (body TEXT NOT NULL);
@@ -247,7 +247,7 @@ impl SqliteConnectionFactory {
     /// let pool = SqliteConnectionFactory::new("app.db")
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().min_connections(0).max_connections(1).build()?)
-    ///     .build(); // with min_connections(0), opens the file on the first acquire
+    ///     .build()?; // with min_connections(0), opens the file on the first acquire
     /// assert_eq!(pool.current_metrics().total, 0);
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
@@ -318,7 +318,7 @@ impl ConnectionFactory for SqliteConnectionFactory {
 /// let pool = ConnectionPool::builder(factory)
 ///     .config(ConnectionPoolConfig::builder().min_connections(0).build()?)
 ///     .health_check(check)
-///     .build();
+///     .build()?;
 /// # drop(pool);
 /// # Ok::<(), nexus_pool::ConfigError>(())
 /// ```

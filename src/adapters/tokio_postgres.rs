@@ -44,7 +44,7 @@
 //! let pool = factory
 //!     .pool_builder() // with TokioPostgresHealthCheck attached
 //!     .config(ConnectionPoolConfig::builder().max_connections(8).build()?)
-//!     .build();
+//!     .build()?;
 //!
 //! // A plain thread, no runtime anywhere in sight:
 //! let mut conn = pool.acquire_blocking()?;
@@ -399,7 +399,7 @@ where
     /// let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
     ///     .pool_builder()
     ///     .config(ConnectionPoolConfig::builder().max_connections(4).build()?)
-    ///     .build(); // connects in the background, and on demand
+    ///     .build()?; // connects in the background, and on demand
     /// assert_eq!(pool.config().max_connections(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -463,7 +463,7 @@ where
 ///
 /// let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
 ///     .pool_builder()
-///     .build();
+///     .build()?;
 /// let mut conn = pool.acquire_blocking()?;
 /// futures_lite::future::block_on(async {
 ///     let tx = conn.transaction().await?; // DerefMut to the Client
@@ -498,7 +498,7 @@ impl TokioPostgresConnection {
     /// ```no_run
     /// # #[cfg(feature = "blocking")] {
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
-    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
     /// let mut conn = pool.acquire_blocking()?;
     /// if conn.is_closed() {
     ///     conn.mark_broken();
@@ -517,7 +517,7 @@ impl TokioPostgresConnection {
     /// ```no_run
     /// # #[cfg(feature = "blocking")] {
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
-    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
     /// let conn = pool.acquire_blocking()?;
     /// let client: &tokio_postgres::Client = conn.client();
     /// futures_lite::future::block_on(client.simple_query("SELECT 1"))?;
@@ -535,7 +535,7 @@ impl TokioPostgresConnection {
     /// ```no_run
     /// # #[cfg(feature = "blocking")] {
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
-    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
     /// let mut conn = pool.acquire_blocking()?;
     /// futures_lite::future::block_on(async {
     ///     let tx = conn.client_mut().transaction().await?;
@@ -556,7 +556,7 @@ impl TokioPostgresConnection {
     /// ```no_run
     /// # #[cfg(feature = "blocking")] {
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
-    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
     /// let conn = pool.acquire_blocking()?;
     /// let token = conn.cancel_token();
     /// // Cancels whatever the session runs now, from the connection's runtime.

@@ -61,7 +61,7 @@
 //! let pool = ConnectionPool::builder(Units)
 //!     .config(config)
 //!     .event_handler(MetricsExporter::new())
-//!     .build();
+//!     .build()?;
 //! drop(pool.acquire_blocking()?); // records wait_time, use_time and create_time
 //!
 //! // In the scrape handler, before rendering:
@@ -121,8 +121,9 @@ pub const STATE: &str = "state";
 ///
 /// let pool = ConnectionPool::builder(Units)
 ///     .event_handler(MetricsExporter::new())
-///     .build();
+///     .build()?;
 /// # drop(pool);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Default)]
 pub struct MetricsExporter {

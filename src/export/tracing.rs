@@ -36,8 +36,9 @@
 //! // failures appear in its output.
 //! let pool = ConnectionPool::builder(Units)
 //!     .event_handler(TracingExporter::new())
-//!     .build();
+//!     .build()?;
 //! # drop(pool);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::panic::Location;
@@ -65,8 +66,9 @@ use crate::{DestroyReason, PoolEventHandler};
 ///
 /// let pool = ConnectionPool::builder(Units)
 ///     .event_handler(TracingExporter::new())
-///     .build();
+///     .build()?;
 /// # drop(pool);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct TracingExporter {

@@ -35,10 +35,10 @@ use crate::{ConnectionFactory, ConnectionPool, PooledConnection};
 /// let primary = TokioPostgresConnectionFactory::new("postgres://postgres@primary/shop")?
 ///     .pool_builder()
 ///     .config(ConnectionPoolConfig::builder().max_connections(8).build()?)
-///     .build();
+///     .build()?;
 /// let replica = TokioPostgresConnectionFactory::new("postgres://postgres@replica/shop")?
 ///     .pool_builder()
-///     .build();
+///     .build()?;
 /// let backend = PooledPostgresBackend::new(primary, "orders").await?.with_read_pool(replica);
 /// let orders: NexusStore<Order, u64> = NexusStore::new(backend);
 /// orders.save(&1, &Order { total_cents: 1250 }).await?; // to the primary
@@ -130,7 +130,7 @@ where
     /// # futures_lite::future::block_on(async {
     /// let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
     ///     .pool_builder()
-    ///     .build();
+    ///     .build()?;
     /// let backend = PooledPostgresBackend::new(pool, "sessions").await?;
     /// assert_eq!(backend.table(), "sessions");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -174,10 +174,10 @@ where
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
     /// # use nexus_pool::store::PooledPostgresBackend;
     /// # futures_lite::future::block_on(async {
-    /// # let primary = TokioPostgresConnectionFactory::new("postgres://postgres@primary/test")?.pool_builder().build();
+    /// # let primary = TokioPostgresConnectionFactory::new("postgres://postgres@primary/test")?.pool_builder().build()?;
     /// let replica = TokioPostgresConnectionFactory::new("postgres://postgres@replica/test")?
     ///     .pool_builder()
-    ///     .build();
+    ///     .build()?;
     /// let backend = PooledPostgresBackend::new(primary, "sessions").await?.with_read_pool(replica);
     /// assert!(backend.read_pool().is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -208,7 +208,7 @@ where
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
     /// # use nexus_pool::store::PooledPostgresBackend;
     /// # futures_lite::future::block_on(async {
-    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
     /// let backend = PooledPostgresBackend::new(pool, "sessions").await?;
     /// println!("{:?}", backend.write_pool().current_metrics());
     /// # Ok::<(), Box<dyn std::error::Error>>(())

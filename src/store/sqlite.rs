@@ -37,8 +37,8 @@ use crate::adapters::sqlite::SqliteConnectionFactory;
 /// let writer = SqliteConnectionFactory::new(&path)
 ///     .pool_builder()
 ///     .config(ConnectionPoolConfig::builder().max_connections(1).build()?)
-///     .build();
-/// let readers = SqliteConnectionFactory::new(&path).read_only().pool_builder().build();
+///     .build()?;
+/// let readers = SqliteConnectionFactory::new(&path).read_only().pool_builder().build()?;
 ///
 /// futures_lite::future::block_on(async {
 ///     let backend = PooledSqliteBackend::new(writer, "notes").await?.with_read_pool(readers);
@@ -109,7 +109,7 @@ impl PooledSqliteBackend {
     /// use nexus_pool::store::{PooledSqliteBackend, StoreError};
     ///
     /// let path = std::env::temp_dir().join(format!("nexus-store-new-{}.db", std::process::id()));
-    /// let pool = SqliteConnectionFactory::new(&path).pool_builder().build();
+    /// let pool = SqliteConnectionFactory::new(&path).pool_builder().build()?;
     /// futures_lite::future::block_on(async {
     ///     let bad = PooledSqliteBackend::new(pool.clone(), "no spaces").await;
     ///     assert!(matches!(bad, Err(StoreError::TableName(_))));
@@ -120,7 +120,7 @@ impl PooledSqliteBackend {
     /// # for suffix in ["", "-wal", "-shm"] {
     /// #     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     /// # }
-    /// # Ok::<(), StoreError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub async fn new(
         pool: ConnectionPool<SqliteConnectionFactory>,
@@ -154,8 +154,8 @@ impl PooledSqliteBackend {
     /// use nexus_pool::store::PooledSqliteBackend;
     ///
     /// let path = std::env::temp_dir().join(format!("nexus-store-read-{}.db", std::process::id()));
-    /// let writer = SqliteConnectionFactory::new(&path).pool_builder().build();
-    /// let readers = SqliteConnectionFactory::new(&path).read_only().pool_builder().build();
+    /// let writer = SqliteConnectionFactory::new(&path).pool_builder().build()?;
+    /// let readers = SqliteConnectionFactory::new(&path).read_only().pool_builder().build()?;
     /// let backend = futures_lite::future::block_on(PooledSqliteBackend::new(writer, "kv"))?
     ///     .with_read_pool(readers);
     /// assert!(backend.read_pool().is_some());
@@ -163,7 +163,7 @@ impl PooledSqliteBackend {
     /// # for suffix in ["", "-wal", "-shm"] {
     /// #     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     /// # }
-    /// # Ok::<(), nexus_pool::store::StoreError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_read_pool(mut self, pool: ConnectionPool<SqliteConnectionFactory>) -> Self {
         self.read = Some(pool);
@@ -187,14 +187,14 @@ impl PooledSqliteBackend {
     /// # use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
     /// # use nexus_pool::store::PooledSqliteBackend;
     /// # let path = std::env::temp_dir().join(format!("nexus-store-wp-{}.db", std::process::id()));
-    /// let pool = SqliteConnectionFactory::new(&path).pool_builder().build();
+    /// let pool = SqliteConnectionFactory::new(&path).pool_builder().build()?;
     /// let backend = futures_lite::future::block_on(PooledSqliteBackend::new(pool, "kv"))?;
     /// println!("{:?}", backend.write_pool().current_metrics());
     /// # drop(backend);
     /// # for suffix in ["", "-wal", "-shm"] {
     /// #     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     /// # }
-    /// # Ok::<(), nexus_pool::store::StoreError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_pool(&self) -> &ConnectionPool<SqliteConnectionFactory> {
         &self.write

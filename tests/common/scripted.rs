@@ -4,7 +4,7 @@
 //!
 //! ```ignore
 //! let (factory, script) = ScriptedFactory::new();
-//! let pool = ConnectionPool::builder(factory).health_check(script.health()).build();
+//! let pool = ConnectionPool::builder(factory).health_check(script.health()).build()?;
 //! script.set(Op::Create, Behavior::Fail); // every create fails from now on
 //! script.push(Op::Reset, [Behavior::Panic]); // the next reset panics, later ones succeed
 //! ```
