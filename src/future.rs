@@ -101,10 +101,15 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[track_caller]
     pub fn acquire_owned(&self) -> AcquireOwned<F> {
+        self.acquire_owned_at(Location::caller())
+    }
+
+    /// `acquire_owned`, recording `location` as where the connection was asked for.
+    pub(crate) fn acquire_owned_at(&self, location: &'static Location<'static>) -> AcquireOwned<F> {
         AcquireOwned {
             shared: Some(Arc::clone(self.shared_arc())),
             slow: None,
-            location: Location::caller(),
+            location,
         }
     }
 

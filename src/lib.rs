@@ -50,7 +50,7 @@ pub use crate::metrics::MetricsIter;
 pub use crate::metrics::MetricsStream;
 pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
 pub use crate::pool::{ConnectionPool, WeakConnectionPool};
-pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};
+pub use crate::scope::{ConnectionScope, HeldConnection, OwnedScopedConnection, ScopedConnection};
 
 /// The named futures of the async facade.
 #[cfg(feature = "async")]
@@ -76,6 +76,7 @@ fn _assert_send_sync() {
     send_sync::<WeakConnectionPool<F>>();
     send_sync::<ConnectionScope>();
     send_sync::<ScopedConnection<'static, 'static, F>>();
+    send_sync::<OwnedScopedConnection<'static, F>>();
     send_sync::<PoolError<std::io::Error>>();
     send_sync::<PoolMetrics>();
     send_sync::<ConnectionPoolConfig>();

@@ -310,6 +310,19 @@ fn scoped_use_next_to_owned_guards() {
     ));
     drop(scoped);
     drop(owned);
+    // A scope tracks owned guards too; they borrow the scope, not the pool.
+    let (a, b) = futures_lite::future::block_on(async {
+        let a = scope.acquire_owned(&pool).await.unwrap();
+        (a, scope.acquire_owned_blocking(&pool).unwrap())
+    });
+    assert_eq!(scope.len(), 2);
+    assert_eq!(
+        a.use_count() + b.use_count(),
+        1 + 2 + 2,
+        "both reused, one for the third time"
+    );
+    drop((a, b));
+    assert!(scope.is_empty());
     futures_lite::future::block_on(async {
         pool.with_connection(async |conn| Ok::<_, PoolError<CreateFailed>>(conn.id))
             .await
