@@ -15,7 +15,7 @@ use event_listener::EventListener;
 
 use crate::core::{Acquired, Popped, Shared, Timer};
 use crate::factory::BoxFuture;
-use crate::pool::{record_slow, take_ready, timeout_error};
+use crate::pool::{record_slow, timeout_error};
 use crate::{
     ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
 };
@@ -295,9 +295,13 @@ impl<F: ConnectionFactory> Future for AcquireOwned<F> {
         };
         let slow = match &mut this.slow {
             Some(slow) => slow,
-            None => match take_ready(shared) {
-                Ok(entry) => return Poll::Ready(Ok(this.lend(entry, Duration::ZERO))),
-                Err(candidate) => this.slow.insert(Slow::start_owned(shared, candidate)),
+            // Matched here, as in `ConnectionPool::acquire_fast`, not through an intermediate
+            // `Result` (that cost the borrowed cycle about 5 ns).
+            None => match shared.try_take_idle() {
+                Some(popped) if popped.is_ready() => {
+                    return Poll::Ready(Ok(this.lend(popped.entry, Duration::ZERO)));
+                }
+                candidate => this.slow.insert(Slow::start_owned(shared, candidate)),
             },
         };
         let Poll::Ready(outcome) = slow.poll(shared, cx) else {
