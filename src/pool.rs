@@ -17,12 +17,16 @@ use crate::{
 /// A pool of connections made by a [`ConnectionFactory`].
 ///
 /// Clone it freely: clones share one pool. When the last clone is dropped the pool closes, as if
-/// [`close`](ConnectionPool::close) had been called.
+/// [`close_now`](ConnectionPool::close_now) had been called; owned guards and weak handles do not
+/// keep it open (connections they still hold are destroyed when they come back).
 ///
 /// Acquire from blocking threads with [`acquire_blocking`](ConnectionPool::acquire_blocking)
 /// (feature `blocking`), from async tasks on any executor with
 /// [`acquire`](ConnectionPool::acquire) (feature `async`), or without waiting with
 /// [`try_acquire`](ConnectionPool::try_acquire). All three share one FIFO queue of waiters.
+/// Each has an owned form (`acquire_owned`, `acquire_owned_blocking`, `try_acquire_owned`)
+/// whose guard does not borrow the pool, and [`downgrade`](ConnectionPool::downgrade) gives a
+/// handle that does not keep the pool open.
 ///
 /// # Examples
 ///
@@ -281,9 +285,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         &'a self,
         location: &'static Location<'static>,
     ) -> Result<G, Option<Popped<F::Connection>>> {
-        // Matched here rather than through `take_ready(..).map(..)`: that built the popped
-        // entry as an intermediate `Result` first, and cost the borrowed async cycle about
-        // 5 ns (benches/uncontended).
+        // Matched in place, not mapped from an intermediate `Result` holding the popped entry:
+        // that cost the borrowed async cycle about 5 ns (benches/uncontended).
         match self.shared().try_take_idle() {
             Some(popped) if popped.is_ready() => Ok(G::lend(
                 &self.shared,
