@@ -1,5 +1,7 @@
 //! The uncontended acquire + release cycle of each facade, against the floor: a bare
-//! `crossbeam_queue::ArrayQueue` pop + push, measured in the same run.
+//! `crossbeam_queue::ArrayQueue` pop + push, measured in the same run. Each owned facade runs
+//! right after its borrowed twin, so their ratio (the owned guard's one reference-count
+//! increment and decrement) comes from close samples.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -51,6 +53,9 @@ fn uncontended(c: &mut Criterion) {
         group.bench_function(format!("nexus_blocking/{round}"), |b| {
             b.iter(|| black_box(default_pool.acquire_blocking().unwrap()))
         });
+        group.bench_function(format!("nexus_owned_blocking/{round}"), |b| {
+            b.iter(|| black_box(default_pool.acquire_owned_blocking().unwrap()))
+        });
         // As a task runs it: many acquires inside one `block_on`, so the executor's entry cost
         // (a thread-local parker and waker per `block_on`) is not counted as the pool's.
         group.bench_function(format!("nexus_async/{round}"), |b| {
@@ -64,8 +69,22 @@ fn uncontended(c: &mut Criterion) {
                 })
             })
         });
+        group.bench_function(format!("nexus_owned_async/{round}"), |b| {
+            b.iter_custom(|iters| {
+                futures_lite::future::block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        drop(black_box(default_pool.acquire_owned().await.unwrap()));
+                    }
+                    started.elapsed()
+                })
+            })
+        });
         group.bench_function(format!("nexus_try/{round}"), |b| {
             b.iter(|| black_box(default_pool.try_acquire().unwrap()))
+        });
+        group.bench_function(format!("nexus_owned_try/{round}"), |b| {
+            b.iter(|| black_box(default_pool.try_acquire_owned().unwrap()))
         });
         group.bench_function(format!("nexus_blocking_no_clock/{round}"), |b| {
             b.iter(|| black_box(bare_pool.acquire_blocking().unwrap()))

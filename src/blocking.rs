@@ -8,8 +8,12 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
+use crate::connection::Lend;
 use crate::core::Popped;
-use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
+use crate::pool::timeout_error;
+use crate::{
+    ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
+};
 
 impl<F: ConnectionFactory> ConnectionPool<F> {
     /// Acquires a connection, blocking the calling thread up to `acquire_timeout`.
@@ -48,12 +52,46 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         self.acquire_blocking_at(Location::caller())
     }
 
-    /// `acquire_blocking`, recording `location` as where the connection was asked for.
+    /// [`acquire_blocking`](ConnectionPool::acquire_blocking) for an owned guard, which does not
+    /// borrow the pool and so can move into another thread, a task or a `'static` struct. It
+    /// waits in the same FIFO queue as every other acquire.
+    ///
+    /// # Blocking
+    ///
+    /// As [`acquire_blocking`](ConnectionPool::acquire_blocking).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_blocking`](ConnectionPool::acquire_blocking).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Numbers;
+    /// # impl ConnectionFactory for Numbers {
+    /// #     type Connection = u32; type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<u32, std::io::Error> { Ok(5) }
+    /// # }
+    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let conn = pool.acquire_owned_blocking()?;
+    /// let worker = std::thread::spawn(move || *conn + 1); // the guard moves with the work
+    /// assert_eq!(worker.join().unwrap(), 6);
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    #[track_caller]
+    #[inline(always)] // see `ConnectionPool::acquire_fast`
+    pub fn acquire_owned_blocking(&self) -> Result<OwnedPooledConnection<F>, PoolError<F::Error>> {
+        self.acquire_blocking_at(Location::caller())
+    }
+
+    /// `acquire_blocking` for either kind of guard, recording `location` as where the
+    /// connection was asked for.
     #[inline(always)]
-    pub(crate) fn acquire_blocking_at(
-        &self,
+    pub(crate) fn acquire_blocking_at<'a, G: Lend<'a, F>>(
+        &'a self,
         location: &'static Location<'static>,
-    ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+    ) -> Result<G, PoolError<F::Error>> {
         match self.acquire_fast(location) {
             Ok(conn) => Ok(conn),
             Err(candidate) => self.acquire_blocking_slow(candidate, location),
@@ -63,17 +101,17 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// Out of line, so that the fast path above stays small enough to inline.
     #[cold]
     #[inline(never)]
-    fn acquire_blocking_slow(
-        &self,
+    fn acquire_blocking_slow<'a, G: Lend<'a, F>>(
+        &'a self,
         candidate: Option<Popped<F::Connection>>,
         location: &'static Location<'static>,
-    ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+    ) -> Result<G, PoolError<F::Error>> {
         let started = Instant::now();
         let deadline = started + self.config().acquire_timeout();
         let slow = self.shared().acquire_slow(candidate, deadline);
         match block_on(slow, Some(deadline)) {
             Some(Some(result)) => self.finish_slow(result, started, location),
-            Some(None) | None => Err(self.timeout_error(started)),
+            Some(None) | None => Err(timeout_error(self.shared(), started)),
         }
     }
 

@@ -7,14 +7,18 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
 
-use crate::core::{Acquired, Popped, Timer};
+use crate::core::{Acquired, Popped, Shared, Timer};
 use crate::factory::BoxFuture;
-use crate::{ConnectionFactory, ConnectionPool, PoolError, PooledConnection};
+use crate::pool::{record_slow, timeout_error};
+use crate::{
+    ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
+};
 
 impl<F: ConnectionFactory> ConnectionPool<F> {
     /// Acquires a connection, waiting up to `acquire_timeout` in all (waiting for a connection,
@@ -57,6 +61,53 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     pub(crate) fn acquire_at(&self, location: &'static Location<'static>) -> Acquire<'_, F> {
         Acquire {
             pool: self,
+            slow: None,
+            location,
+        }
+    }
+
+    /// [`acquire`](ConnectionPool::acquire) for an owned guard, which does not borrow the pool:
+    /// the guard, and this future, are `'static`, so both can move into `tokio::spawn`,
+    /// `smol::spawn` or a struct of your own. Same timeout, same FIFO queue, same cancellation
+    /// safety.
+    ///
+    /// The future holds the pool's shared state, not a pool handle: if every
+    /// [`ConnectionPool`] handle is dropped while it waits, it ends with [`PoolError::Closed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](ConnectionPool::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
+    ///
+    /// struct Numbers;
+    /// impl ConnectionFactory for Numbers {
+    ///     type Connection = u32;
+    ///     type Error = std::io::Error;
+    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(1) }
+    /// }
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let conn: OwnedPooledConnection<Numbers> = pool.acquire_owned().await?;
+    /// // `'static`: it can outlive this borrow of `pool`, e.g. inside a spawned task.
+    /// let work = std::thread::spawn(move || *conn * 10);
+    /// assert_eq!(work.join().unwrap(), 10);
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn acquire_owned(&self) -> AcquireOwned<F> {
+        self.acquire_owned_at(Location::caller())
+    }
+
+    /// `acquire_owned`, recording `location` as where the connection was asked for.
+    pub(crate) fn acquire_owned_at(&self, location: &'static Location<'static>) -> AcquireOwned<F> {
+        AcquireOwned {
+            shared: Some(Arc::clone(self.shared_arc())),
             slow: None,
             location,
         }
@@ -130,11 +181,29 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
     /// Out of line, so that the fast path of `poll` stays small.
     #[cold]
     #[inline(never)]
-    fn start(pool: &'a ConnectionPool<F>, candidate: Option<Popped<F::Connection>>) -> Self {
+    fn start(shared: &'a Shared<F>, candidate: Option<Popped<F::Connection>>) -> Self {
         let started = Instant::now();
-        let deadline = started + pool.config().acquire_timeout();
+        let deadline = started + shared.config.acquire_timeout();
         Slow {
-            fut: Box::pin(pool.shared().acquire_slow(candidate, deadline)),
+            fut: Box::pin(shared.acquire_slow(candidate, deadline)),
+            timer: None,
+            started,
+            deadline,
+        }
+    }
+}
+
+impl<F: ConnectionFactory> Slow<'static, F> {
+    /// `start` for a `'static` future: the wait owns its own `Arc` (the slow path can afford
+    /// the count; the owned fast path takes none beyond the guard's).
+    #[cold]
+    #[inline(never)]
+    fn start_owned(shared: &Arc<Shared<F>>, candidate: Option<Popped<F::Connection>>) -> Self {
+        let started = Instant::now();
+        let deadline = started + shared.config.acquire_timeout();
+        let shared = Arc::clone(shared);
+        Slow {
+            fut: Box::pin(async move { shared.acquire_slow(candidate, deadline).await }),
             timer: None,
             started,
             deadline,
@@ -159,10 +228,10 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
             Some(slow) => slow,
             None => match this.pool.acquire_fast(this.location) {
                 Ok(conn) => return Poll::Ready(Ok(conn)),
-                Err(candidate) => this.slow.insert(Slow::start(this.pool, candidate)),
+                Err(candidate) => this.slow.insert(Slow::start(this.pool.shared(), candidate)),
             },
         };
-        let Poll::Ready(outcome) = slow.poll(this.pool, cx) else {
+        let Poll::Ready(outcome) = slow.poll(this.pool.shared(), cx) else {
             return Poll::Pending;
         };
         let started = slow.started;
@@ -173,8 +242,105 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
         this.slow = None;
         Poll::Ready(match outcome {
             Some(result) => this.pool.finish_slow(result, started, this.location),
-            None => Err(this.pool.timeout_error(started)),
+            None => Err(timeout_error(this.pool.shared(), started)),
         })
+    }
+}
+
+/// The future of [`ConnectionPool::acquire_owned`]: `'static`, it holds the pool's shared state
+/// by `Arc` and hands that same `Arc` to the guard it resolves to.
+///
+/// # Panics
+///
+/// Polling it again after it returned `Ready` panics.
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let acquire: nexus_pool::futures::AcquireOwned<Units> = pool.acquire_owned();
+/// drop(pool); // the future does not borrow the pool, and keeps the state it needs alive
+/// assert!(futures_lite::future::block_on(acquire).is_err(), "the pool closed with its last handle");
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct AcquireOwned<F: ConnectionFactory> {
+    /// Moved into the guard on success, so the owned fast path costs the one count taken in
+    /// `acquire_owned`. `None` once the future has completed.
+    shared: Option<Arc<Shared<F>>>,
+    slow: Option<Slow<'static, F>>,
+    location: &'static Location<'static>,
+}
+
+impl<F: ConnectionFactory> fmt::Debug for AcquireOwned<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AcquireOwned { .. }")
+    }
+}
+
+impl<F: ConnectionFactory> Future for AcquireOwned<F> {
+    type Output = Result<OwnedPooledConnection<F>, PoolError<F::Error>>;
+
+    /// The same steps as `Acquire::poll`, over an owned `Arc`.
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(shared) = &this.shared else {
+            panic!("`AcquireOwned` polled after completion");
+        };
+        let slow = match &mut this.slow {
+            Some(slow) => slow,
+            // Matched in place, as in `ConnectionPool::acquire_fast`: an intermediate `Result`
+            // costs the cycle a few ns.
+            None => match shared.try_take_idle() {
+                Some(popped) if popped.is_ready() => {
+                    return Poll::Ready(Ok(this.lend(popped.entry, Duration::ZERO)));
+                }
+                candidate => this.slow.insert(Slow::start_owned(shared, candidate)),
+            },
+        };
+        let Poll::Ready(outcome) = slow.poll(shared, cx) else {
+            return Poll::Pending;
+        };
+        let started = slow.started;
+        // Cancellation safety: as in `Acquire::poll`, the slow future is dropped before the
+        // result is wrapped, leaving the wait list as a caller's own drop would.
+        this.slow = None;
+        Poll::Ready(match outcome {
+            Some(Ok(entry)) => {
+                let waited = record_slow(shared, started);
+                Ok(this.lend(entry, waited))
+            }
+            Some(Err(err)) => {
+                this.shared = None;
+                Err(err)
+            }
+            None => {
+                let err = timeout_error(shared, started);
+                this.shared = None;
+                Err(err)
+            }
+        })
+    }
+}
+
+impl<F: ConnectionFactory> AcquireOwned<F> {
+    /// Wraps `entry` in a guard that takes over this future's `Arc`.
+    #[inline(always)]
+    fn lend(
+        &mut self,
+        entry: crate::core::Entry<F::Connection>,
+        waited: Duration,
+    ) -> OwnedPooledConnection<F> {
+        match self.shared.take() {
+            Some(shared) => OwnedPooledConnection::new(shared, entry, waited, self.location),
+            None => unreachable!("checked at the top of `poll`"),
+        }
     }
 }
 
@@ -182,16 +348,12 @@ impl<'a, F: ConnectionFactory> Slow<'a, F> {
     /// Polls the wait: `Some` with its result, `None` past the deadline. Out of line, so that
     /// the fast path inlined into callers stays small.
     #[inline(never)]
-    fn poll(
-        &mut self,
-        pool: &'a ConnectionPool<F>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Acquired<F>>> {
+    fn poll(&mut self, shared: &Shared<F>, cx: &mut Context<'_>) -> Poll<Option<Acquired<F>>> {
         if let Poll::Ready(result) = self.fut.as_mut().poll(cx) {
             return Poll::Ready(result);
         }
         // Checked after every poll of the wait: a keeper that stops wakes every waiter.
-        if self.timer.is_none() && !pool.shared().deadlines_kept() {
+        if self.timer.is_none() && !shared.deadlines_kept() {
             self.timer = Some(Timer::at(self.deadline));
         }
         if let Some(timer) = self.timer.as_mut() {

@@ -40,7 +40,7 @@ pub use crate::config::{
     CheckoutValidation, ConnectionPoolConfig, ConnectionPoolConfigBuilder, MAX_CONNECTIONS_LIMIT,
     MaintenanceMode,
 };
-pub use crate::connection::PooledConnection;
+pub use crate::connection::{OwnedPooledConnection, PooledConnection};
 pub use crate::core::{DestroyReason, ManualClock};
 pub use crate::error::{ConfigError, CreateError, PoolError, TimeoutError};
 pub use crate::events::PoolEventHandler;
@@ -51,13 +51,13 @@ pub use crate::metrics::MetricsIter;
 #[cfg(feature = "async")]
 pub use crate::metrics::MetricsStream;
 pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
-pub use crate::pool::ConnectionPool;
-pub use crate::scope::{ConnectionScope, HeldConnection, ScopedConnection};
+pub use crate::pool::{ConnectionPool, WeakConnectionPool};
+pub use crate::scope::{ConnectionScope, HeldConnection, OwnedScopedConnection, ScopedConnection};
 
 /// The named futures of the async facade.
 #[cfg(feature = "async")]
 pub mod futures {
-    pub use crate::future::{Acquire, Close};
+    pub use crate::future::{Acquire, AcquireOwned, Close};
 }
 
 /// Compile-time proof that the public types can cross threads.
@@ -74,8 +74,11 @@ fn _assert_send_sync() {
     }
     send_sync::<ConnectionPool<F>>();
     send_sync::<PooledConnection<'static, F>>();
+    send_sync::<OwnedPooledConnection<F>>();
+    send_sync::<WeakConnectionPool<F>>();
     send_sync::<ConnectionScope>();
     send_sync::<ScopedConnection<'static, 'static, F>>();
+    send_sync::<OwnedScopedConnection<'static, F>>();
     send_sync::<PoolError<std::io::Error>>();
     send_sync::<PoolMetrics>();
     send_sync::<ConnectionPoolConfig>();
@@ -83,6 +86,7 @@ fn _assert_send_sync() {
     {
         fn send<T: Send>() {}
         send::<futures::Acquire<'static, F>>();
+        send::<futures::AcquireOwned<F>>();
         send::<futures::Close<'static, F>>();
     }
 }

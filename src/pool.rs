@@ -2,26 +2,31 @@
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::connection::Lend;
 use crate::core::{Acquired, Popped, Shared};
 use crate::error::TimeoutError;
 use crate::events::emit;
 use crate::{
-    ConfigError, ConnectionFactory, ConnectionPoolBuilder, ConnectionPoolConfig, PoolError,
-    PoolMetrics, PooledConnection, maintenance,
+    ConfigError, ConnectionFactory, ConnectionPoolBuilder, ConnectionPoolConfig,
+    OwnedPooledConnection, PoolError, PoolMetrics, PooledConnection, maintenance,
 };
 
 /// A pool of connections made by a [`ConnectionFactory`].
 ///
 /// Clone it freely: clones share one pool. When the last clone is dropped the pool closes, as if
-/// [`close`](ConnectionPool::close) had been called.
+/// [`close_now`](ConnectionPool::close_now) had been called; owned guards and weak handles do not
+/// keep it open (connections they still hold are destroyed when they come back).
 ///
 /// Acquire from blocking threads with [`acquire_blocking`](ConnectionPool::acquire_blocking)
 /// (feature `blocking`), from async tasks on any executor with
 /// [`acquire`](ConnectionPool::acquire) (feature `async`), or without waiting with
 /// [`try_acquire`](ConnectionPool::try_acquire). All three share one FIFO queue of waiters.
+/// Each has an owned form (`acquire_owned`, `acquire_owned_blocking`, `try_acquire_owned`)
+/// whose guard does not borrow the pool, and [`downgrade`](ConnectionPool::downgrade) gives a
+/// handle that does not keep the pool open.
 ///
 /// # Examples
 ///
@@ -202,6 +207,47 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     #[track_caller]
     #[inline(always)] // see `acquire_fast`
     pub fn try_acquire(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
+        self.try_acquire_as(Location::caller())
+    }
+
+    /// [`try_acquire`](ConnectionPool::try_acquire) for an owned guard, which does not borrow the
+    /// pool and so can move into a spawned task, a thread or a `'static` struct.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](ConnectionPool::try_acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
+    /// assert!(matches!(pool.try_acquire_owned(), Err(PoolError::Exhausted)), "nothing idle yet");
+    /// drop(pool.acquire_blocking()?);
+    /// let conn = pool.try_acquire_owned()?;
+    /// std::thread::spawn(move || drop(conn)).join().unwrap();
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    #[inline(always)] // see `acquire_fast`
+    pub fn try_acquire_owned(&self) -> Result<OwnedPooledConnection<F>, PoolError<F::Error>> {
+        self.try_acquire_as(Location::caller())
+    }
+
+    /// `try_acquire` for either kind of guard.
+    #[inline(always)]
+    fn try_acquire_as<'a, G: Lend<'a, F>>(
+        &'a self,
+        location: &'static Location<'static>,
+    ) -> Result<G, PoolError<F::Error>> {
         let shared = self.shared();
         // A connection whose session must be reset first (which may wait on I/O) is put back
         // for a caller that can wait; a clean one further on is lent. Health passes reset idle
@@ -209,11 +255,11 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         for _ in 0..shared.idle_count().max(1) {
             match shared.try_take_idle() {
                 Some(popped) if !popped.reset => {
-                    return Ok(PooledConnection::new(
-                        shared,
+                    return Ok(G::lend(
+                        &self.shared,
                         popped.entry,
                         Duration::ZERO,
-                        Location::caller(),
+                        location,
                     ));
                 }
                 Some(popped) => shared.put_back(popped.entry),
@@ -235,14 +281,15 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// memory and the caller's copy of it stalled on a store-to-load forward, about a third of
     /// an uncontended cycle (perf). The slow paths stay out of line.
     #[inline(always)]
-    pub(crate) fn acquire_fast(
-        &self,
+    pub(crate) fn acquire_fast<'a, G: Lend<'a, F>>(
+        &'a self,
         location: &'static Location<'static>,
-    ) -> Result<PooledConnection<'_, F>, Option<Popped<F::Connection>>> {
-        let shared = self.shared();
-        match shared.try_take_idle() {
-            Some(popped) if popped.is_ready() => Ok(PooledConnection::new(
-                shared,
+    ) -> Result<G, Option<Popped<F::Connection>>> {
+        // Matched in place, not mapped from an intermediate `Result` holding the popped entry:
+        // that cost the borrowed async cycle about 5 ns (benches/uncontended).
+        match self.shared().try_take_idle() {
+            Some(popped) if popped.is_ready() => Ok(G::lend(
+                &self.shared,
                 popped.entry,
                 Duration::ZERO,
                 location,
@@ -252,39 +299,15 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     }
 
     /// Wraps what the slow path returned, counting its duration.
-    pub(crate) fn finish_slow(
-        &self,
+    pub(crate) fn finish_slow<'a, G: Lend<'a, F>>(
+        &'a self,
         result: Acquired<F>,
         started: Instant,
         location: &'static Location<'static>,
-    ) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
-        let shared = self.shared();
+    ) -> Result<G, PoolError<F::Error>> {
         let entry = result?;
-        let waited = started.elapsed();
-        shared.record_slow_acquire(waited);
-        Ok(PooledConnection::new(shared, entry, waited, location))
-    }
-
-    /// The error for an acquire that gave up after waiting since `started`.
-    pub(crate) fn timeout_error(&self, started: Instant) -> PoolError<F::Error> {
-        let shared = self.shared();
-        if shared.is_closed() {
-            return PoolError::Closed;
-        }
-        let waited = started.elapsed();
-        shared.count_timeout();
-        emit(&shared.events, |h| {
-            h.on_timed_out(self.config().name(), waited)
-        });
-        let m = self.current_metrics();
-        PoolError::Timeout(TimeoutError {
-            waited,
-            total: m.total,
-            idle: m.idle,
-            waiting: m.waiting,
-            max: m.max,
-            last_create_error: shared.last_create_error(),
-        })
+        let waited = record_slow(self.shared(), started);
+        Ok(G::lend(&self.shared, entry, waited, location))
     }
 
     /// Returns a connection to the pool; the same as dropping the guard.
@@ -502,6 +525,30 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         crate::metrics::snapshot(self.shared())
     }
 
+    /// A weak handle: it reaches the pool without keeping it open, for event hooks and background
+    /// tasks that must not outlive the application's own handles.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let weak = pool.downgrade();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(pool); // the last strong handle: the pool closes
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn downgrade(&self) -> WeakConnectionPool<F> {
+        WeakConnectionPool {
+            handle: Arc::downgrade(&self.handle),
+        }
+    }
+
     /// Wraps shared state in a handle and starts the maintenance thread if the config says so.
     pub(crate) fn from_shared(shared: Arc<Shared<F>>) -> Self {
         maintenance::start(&shared);
@@ -511,5 +558,117 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             }),
             shared,
         }
+    }
+}
+
+/// Counts a slow acquire that started at `started`; returns how long it waited.
+pub(crate) fn record_slow<F: ConnectionFactory>(shared: &Shared<F>, started: Instant) -> Duration {
+    let waited = started.elapsed();
+    shared.record_slow_acquire(waited);
+    waited
+}
+
+/// The error for an acquire that gave up after waiting since `started`.
+pub(crate) fn timeout_error<F: ConnectionFactory>(
+    shared: &Shared<F>,
+    started: Instant,
+) -> PoolError<F::Error> {
+    if shared.is_closed() {
+        return PoolError::Closed;
+    }
+    let waited = started.elapsed();
+    shared.count_timeout();
+    emit(&shared.events, |h| {
+        h.on_timed_out(shared.config.name(), waited)
+    });
+    let m = crate::metrics::snapshot(shared);
+    PoolError::Timeout(TimeoutError {
+        waited,
+        total: m.total,
+        idle: m.idle,
+        waiting: m.waiting,
+        max: m.max,
+        last_create_error: shared.last_create_error(),
+    })
+}
+
+/// A handle to a [`ConnectionPool`] that does not keep it open: made by
+/// [`ConnectionPool::downgrade`], turned back into a pool handle by
+/// [`upgrade`](WeakConnectionPool::upgrade) while some strong handle is alive.
+///
+/// Owned guards ([`OwnedPooledConnection`]) do not count as strong handles either: once the
+/// last [`ConnectionPool`] is dropped, `upgrade` fails even while connections are still lent.
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, WeakConnectionPool};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let weak: WeakConnectionPool<Units> = pool.downgrade();
+/// // A background task that stops by itself once the application drops its pool.
+/// let task = std::thread::spawn(move || {
+///     while let Some(pool) = weak.upgrade() {
+///         let _ = pool.current_metrics();
+///         drop(pool); // never hold the strong handle between rounds
+///         std::thread::yield_now();
+///     }
+/// });
+/// drop(pool);
+/// task.join().unwrap();
+/// ```
+pub struct WeakConnectionPool<F: ConnectionFactory> {
+    /// Weak on the `Handle`, whose drop closes the pool, so that upgrading fails exactly when
+    /// the pool was closed for want of handles. It does not keep the shared state alive.
+    handle: Weak<Handle<F>>,
+}
+
+impl<F: ConnectionFactory> WeakConnectionPool<F> {
+    /// A strong handle to the pool, or `None` once every [`ConnectionPool`] handle was dropped.
+    ///
+    /// A pool closed with [`close_now`](ConnectionPool::close_now) while handles remain still
+    /// upgrades (to a closed pool): check [`is_closed`](ConnectionPool::is_closed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let weak = pool.downgrade();
+    /// let again = weak.upgrade().expect("a strong handle is alive");
+    /// drop(pool);
+    /// assert!(!again.is_closed(), "the upgraded handle keeps the pool open");
+    /// drop(again);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<ConnectionPool<F>> {
+        let handle = self.handle.upgrade()?;
+        Some(ConnectionPool {
+            shared: handle.shared.clone(),
+            handle,
+        })
+    }
+}
+
+impl<F: ConnectionFactory> Clone for WeakConnectionPool<F> {
+    fn clone(&self) -> Self {
+        WeakConnectionPool {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<F: ConnectionFactory> fmt::Debug for WeakConnectionPool<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WeakConnectionPool { .. }")
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 #[cfg(feature = "async")]
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 #[cfg(any(feature = "async", feature = "blocking"))]
 use std::panic::Location;
@@ -207,7 +208,7 @@ impl ConnectionScope {
         let acquire = pool.acquire_at(Location::caller());
         async move {
             let conn = acquire.await?;
-            Ok(self.track(pool, conn))
+            Ok(self.track(pool.config().name().to_owned(), conn))
         }
     }
 
@@ -243,21 +244,100 @@ impl ConnectionScope {
         pool: &'p ConnectionPool<F>,
     ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
         let conn = pool.acquire_blocking_at(Location::caller())?;
-        Ok(self.track(pool, conn))
+        Ok(self.track(pool.config().name().to_owned(), conn))
     }
 
-    fn track<'s, 'p, F: ConnectionFactory>(
+    /// [`acquire`](ConnectionScope::acquire) with an owned guard inside: the scoped connection
+    /// borrows the scope but not the pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire_owned`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// # futures_lite::future::block_on(async {
+    /// let scope = ConnectionScope::new();
+    /// let conn = {
+    ///     let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    ///     scope.acquire_owned(&pool).await?
+    /// }; // the pool handle is gone (the pool closed); the connection is still lent
+    /// assert_eq!(scope.len(), 1);
+    /// drop(conn);
+    /// assert!(scope.is_empty());
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "async")]
+    #[track_caller]
+    pub fn acquire_owned<'s, F: ConnectionFactory>(
         &'s self,
-        pool: &'p ConnectionPool<F>,
-        conn: PooledConnection<'p, F>,
-    ) -> ScopedConnection<'s, 'p, F> {
+        pool: &ConnectionPool<F>,
+    ) -> impl Future<Output = Result<OwnedScopedConnection<'s, F>, PoolError<F::Error>>> + use<'s, F>
+    {
+        let acquire = pool.acquire_owned_at(Location::caller());
+        let name = pool.config().name().to_owned();
+        async move {
+            let conn = acquire.await?;
+            Ok(self.track(name, conn))
+        }
+    }
+
+    /// [`acquire_blocking`](ConnectionScope::acquire_blocking) with an owned guard inside: the
+    /// scoped connection borrows the scope but not the pool.
+    ///
+    /// # Blocking
+    ///
+    /// As [`ConnectionPool::acquire_owned_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire_owned_blocking`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # struct Units;
+    /// # impl ConnectionFactory for Units {
+    /// #     type Connection = (); type Error = std::io::Error;
+    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// # }
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let scope = ConnectionScope::new();
+    /// let conn = scope.acquire_owned_blocking(&pool)?;
+    /// assert_eq!(conn.use_count(), 1); // derefs to the owned guard
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    #[cfg(feature = "blocking")]
+    #[track_caller]
+    pub fn acquire_owned_blocking<'s, F: ConnectionFactory>(
+        &'s self,
+        pool: &ConnectionPool<F>,
+    ) -> Result<OwnedScopedConnection<'s, F>, PoolError<F::Error>> {
+        let conn = pool.acquire_blocking_at(Location::caller())?;
+        Ok(self.track(pool.config().name().to_owned(), conn))
+    }
+
+    fn track<'s, 'p, F: ConnectionFactory, G>(
+        &'s self,
+        pool: String,
+        conn: G,
+    ) -> ScopedConnection<'s, 'p, F, G> {
         let id = {
             let mut next = lock(&self.next_id);
             *next += 1;
             *next
         };
         let held = HeldConnection {
-            pool: pool.config().name().to_owned(),
+            pool,
             acquired_at: Instant::now(),
         };
         lock(&self.held).push((id, held));
@@ -265,6 +345,7 @@ impl ConnectionScope {
             conn,
             scope: self,
             id,
+            _pool: PhantomData,
         }
     }
 
@@ -308,35 +389,78 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A connection borrowed through a [`ConnectionScope`]; derefs to the pool's guard and releases
 /// the connection (and leaves the scope) when dropped.
+///
+/// `G` is the guard inside: a [`PooledConnection`] borrowed from a pool that lives for `'p`, or
+/// an [`OwnedPooledConnection`](crate::OwnedPooledConnection) (see [`OwnedScopedConnection`]).
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope, ScopedConnection};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let scope = ConnectionScope::new();
+/// let conn: ScopedConnection<'_, '_, Units> = scope.acquire_blocking(&pool)?;
+/// assert_eq!(conn.use_count(), 1);
+/// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+/// ```
 #[clippy::has_significant_drop]
 #[must_use = "dropping the guard returns the connection at once"]
-pub struct ScopedConnection<'s, 'p, F: ConnectionFactory> {
-    conn: PooledConnection<'p, F>,
+pub struct ScopedConnection<'s, 'p, F: ConnectionFactory, G = PooledConnection<'p, F>> {
+    conn: G,
     scope: &'s ConnectionScope,
     id: u64,
+    /// Ties `'p` and `F` to the type when `G` is an owned guard, which names neither.
+    _pool: PhantomData<&'p ConnectionPool<F>>,
 }
 
-impl<'p, F: ConnectionFactory> Deref for ScopedConnection<'_, 'p, F> {
-    type Target = PooledConnection<'p, F>;
+/// A connection borrowed through a [`ConnectionScope`] with an owned guard inside: it borrows
+/// the scope, not the pool. Made by [`ConnectionScope::acquire_owned`] and
+/// [`ConnectionScope::acquire_owned_blocking`].
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope, OwnedScopedConnection};
+/// # struct Units;
+/// # impl ConnectionFactory for Units {
+/// #     type Connection = (); type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let scope = ConnectionScope::new();
+/// let conn: OwnedScopedConnection<'_, Units> = scope.acquire_owned_blocking(&pool)?;
+/// assert!(conn.is_healthy());
+/// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+/// ```
+pub type OwnedScopedConnection<'s, F> =
+    ScopedConnection<'s, 'static, F, crate::OwnedPooledConnection<F>>;
 
-    fn deref(&self) -> &PooledConnection<'p, F> {
+impl<F: ConnectionFactory, G> Deref for ScopedConnection<'_, '_, F, G> {
+    type Target = G;
+
+    fn deref(&self) -> &G {
         &self.conn
     }
 }
 
-impl<F: ConnectionFactory> DerefMut for ScopedConnection<'_, '_, F> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
+impl<F: ConnectionFactory, G> DerefMut for ScopedConnection<'_, '_, F, G> {
+    fn deref_mut(&mut self) -> &mut G {
         &mut self.conn
     }
 }
 
-impl<F: ConnectionFactory> Drop for ScopedConnection<'_, '_, F> {
+impl<F: ConnectionFactory, G> Drop for ScopedConnection<'_, '_, F, G> {
     fn drop(&mut self) {
         lock(&self.scope.held).retain(|(id, _)| *id != self.id);
     }
 }
 
-impl<F: ConnectionFactory> fmt::Debug for ScopedConnection<'_, '_, F> {
+impl<F: ConnectionFactory, G: fmt::Debug> fmt::Debug for ScopedConnection<'_, '_, F, G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopedConnection")
             .field("conn", &self.conn)
