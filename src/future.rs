@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::Deref;
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
 
-use crate::core::{Acquired, Popped, Shared, Timer};
-use crate::factory::BoxFuture;
+use crate::core::{Acquired, Popped, Shared, SlowAcquire, Timer};
 use crate::pool::{record_slow, timeout_error};
 use crate::{
     ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
@@ -163,13 +163,15 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,
-    slow: Option<Slow<'a, F>>,
+    slow: Option<Slow<'a, F, &'a Shared<F>>>,
     location: &'static Location<'static>,
 }
 
-/// An acquire that could not be served from the idle queue at once.
-struct Slow<'a, F: ConnectionFactory> {
-    fut: BoxFuture<'a, Option<Acquired<F>>>,
+/// An acquire that could not be served from the idle queue at once: the slow path's state
+/// machine, held inline (a waiting acquire allocates nothing), and its fallback timer. `S` is how
+/// it reaches the pool: a borrow, or the owned future's `Arc`.
+struct Slow<'a, F: ConnectionFactory, S: Deref<Target = Shared<F>>> {
+    wait: SlowAcquire<'a, F, S>,
     /// Armed only while no deadline keeper runs (see `core::waitlist`): a timer per wait costs
     /// a system call and a wake-up of async-io's reactor thread.
     timer: Option<Timer>,
@@ -177,37 +179,42 @@ struct Slow<'a, F: ConnectionFactory> {
     deadline: Instant,
 }
 
-impl<'a, F: ConnectionFactory> Slow<'a, F> {
+impl<'a, F, S> Slow<'a, F, S>
+where
+    F: ConnectionFactory,
+    S: Deref<Target = Shared<F>> + Clone + Send + 'a,
+{
     /// Out of line, so that the fast path of `poll` stays small.
     #[cold]
     #[inline(never)]
-    fn start(shared: &'a Shared<F>, candidate: Option<Popped<F::Connection>>) -> Self {
+    fn start(shared: S, candidate: Option<Popped<F::Connection>>) -> Self {
         let started = Instant::now();
         let deadline = started + shared.config.acquire_timeout();
         Slow {
-            fut: Box::pin(shared.acquire_slow(candidate, deadline)),
+            wait: SlowAcquire::new(shared, candidate, deadline),
             timer: None,
             started,
             deadline,
         }
     }
-}
 
-impl<F: ConnectionFactory> Slow<'static, F> {
-    /// `start` for a `'static` future: the wait owns its own `Arc` (the slow path can afford
-    /// the count; the owned fast path takes none beyond the guard's).
-    #[cold]
+    /// Polls the wait: `Some` with its result, `None` past the deadline. Out of line, so that
+    /// the fast path inlined into callers stays small.
     #[inline(never)]
-    fn start_owned(shared: &Arc<Shared<F>>, candidate: Option<Popped<F::Connection>>) -> Self {
-        let started = Instant::now();
-        let deadline = started + shared.config.acquire_timeout();
-        let shared = Arc::clone(shared);
-        Slow {
-            fut: Box::pin(async move { shared.acquire_slow(candidate, deadline).await }),
-            timer: None,
-            started,
-            deadline,
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Acquired<F>>> {
+        if let Poll::Ready(result) = self.wait.poll(cx) {
+            return Poll::Ready(result);
         }
+        // Checked after every poll of the wait: a keeper that stops wakes every waiter.
+        if self.timer.is_none() && !self.wait.shared().deadlines_kept() {
+            self.timer = Some(Timer::at(self.deadline));
+        }
+        if let Some(timer) = self.timer.as_mut() {
+            if Pin::new(timer).poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -231,7 +238,7 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
                 Err(candidate) => this.slow.insert(Slow::start(this.pool.shared(), candidate)),
             },
         };
-        let Poll::Ready(outcome) = slow.poll(this.pool.shared(), cx) else {
+        let Poll::Ready(outcome) = slow.poll(cx) else {
             return Poll::Pending;
         };
         let started = slow.started;
@@ -273,7 +280,7 @@ pub struct AcquireOwned<F: ConnectionFactory> {
     /// Moved into the guard on success, so the owned fast path costs the one count taken in
     /// `acquire_owned`. `None` once the future has completed.
     shared: Option<Arc<Shared<F>>>,
-    slow: Option<Slow<'static, F>>,
+    slow: Option<Slow<'static, F, Arc<Shared<F>>>>,
     location: &'static Location<'static>,
 }
 
@@ -301,10 +308,10 @@ impl<F: ConnectionFactory> Future for AcquireOwned<F> {
                 Some(popped) if popped.is_ready() => {
                     return Poll::Ready(Ok(this.lend(popped.entry, Duration::ZERO)));
                 }
-                candidate => this.slow.insert(Slow::start_owned(shared, candidate)),
+                candidate => this.slow.insert(Slow::start(Arc::clone(shared), candidate)),
             },
         };
-        let Poll::Ready(outcome) = slow.poll(shared, cx) else {
+        let Poll::Ready(outcome) = slow.poll(cx) else {
             return Poll::Pending;
         };
         let started = slow.started;
@@ -341,27 +348,6 @@ impl<F: ConnectionFactory> AcquireOwned<F> {
             Some(shared) => OwnedPooledConnection::new(shared, entry, waited, self.location),
             None => unreachable!("checked at the top of `poll`"),
         }
-    }
-}
-
-impl<'a, F: ConnectionFactory> Slow<'a, F> {
-    /// Polls the wait: `Some` with its result, `None` past the deadline. Out of line, so that
-    /// the fast path inlined into callers stays small.
-    #[inline(never)]
-    fn poll(&mut self, shared: &Shared<F>, cx: &mut Context<'_>) -> Poll<Option<Acquired<F>>> {
-        if let Poll::Ready(result) = self.fut.as_mut().poll(cx) {
-            return Poll::Ready(result);
-        }
-        // Checked after every poll of the wait: a keeper that stops wakes every waiter.
-        if self.timer.is_none() && !shared.deadlines_kept() {
-            self.timer = Some(Timer::at(self.deadline));
-        }
-        if let Some(timer) = self.timer.as_mut() {
-            if Pin::new(timer).poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-        }
-        Poll::Pending
     }
 }
 

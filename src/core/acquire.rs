@@ -1,12 +1,21 @@
 //! The slow path of an acquire, shared by both facades: join the waiter list (asking the creator
 //! for a connection), sleep until a connection is handed over, check it; then loop.
+//!
+//! It is a hand-written state machine (`SlowAcquire`) rather than an `async fn`, so the async
+//! facade can hold it inline in its named future: a waiting acquire then allocates nothing (its
+//! slot comes from the wait list's free list). Only checks that run user callbacks (`validate`,
+//! `reset`, the hook) are boxed, since their futures cannot be named.
 
 use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::sync::Arc;
 use super::waitlist::Slot;
 use super::{DestroyReason, Entry, Interrupted, Popped, RetireOnDrop, Shared, with_timeout};
+use crate::factory::BoxFuture;
 use crate::{ConnectionFactory, PoolError};
 
 /// What the slow path ends with.
@@ -14,63 +23,173 @@ pub(crate) type Acquired<F> =
     Result<Entry<<F as ConnectionFactory>::Connection>, PoolError<<F as ConnectionFactory>::Error>>;
 
 impl<F: ConnectionFactory> Shared<F> {
-    /// Acquires a connection, or gives up with `None` once `deadline` has passed. The facades
-    /// may also drop this future at their deadline, which is safe at every await point (see
-    /// `Waiter`).
-    ///
-    /// `candidate` is a connection the fast path popped but that must be validated first.
+    /// Acquires a connection, or gives up with `None` once `deadline` has passed: the blocking
+    /// facade's form of `SlowAcquire`.
     pub(crate) async fn acquire_slow(
         &self,
-        mut candidate: Option<Popped<F::Connection>>,
+        candidate: Option<Popped<F::Connection>>,
         deadline: Instant,
     ) -> Option<Acquired<F>> {
-        let mut waiter = Waiter::new(self, deadline);
-        // Whether this caller was handed a connection that turned out unusable: it then queues
-        // again at the front, since it was already the oldest waiter.
-        let mut served = false;
-        loop {
-            if let Some(popped) = candidate.take() {
-                if popped.is_ready() {
-                    return Some(Ok(popped.entry));
-                }
-                // Checked between candidates: each check may take up to `check_timeout`, and a
-                // blocking one cannot be cut short.
-                if Instant::now() >= deadline {
-                    self.put_back(popped.entry);
-                    return None;
-                }
-                if let Some(entry) = self.vet(popped, deadline).await {
-                    return Some(Ok(entry));
-                }
-                served = true;
-                continue;
-            }
-            if self.is_closed() {
-                return Some(Err(PoolError::Closed));
-            }
-            if let Some(entry) = waiter.take() {
-                served = true;
-                candidate = self.inspect(entry);
-                continue;
-            }
-            if waiter.is_expired() {
-                return None;
-            }
-            if !waiter.queued {
-                if served && Instant::now() >= deadline {
-                    return None;
-                }
-                if !waiter.enqueue(served) {
-                    return Some(Err(PoolError::Closed));
-                }
-                // Whichever comes first serves this waiter: a returned connection or a new one.
-                self.signal_demand();
-                continue;
-            }
-            waiter.wait().await;
+        let mut slow = SlowAcquire::new(self, candidate, deadline);
+        futures_lite::future::poll_fn(|cx| slow.poll(cx)).await
+    }
+}
+
+/// One caller's slow acquire: its place in the waiter list, the connection it is checking, and
+/// what it has been through. `S` is how it reaches the pool: a borrow, or an `Arc` for the
+/// `'static` owned future.
+///
+/// Cancellation safety: dropping it, at any point, leaves the list cleanly (see `Drop`): a
+/// connection already handed to it goes on to the next waiter (or back to idle), and one being
+/// checked is retired by the check's own guard.
+pub(crate) struct SlowAcquire<'a, F: ConnectionFactory, S: Deref<Target = Shared<F>>> {
+    shared: S,
+    deadline: Instant,
+    /// Taken from the list's free list on first use and kept across re-queueing.
+    slot: Option<Arc<Slot<F::Connection>>>,
+    /// Whether the slot may be linked in the list (it may have been served or unlinked by
+    /// `close` since).
+    queued: bool,
+    /// A connection to lend once it passes its checks.
+    candidate: Option<Popped<F::Connection>>,
+    /// Whether this caller was handed a connection that turned out unusable: it then queues
+    /// again at the front, since it was already the oldest waiter.
+    served: bool,
+    /// The checks running on a candidate (user callbacks).
+    vetting: Option<BoxFuture<'a, Option<Entry<F::Connection>>>>,
+}
+
+impl<'a, F, S> SlowAcquire<'a, F, S>
+where
+    F: ConnectionFactory,
+    S: Deref<Target = Shared<F>> + Clone + Send + 'a,
+{
+    /// `candidate` is a connection the fast path popped but that must be checked first.
+    pub(crate) fn new(
+        shared: S,
+        candidate: Option<Popped<F::Connection>>,
+        deadline: Instant,
+    ) -> Self {
+        SlowAcquire {
+            shared,
+            deadline,
+            slot: None,
+            queued: false,
+            candidate,
+            served: false,
+            vetting: None,
         }
     }
 
+    /// The pool this acquire is for.
+    pub(crate) fn shared(&self) -> &S {
+        &self.shared
+    }
+
+    /// Drives the acquire: `Some` with its result, or `None` once the deadline has passed. The
+    /// facades may also drop it at their own deadline, which is safe at every `Pending`.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Acquired<F>>> {
+        loop {
+            if let Some(vetting) = self.vetting.as_mut() {
+                let Poll::Ready(vetted) = vetting.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                self.vetting = None;
+                match vetted {
+                    Some(entry) => return Poll::Ready(Some(Ok(entry))),
+                    None => {
+                        self.served = true;
+                        continue;
+                    }
+                }
+            }
+            if let Some(popped) = self.candidate.take() {
+                if popped.is_ready() {
+                    return Poll::Ready(Some(Ok(popped.entry)));
+                }
+                // Checked between candidates: each check may take up to `check_timeout`, and a
+                // blocking one cannot be cut short.
+                if Instant::now() >= self.deadline {
+                    self.shared.put_back(popped.entry);
+                    return Poll::Ready(None);
+                }
+                let shared = self.shared.clone();
+                let deadline = self.deadline;
+                let vet: Pin<Box<dyn Future<Output = _> + Send + 'a>> =
+                    Box::pin(async move { shared.vet(popped, deadline).await });
+                self.vetting = Some(vet);
+                continue;
+            }
+            if self.shared.is_closed() {
+                return Poll::Ready(Some(Err(PoolError::Closed)));
+            }
+            if let Some(entry) = self.take() {
+                self.served = true;
+                self.candidate = self.shared.inspect(entry);
+                continue;
+            }
+            if self.slot.as_ref().is_some_and(|slot| slot.is_expired()) {
+                return Poll::Ready(None);
+            }
+            if !self.queued {
+                if self.served && Instant::now() >= self.deadline {
+                    return Poll::Ready(None);
+                }
+                if !self.enqueue(self.served) {
+                    return Poll::Ready(Some(Err(PoolError::Closed)));
+                }
+                // Whichever comes first serves this waiter: a returned connection or a new one.
+                self.shared.signal_demand();
+                continue;
+            }
+            // Ready: woken since the last look (served, expired, closed, keeper stopped): look
+            // again.
+            if let Some(slot) = &self.slot {
+                if slot.poll_wait(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Joins the list, at the back or (for a caller whose connection failed its checks) at the
+    /// front; returns `false` if the pool is closed.
+    fn enqueue(&mut self, front: bool) -> bool {
+        let shared = &*self.shared;
+        let slot = self.slot.get_or_insert_with(|| shared.slot());
+        self.queued = self.shared.enqueue(slot, self.deadline, front);
+        self.queued
+    }
+
+    /// The connection handed to this caller, if one was.
+    fn take(&mut self) -> Option<Entry<F::Connection>> {
+        let entry = self.slot.as_ref()?.take()?;
+        self.queued = false;
+        Some(entry)
+    }
+}
+
+impl<F: ConnectionFactory, S: Deref<Target = Shared<F>>> Drop for SlowAcquire<'_, F, S> {
+    fn drop(&mut self) {
+        // Cancellation safety: a slot still linked is unlinked; a connection handed to it but
+        // not taken goes back through the release path, to the next waiter. The slot then goes
+        // back to the free list, if nothing else holds it.
+        if let Some(slot) = self.slot.take() {
+            if self.queued {
+                self.shared.dequeue(&slot);
+            }
+            if let Some(entry) = slot.take() {
+                self.shared.put_back(entry);
+            }
+            self.shared.recycle(slot);
+        }
+        if let Some(popped) = self.candidate.take() {
+            self.shared.put_back(popped.entry);
+        }
+    }
+}
+
+impl<F: ConnectionFactory> Shared<F> {
     /// Validates and resets a connection as due. Returns it if it may be lent; otherwise it is
     /// retired and the acquire goes on.
     async fn vet(
@@ -139,73 +258,6 @@ impl<F: ConnectionFactory> Shared<F> {
         match with_timeout(left, fut).await {
             Err(Interrupted::TimedOut) => None,
             other => Some(other),
-        }
-    }
-}
-
-/// One caller's place in the waiter list. Dropping it, at any point, leaves the list cleanly: a
-/// connection already handed to it goes on to the next waiter (or back to idle).
-pub(crate) struct Waiter<'a, F: ConnectionFactory> {
-    shared: &'a Shared<F>,
-    deadline: Instant,
-    /// Made on first use and kept across re-queueing.
-    slot: Option<Arc<Slot<F::Connection>>>,
-    /// Whether the slot may be linked in the list (it may have been served or unlinked by
-    /// `close` since).
-    queued: bool,
-}
-
-impl<'a, F: ConnectionFactory> Waiter<'a, F> {
-    pub(crate) fn new(shared: &'a Shared<F>, deadline: Instant) -> Self {
-        Waiter {
-            shared,
-            deadline,
-            slot: None,
-            queued: false,
-        }
-    }
-
-    /// Joins the list, at the back or (for a caller whose connection failed its checks) at the
-    /// front; returns `false` if the pool is closed.
-    fn enqueue(&mut self, front: bool) -> bool {
-        let deadline = self.deadline;
-        let slot = self.slot.get_or_insert_with(|| Slot::new(deadline));
-        self.queued = self.shared.enqueue(slot, front);
-        self.queued
-    }
-
-    /// The connection handed to this caller, if one was.
-    fn take(&mut self) -> Option<Entry<F::Connection>> {
-        let entry = self.slot.as_ref()?.take()?;
-        self.queued = false;
-        Some(entry)
-    }
-
-    /// Whether the deadline keeper ended this wait.
-    fn is_expired(&self) -> bool {
-        self.slot.as_ref().is_some_and(|slot| slot.is_expired())
-    }
-
-    /// Sleeps until served or woken. A wake-up that came since the caller last looked at the
-    /// slot makes it return at once, so the caller looks again before it sleeps.
-    async fn wait(&mut self) {
-        if let Some(slot) = &self.slot {
-            futures_lite::future::poll_fn(|cx| slot.poll_wait(cx)).await;
-        }
-    }
-}
-
-impl<F: ConnectionFactory> Drop for Waiter<'_, F> {
-    fn drop(&mut self) {
-        // Cancellation safety: a slot still linked is unlinked; a connection handed to it but
-        // not taken goes back through the release path, to the next waiter.
-        if let Some(slot) = &self.slot {
-            if self.queued {
-                self.shared.dequeue(slot);
-            }
-            if let Some(entry) = slot.take() {
-                self.shared.put_back(entry);
-            }
         }
     }
 }

@@ -60,7 +60,7 @@ mod surplus;
 mod sync;
 mod waitlist;
 
-pub(crate) use acquire::Acquired;
+pub(crate) use acquire::{Acquired, SlowAcquire};
 pub use clock::ManualClock;
 pub(crate) use clock::{Clock, Millis, TICK};
 pub use entry::DestroyReason;

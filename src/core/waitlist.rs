@@ -44,7 +44,10 @@ pub(crate) struct WaitList<C> {
 }
 
 struct Inner<C> {
-    queue: VecDeque<Arc<Slot<C>>>,
+    /// Each waiter's slot with the deadline of its wait.
+    queue: VecDeque<(Instant, Arc<Slot<C>>)>,
+    /// Slots whose waiters are gone, for the next waiters: a wait then allocates nothing.
+    free: Vec<Arc<Slot<C>>>,
     /// When the keeper will next look at the list, if it will; a waiter with an earlier deadline
     /// sets it to its own and wakes the keeper.
     armed: Option<Instant>,
@@ -55,6 +58,7 @@ impl<C> WaitList<C> {
         WaitList {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
+                free: Vec::new(),
                 armed: None,
             }),
             keeper_wanted: Event::new(),
@@ -78,7 +82,6 @@ impl<C> WaitList<C> {
 /// held while a waker is cloned, woken or dropped (DESIGN invariant 7).
 pub(crate) struct Slot<C> {
     state: Mutex<SlotState<C>>,
-    deadline: Instant,
 }
 
 struct SlotState<C> {
@@ -93,7 +96,7 @@ struct SlotState<C> {
 }
 
 impl<C> Slot<C> {
-    pub(crate) fn new(deadline: Instant) -> Arc<Self> {
+    fn new() -> Arc<Self> {
         Arc::new(Slot {
             state: Mutex::new(SlotState {
                 served: None,
@@ -101,7 +104,6 @@ impl<C> Slot<C> {
                 woken: false,
                 waker: None,
             }),
-            deadline,
         })
     }
 
@@ -171,6 +173,16 @@ impl<C> Slot<C> {
         }
     }
 
+    /// Readies a slot whose waiter is gone for the next one; returns the waker it held, to be
+    /// dropped once no lock is held.
+    fn clear(&self) -> Option<Waker> {
+        let mut state = self.lock();
+        state.served = None;
+        state.expired = false;
+        state.woken = false;
+        state.waker.take()
+    }
+
     /// Nothing that holds the lock can panic, but a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, SlotState<C>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -181,7 +193,12 @@ impl<F: ConnectionFactory> Shared<F> {
     /// Links `slot` into the list (at the front for a waiter whose connection failed its
     /// checks), counts it in `gate`, and serves the front from `idle`. Returns `false`, linking
     /// nothing, if the pool is closed.
-    pub(crate) fn enqueue(&self, slot: &Arc<Slot<F::Connection>>, front: bool) -> bool {
+    pub(crate) fn enqueue(
+        &self,
+        slot: &Arc<Slot<F::Connection>>,
+        deadline: Instant,
+        front: bool,
+    ) -> bool {
         let mut inner = self.waitlist.lock();
         // Under the lock: `close` sets the bit and then takes the lock to wake the list, so a
         // slot linked here is either woken by it or never linked.
@@ -189,9 +206,9 @@ impl<F: ConnectionFactory> Shared<F> {
             return false;
         }
         if front {
-            inner.queue.push_front(Arc::clone(slot));
+            inner.queue.push_front((deadline, Arc::clone(slot)));
         } else {
-            inner.queue.push_back(Arc::clone(slot));
+            inner.queue.push_back((deadline, Arc::clone(slot)));
         }
         self.hot.gate.fetch_add(1, Ordering::SeqCst);
         // Count, then re-check `idle`. Pairs with the fence in `Shared::push_idle`: either the
@@ -199,9 +216,9 @@ impl<F: ConnectionFactory> Shared<F> {
         fence(Ordering::SeqCst);
         let served = self.serve_one(&mut inner);
         let wake_keeper = self.waitlist.keeper.load(Ordering::Relaxed)
-            && inner.armed.is_none_or(|at| at > slot.deadline);
+            && inner.armed.is_none_or(|at| at > deadline);
         if wake_keeper {
-            inner.armed = Some(slot.deadline);
+            inner.armed = Some(deadline);
         }
         drop(inner);
         if wake_keeper {
@@ -215,10 +232,34 @@ impl<F: ConnectionFactory> Shared<F> {
         true
     }
 
+    /// A slot for a new wait: one a gone waiter left on the free list, or a new one.
+    pub(crate) fn slot(&self) -> Arc<Slot<F::Connection>> {
+        let recycled = self.waitlist.lock().free.pop();
+        recycled.unwrap_or_else(Slot::new)
+    }
+
+    /// Takes back the slot of a waiter that is gone (unlinked, its connection taken back), for
+    /// a later wait. A slot something else still holds (a wake-up in flight) is left to drop.
+    pub(crate) fn recycle(&self, slot: Arc<Slot<F::Connection>>) {
+        /// Enough for the waiters of any burst worth keeping memory for.
+        const FREE_MAX: usize = 1024;
+        if Arc::strong_count(&slot) != 1 {
+            return;
+        }
+        // Invariant 7: the waiter's waker is dropped after the list's lock is released.
+        let waker = slot.clear();
+        let mut inner = self.waitlist.lock();
+        if inner.free.len() < FREE_MAX {
+            inner.free.push(slot);
+        }
+        drop(inner);
+        drop(waker);
+    }
+
     /// Unlinks `slot` if it is still linked (a waiter giving up).
     pub(crate) fn dequeue(&self, slot: &Arc<Slot<F::Connection>>) {
         let mut inner = self.waitlist.lock();
-        if let Some(at) = inner.queue.iter().position(|s| Arc::ptr_eq(s, slot)) {
+        if let Some(at) = inner.queue.iter().position(|(_, s)| Arc::ptr_eq(s, slot)) {
             // The list's reference is dropped under the lock: the waiter still holds its own,
             // so this never drops the slot (and the waker in it).
             inner.queue.remove(at);
@@ -247,10 +288,10 @@ impl<F: ConnectionFactory> Shared<F> {
     /// check (`inspect`, as on the fast path); one found stale is retired there and the waiter
     /// queues again at the front.
     fn serve_one(&self, inner: &mut Inner<F::Connection>) -> Option<Arc<Slot<F::Connection>>> {
-        let slot = inner.queue.pop_front()?;
+        let (deadline, slot) = inner.queue.pop_front()?;
         let Some(entry) = self.idle.pop() else {
             // Nothing idle: the waiter keeps its place at the front.
-            inner.queue.push_front(slot);
+            inner.queue.push_front((deadline, slot));
             return None;
         };
         self.surplus.note(self.idle.len());
@@ -267,7 +308,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let unlinked = std::mem::take(&mut inner.queue);
         self.hot.gate.fetch_sub(unlinked.len(), Ordering::SeqCst);
         drop(inner);
-        unlinked.iter().for_each(|slot| slot.wake());
+        unlinked.iter().for_each(|(_, slot)| slot.wake());
         self.waitlist.keeper_wanted.notify(usize::MAX);
     }
 
@@ -295,7 +336,7 @@ impl<F: ConnectionFactory> Shared<F> {
         }
         // Woken after the lock is released (invariant 7); a waiter that links after the store
         // sees it and arms its own timer.
-        let linked: Vec<_> = inner.queue.iter().cloned().collect();
+        let linked: Vec<_> = inner.queue.iter().map(|(_, slot)| slot.clone()).collect();
         drop(inner);
         linked.iter().for_each(|slot| slot.wake());
     }
@@ -309,8 +350,8 @@ impl<F: ConnectionFactory> Shared<F> {
         let mut expired = Vec::new();
         let mut at = 0;
         while at < inner.queue.len() {
-            if inner.queue[at].deadline <= now {
-                if let Some(slot) = inner.queue.remove(at) {
+            if inner.queue[at].0 <= now {
+                if let Some((_, slot)) = inner.queue.remove(at) {
                     slot.expire();
                     expired.push(slot);
                 }
@@ -321,7 +362,7 @@ impl<F: ConnectionFactory> Shared<F> {
         if !expired.is_empty() {
             self.hot.gate.fetch_sub(expired.len(), Ordering::SeqCst);
         }
-        inner.armed = inner.queue.iter().map(|s| s.deadline).min();
+        inner.armed = inner.queue.iter().map(|(at, _)| *at).min();
         let next = inner.armed;
         drop(inner);
         expired.iter().for_each(|slot| slot.wake());
