@@ -50,6 +50,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[cfg(feature = "async")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn with_connection<R, E>(
         &self,
         f: impl AsyncFnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
@@ -94,6 +95,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[cfg(feature = "blocking")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn with_connection_blocking<R, E>(
         &self,
         f: impl FnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
@@ -200,6 +202,7 @@ impl ConnectionScope {
     /// ```
     #[cfg(feature = "async")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn acquire<'s, 'p, F: ConnectionFactory>(
         &'s self,
         pool: &'p ConnectionPool<F>,
@@ -238,6 +241,7 @@ impl ConnectionScope {
     /// ```
     #[cfg(feature = "blocking")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn acquire_blocking<'s, 'p, F: ConnectionFactory>(
         &'s self,
         pool: &'p ConnectionPool<F>,
