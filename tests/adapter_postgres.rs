@@ -1,4 +1,5 @@
-//! The blocking `postgres` adapter against a real PostgreSQL (`NEXUS_POOL_PG_URL`).
+//! The blocking `postgres` adapter against a real PostgreSQL (`NEXUS_POOL_PG_URL`, else the
+//! standard local address).
 #![cfg(all(feature = "postgres", feature = "blocking"))]
 
 mod adapter_support;
@@ -19,7 +20,7 @@ type Pool = ConnectionPool<PostgresConnectionFactory>;
 
 /// A factory whose sessions carry `app` as their `application_name`.
 fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
-    let mut factory = PostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
+    let mut factory = PostgresConnectionFactory::new(url).expect("the PostgreSQL URL parses");
     factory.config_mut().application_name(app);
     factory
 }

@@ -1,5 +1,5 @@
-//! The `tokio-postgres` adapter against a real PostgreSQL (`NEXUS_POOL_PG_URL`): from plain
-//! threads with no runtime, and from tokio, smol and async-std tasks.
+//! The `tokio-postgres` adapter against a real PostgreSQL (`NEXUS_POOL_PG_URL`, else the standard
+//! local address): from plain threads with no runtime, and from tokio, smol and async-std tasks.
 #![cfg(all(feature = "tokio-postgres", feature = "blocking", feature = "async"))]
 
 mod adapter_support;
@@ -21,7 +21,7 @@ type Factory = TokioPostgresConnectionFactory;
 type Pool = ConnectionPool<Factory>;
 
 fn factory(url: &str, app: &str) -> Factory {
-    let mut factory = TokioPostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
+    let mut factory = TokioPostgresConnectionFactory::new(url).expect("the PostgreSQL URL parses");
     factory.config_mut().application_name(app);
     factory
 }
