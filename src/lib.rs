@@ -29,12 +29,15 @@ mod future;
     feature = "redis",
     feature = "rusqlite"
 ))]
-#[cfg_attr(docsrs, doc(cfg(any(
-    feature = "postgres",
-    feature = "tokio-postgres",
-    feature = "redis",
-    feature = "rusqlite"
-))))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "postgres",
+        feature = "tokio-postgres",
+        feature = "redis",
+        feature = "rusqlite"
+    )))
+)]
 pub mod adapters;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "metrics", feature = "tracing"))))]
