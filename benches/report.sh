@@ -33,11 +33,16 @@ bench_args=()
 for b in "${benches[@]}"; do bench_args+=(--bench "$b"); done
 
 echo "== building the benches (not counted in the run's time)"
-# Run the executables built here, so that sources changing under the run cannot trigger a rebuild.
-cargo bench --no-run "${bench_args[@]}" 2>&1 | tee "$out/build.log"
+# The benches are a package of their own (benches/peers), so that `cargo test` on the crate never
+# builds the peers. Run the executables built here, so that sources changing under the run cannot
+# trigger a rebuild.
+peers="$root/benches/peers"
+cargo bench --manifest-path "$peers/Cargo.toml" --no-run "${bench_args[@]}" 2>&1 | tee "$out/build.log"
 declare -A exe
 for b in "${benches[@]}"; do
   exe[$b]=$(sed -nE "s#^ *Executable benches/$b\.rs \((.*)\)\$#\1#p" "$out/build.log" | tail -1)
+  # Cargo names the executable relative to the package it built.
+  case "${exe[$b]}" in /*|"") ;; *) exe[$b]="$peers/${exe[$b]}" ;; esac
   if [ -z "${exe[$b]}" ]; then
     echo "could not find the executable of bench $b in the build output" >&2
     exit 1
@@ -77,7 +82,7 @@ versions=$(awk '
   END {
     n = split("nexus-pool deadpool deadpool-postgres bb8 bb8-postgres r2d2 r2d2_postgres mobc tokio tokio-postgres postgres crossbeam-queue event-listener async-io", want, " ")
     for (i = 1; i <= n; i++) if (want[i] in v) printf "| %s | %s |\n", want[i], v[want[i]]
-  }' Cargo.lock)
+  }' benches/peers/Cargo.lock)
 
 pg_server=""
 if [ -n "${NEXUS_POOL_PG_URL:-}" ]; then
@@ -98,7 +103,7 @@ Every number below comes from this one run; nothing is copied from elsewhere. Ru
 \`\`\`sh
 NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh          # full, < 15 min on 2 cores
 NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick  # quick, < 2 min
-cargo bench --bench peers -- --quick    # or one part alone: peers, contended, postgres, spike
+(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, postgres, spike
 \`\`\`
 
 The machines these run on have 2 cores whose speed (cross-core latency above all) changes by

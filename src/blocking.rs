@@ -48,6 +48,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[track_caller]
     #[inline(always)] // see `ConnectionPool::acquire_fast`
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn acquire_blocking(&self) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
         self.acquire_blocking_at(Location::caller())
     }
@@ -136,6 +137,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// pool.close_blocking();
     /// assert_eq!(pool.current_metrics().total, 0);
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn close_blocking(&self) {
         self.close_now();
         let mut listener = None;

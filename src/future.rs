@@ -53,6 +53,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # }).unwrap();
     /// ```
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn acquire(&self) -> Acquire<'_, F> {
         self.acquire_at(Location::caller())
     }
@@ -136,6 +137,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// assert!(matches!(pool.acquire().await, Err(PoolError::Closed)));
     /// # });
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn close(&self) -> Close<'_, F> {
         self.close_now();
         Close {
@@ -161,6 +163,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 /// assert!(futures_lite::future::block_on(acquire).is_ok());
 /// ```
 #[must_use = "futures do nothing unless polled"]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct Acquire<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,
     slow: Option<Slow<'a, F, &'a Shared<F>>>,
@@ -368,6 +371,7 @@ impl<F: ConnectionFactory> AcquireOwned<F> {
 /// assert!(pool.is_closed());
 /// ```
 #[must_use = "the pool is closed already; await this to wait until every connection is destroyed"]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct Close<'a, F: ConnectionFactory> {
     pool: &'a ConnectionPool<F>,
     listener: Option<EventListener>,

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` on nightly: label each feature-gated item with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 // Without a facade only `try_acquire` uses the core; the rest is there for the facades.
 #![cfg_attr(not(any(feature = "async", feature = "blocking")), allow(dead_code))]
@@ -29,10 +31,21 @@ mod future;
     feature = "redis",
     feature = "rusqlite"
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "postgres",
+        feature = "tokio-postgres",
+        feature = "redis",
+        feature = "rusqlite"
+    )))
+)]
 pub mod adapters;
 #[cfg(any(feature = "metrics", feature = "tracing"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "metrics", feature = "tracing"))))]
 pub mod export;
 #[cfg(feature = "store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub mod store;
 
 pub use crate::builder::ConnectionPoolBuilder;
@@ -56,6 +69,7 @@ pub use crate::scope::{ConnectionScope, HeldConnection, OwnedScopedConnection, S
 
 /// The named futures of the async facade.
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub mod futures {
     pub use crate::future::{Acquire, AcquireOwned, Close};
 }

@@ -343,6 +343,7 @@ mod stream {
         /// # }).unwrap();
         /// ```
         #[track_caller]
+        #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
         pub fn metrics_stream(&self, interval: Duration) -> MetricsStream {
             let ticks = Ticks::new(self, interval);
             MetricsStream {
@@ -378,6 +379,7 @@ mod stream {
     /// assert!(three.iter().all(|m| m.max == 10));
     /// ```
     #[must_use = "streams do nothing unless polled"]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub struct MetricsStream {
         ticks: Ticks,
         /// Fires when the next snapshot is due.
@@ -480,6 +482,7 @@ mod iter {
         /// # Ok::<(), nexus_pool::ConfigError>(())
         /// ```
         #[track_caller]
+        #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
         pub fn metrics_iter(&self, interval: Duration) -> MetricsIter {
             MetricsIter {
                 ticks: Ticks::new(self, interval),
@@ -510,6 +513,7 @@ mod iter {
     /// }
     /// ```
     #[must_use = "iterators do nothing unless advanced"]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub struct MetricsIter {
         ticks: Ticks,
     }

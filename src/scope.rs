@@ -51,6 +51,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[cfg(feature = "async")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn with_connection<R, E>(
         &self,
         f: impl AsyncFnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
@@ -95,6 +96,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[cfg(feature = "blocking")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn with_connection_blocking<R, E>(
         &self,
         f: impl FnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
@@ -201,6 +203,7 @@ impl ConnectionScope {
     /// ```
     #[cfg(feature = "async")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn acquire<'s, 'p, F: ConnectionFactory>(
         &'s self,
         pool: &'p ConnectionPool<F>,
@@ -239,6 +242,7 @@ impl ConnectionScope {
     /// ```
     #[cfg(feature = "blocking")]
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn acquire_blocking<'s, 'p, F: ConnectionFactory>(
         &'s self,
         pool: &'p ConnectionPool<F>,

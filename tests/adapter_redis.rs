@@ -1,4 +1,5 @@
-//! The Redis adapter against a real Redis (`NEXUS_POOL_REDIS_URL`).
+//! The Redis adapter against a real Redis (`NEXUS_POOL_REDIS_URL`, else the standard local
+//! address).
 #![cfg(all(feature = "redis", feature = "blocking"))]
 
 mod adapter_support;
@@ -18,7 +19,7 @@ type Pool = ConnectionPool<RedisConnectionFactory>;
 
 /// `url` with its database set to `db`.
 fn client(url: &str, db: i64) -> redis::Client {
-    let info = redis::Client::open(url).expect("NEXUS_POOL_REDIS_URL parses");
+    let info = redis::Client::open(url).expect("the Redis URL parses");
     let info = info.get_connection_info().clone();
     let settings = info.redis_settings().clone().set_db(db);
     redis::Client::open(info.set_redis_settings(settings)).unwrap()

@@ -1,7 +1,7 @@
-//! Faults against a real PostgreSQL (`NEXUS_POOL_PG_URL`), through the blocking `postgres`
-//! adapter: a server restart under load (`NEXUS_POOL_PG_RESTART`), backends killed under load,
-//! and a silent dead socket (an in-test TCP proxy that stops forwarding but keeps its sockets
-//! open).
+//! Faults against a real PostgreSQL (`NEXUS_POOL_PG_URL`, else the standard local address), through
+//! the blocking `postgres` adapter: a server restart under load (`NEXUS_POOL_PG_RESTART`), backends
+//! killed under load, and a silent dead socket (an in-test TCP proxy that stops forwarding but
+//! keeps its sockets open).
 //!
 //! What must hold: callers see errors only while the server is down or on the very session that
 //! was killed, never a wrong result; the pool recovers by itself; the connects it attempts during
@@ -46,17 +46,21 @@ fn serial() -> MutexGuard<'static, ()> {
 /// The variable holding the shell command that restarts the server.
 const RESTART_VAR: &str = "NEXUS_POOL_PG_RESTART";
 
-/// The restart command, or `None` after one skip line.
+/// The restart command, or `None` after one skip line. It has no default: restarting the
+/// server under whoever else uses it is not something a test run should do unasked.
 fn restart_command(test: &str) -> Option<String> {
     match std::env::var(RESTART_VAR) {
         Ok(cmd) if !cmd.trim().is_empty() => Some(cmd),
         _ => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped {test}: {RESTART_VAR} is not set (the shell command that restarts the \
-                 server); .ci/run sets it, e.g. {RESTART_VAR}=\"pg_ctlcluster \
-                 --skip-systemctl-redirect $(ls /etc/postgresql) main restart\" \
-                 cargo test --all-features --test pg_faults"
+            adapter_support::skip(
+                "no restart command",
+                test,
+                &format!(
+                    "{RESTART_VAR} is not set (the shell command that restarts the server); \
+                     .ci/run sets it, e.g. {RESTART_VAR}=\"pg_ctlcluster \
+                     --skip-systemctl-redirect $(ls /etc/postgresql) main restart\" \
+                     cargo test --all-features --test pg_faults"
+                ),
             );
             None
         }
@@ -65,7 +69,7 @@ fn restart_command(test: &str) -> Option<String> {
 
 /// A factory whose sessions carry `app` as their `application_name`.
 fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
-    let mut factory = PostgresConnectionFactory::new(url).expect("NEXUS_POOL_PG_URL parses");
+    let mut factory = PostgresConnectionFactory::new(url).expect("the PostgreSQL URL parses");
     factory.config_mut().application_name(app);
     factory
 }
@@ -431,7 +435,7 @@ fn never_used_connection_killed_while_idle_is_not_lent() {
 fn server_addr(base: &postgres::Config) -> SocketAddr {
     let host = match base.get_hosts().first() {
         Some(Host::Tcp(host)) => host.clone(),
-        _ => panic!("pg_faults needs a TCP host in NEXUS_POOL_PG_URL"),
+        _ => panic!("pg_faults needs a TCP host in its PostgreSQL URL"),
     };
     let port = base.get_ports().first().copied().unwrap_or(5432);
     (host.as_str(), port)
@@ -505,7 +509,7 @@ fn silent_peer_with_adapter_defaults() {
     const BOUND: Duration = Duration::from_secs(5);
     /// How long the test waits before it calls the acquire hung.
     const GIVE_UP: Duration = Duration::from_secs(10);
-    let base: postgres::Config = url.parse().expect("NEXUS_POOL_PG_URL parses");
+    let base: postgres::Config = url.parse().expect("the PostgreSQL URL parses");
     let proxy = Proxy::start(server_addr(&base));
     let app = unique("np_silent_defaults");
     let pool = PostgresConnectionFactory::new(&proxied_url(&base, &proxy, &app))
@@ -578,7 +582,7 @@ fn silent_dead_socket() {
     /// Beyond `acquire_timeout`, for a loaded machine: the adapter's checks stop at the
     /// acquire's deadline themselves (`callback_deadline`), though the pool cannot interrupt them.
     const MARGIN: Duration = Duration::from_millis(1500);
-    let base: postgres::Config = url.parse().expect("NEXUS_POOL_PG_URL parses");
+    let base: postgres::Config = url.parse().expect("the PostgreSQL URL parses");
     let proxy = Proxy::start(server_addr(&base));
     let app = unique("np_silent");
     let mut admin = admin(&url);

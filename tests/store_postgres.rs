@@ -1,4 +1,5 @@
-//! The typed store on PostgreSQL (`PooledPostgresBackend`), against `NEXUS_POOL_PG_URL`.
+//! The typed store on PostgreSQL (`PooledPostgresBackend`), against `NEXUS_POOL_PG_URL`, else the
+//! standard local address.
 #![cfg(all(feature = "store", feature = "tokio-postgres", feature = "blocking"))]
 
 mod adapter_support;

@@ -47,6 +47,7 @@ use crate::{ConnectionFactory, ConnectionPool, PooledConnection};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-postgres")))]
 pub struct PooledPostgresBackend<Tls = NoTls>
 where
     TokioPostgresConnectionFactory<Tls>: ConnectionFactory<Connection = TokioPostgresConnection>,

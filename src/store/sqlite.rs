@@ -53,6 +53,7 @@ use crate::adapters::sqlite::SqliteConnectionFactory;
 /// # Ok(())
 /// # }
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "rusqlite")))]
 pub struct PooledSqliteBackend {
     write: ConnectionPool<SqliteConnectionFactory>,
     read: Option<ConnectionPool<SqliteConnectionFactory>>,

@@ -1,5 +1,5 @@
 //! Helpers for the adapter and store tests: which servers to use, unique names, and the skip
-//! line printed when a server's variable is unset.
+//! line printed when no server answers.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -9,23 +9,34 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const PG_VAR: &str = "NEXUS_POOL_PG_URL";
 pub const REDIS_VAR: &str = "NEXUS_POOL_REDIS_URL";
-const PG_EXAMPLE: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_EXAMPLE: &str = "redis://127.0.0.1:6379/";
+/// Where the servers listen when they run on this machine with their standard settings; the
+/// tests use these when the variables are unset, so `cargo test --all-features` runs them on any
+/// machine with the servers up.
+pub const PG_LOCAL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const REDIS_LOCAL: &str = "redis://127.0.0.1:6379/";
 
-/// Writes straight to stderr: the test harness captures `println!`/`eprintln!` of passing tests,
-/// and a skip must be seen.
-pub fn say(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+/// How every skip line starts. `.ci/run` fails when it finds one in the test output, so change
+/// both together.
+pub const SKIP_MARKER: &str = "SKIPPED";
+
+/// Prints one skip line: `SKIPPED (<why>): <test>: <how to run it>`. It goes straight to the
+/// stderr handle, not through `eprintln!`: the test harness captures what the print macros
+/// write in a passing test, and a skipped test passes, so a macro's line would never be seen.
+/// One `write_all` of the whole line, so the harness's own lines cannot land inside it.
+pub fn skip(why: &str, test: &str, detail: &str) {
+    let line = format!("{SKIP_MARKER} ({why}): {test}: {detail}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-/// The PostgreSQL URL to test against, or `None` (after printing one skip line) when the
-/// variable is unset. Panics, naming the server and how to start it, when the variable is set
-/// and the server cannot be reached.
+/// The PostgreSQL URL to test against: `NEXUS_POOL_PG_URL`, or the standard local address when
+/// it is unset. `None` (after one skip line) when the variable is unset and nothing answers at
+/// the local address. Panics, naming the server and how to start it, when the variable is set
+/// and its server cannot be reached: a URL asked for is never skipped.
 pub fn pg_url(test: &str) -> Option<String> {
     server_url(
         test,
         PG_VAR,
-        PG_EXAMPLE,
+        PG_LOCAL,
         5432,
         "PostgreSQL",
         "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql)\" main start",
@@ -37,7 +48,7 @@ pub fn redis_url(test: &str) -> Option<String> {
     server_url(
         test,
         REDIS_VAR,
-        REDIS_EXAMPLE,
+        REDIS_LOCAL,
         6379,
         "Redis",
         "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
@@ -47,35 +58,47 @@ pub fn redis_url(test: &str) -> Option<String> {
 fn server_url(
     test: &str,
     var: &str,
-    example: &str,
+    local: &str,
     default_port: u16,
     server: &str,
     start: &str,
 ) -> Option<String> {
-    let url = match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            say(&format!(
-                "skipped {test}: {var} is not set; to run it: {var}={example} cargo test --all-features"
-            ));
-            return None;
-        }
-    };
+    let asked = std::env::var(var).ok().filter(|url| !url.trim().is_empty());
+    let url = asked.clone().unwrap_or_else(|| local.to_owned());
     let addr = host_port(&url, default_port);
-    let reachable = addr
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())
-        .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_owned()))
-        .and_then(|a| {
-            TcpStream::connect_timeout(&a, Duration::from_secs(3)).map_err(|e| e.to_string())
-        });
-    if let Err(e) = reachable {
-        panic!(
+    let Err(e) = reachable(&addr) else {
+        return Some(url);
+    };
+    match asked {
+        Some(_) => panic!(
             "{server} is not reachable at {addr} ({e}), but {var}={url} asks for it. \
-             Start it with `{start}` (.ci/run does this), or unset {var} to skip these tests."
-        );
+             Start it with `{start}` (.ci/run does this), or unset {var} to use {local} \
+             (the test skips if nothing answers there)."
+        ),
+        None => {
+            skip(
+                "no server",
+                test,
+                &format!(
+                    "{var} is unset and no {server} answers at {addr} ({e}); start one with \
+                     `{start}`, or set {var}"
+                ),
+            );
+            None
+        }
     }
-    Some(url)
+}
+
+/// Whether something accepts a TCP connection at `addr` within 3 s.
+fn reachable(addr: &str) -> Result<(), String> {
+    let a = addr
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "no address".to_owned())?;
+    TcpStream::connect_timeout(&a, Duration::from_secs(3))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// `host:port` from `scheme://[user[:pass]@]host[:port][/...]`.

@@ -79,7 +79,7 @@ pub const PROBE_EVERY: Duration = Duration::from_millis(10);
 
 /// Whether a fresh connect succeeds now.
 pub fn probe(url: &str) -> bool {
-    let mut config: postgres::Config = url.parse().expect("NEXUS_POOL_PG_URL parses");
+    let mut config: postgres::Config = url.parse().expect("the PostgreSQL URL parses");
     config.connect_timeout(Duration::from_secs(1));
     config.connect(NoTls).is_ok()
 }
