@@ -73,15 +73,23 @@
 //! ```
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+#[cfg(unix)]
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use ::tokio::net::TcpStream;
 use ::tokio::runtime::{Handle, Runtime};
 use ::tokio::task::JoinHandle;
+use ::tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use ::tokio_postgres::{Client, Config, NoTls, Socket};
+use ::tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket};
 
 pub use super::pg_common::{PostgresReset, connection_lost};
+use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
+use super::pg_wire::{self, SessionState, TrackedStream};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
 /// Why a factory could not be built or a connection could not be made.
@@ -100,6 +108,10 @@ pub enum TokioPostgresError {
     /// The connection string did not parse, or connecting failed.
     #[error(transparent)]
     Postgres(#[from] ::tokio_postgres::Error),
+    /// No socket to the server could be opened (the adapter opens it itself to watch the
+    /// session; see the [module docs](self#a-clean-session-at-no-cost)).
+    #[error("could not connect to the server: {0}")]
+    Connect(#[source] std::io::Error),
     /// The factory's own runtime could not be started.
     #[error("could not start the runtime for the connections: {0}")]
     Runtime(#[source] std::io::Error),
@@ -411,22 +423,219 @@ where
         let config = self.config.clone();
         let tls = self.tls.clone();
         // Connecting needs tokio's reactor and timers: do it on the runtime, whoever polls us.
-        let connect = AbortOnDrop(Some(handle.spawn(async move { config.connect(tls).await })));
-        let (client, connection) = connect.join().await??;
-        let driver = handle.spawn(async move {
-            // Ends with an error when the server or the network closes the socket, and cleanly
-            // once the client is dropped; either way `is_closed` then reports it.
-            let _ = connection.await;
-        });
+        let connect = AbortOnDrop(Some(handle.spawn(async move {
+            match trackable(&config, &tls) {
+                true => connect_tracked(&config).await,
+                false => {
+                    let (client, connection) = config.connect(tls).await?;
+                    let driver = ::tokio::spawn(async move {
+                        // Ends with an error when the server or the network closes the socket,
+                        // and cleanly once the client is dropped; `is_closed` then reports it.
+                        let _ = connection.await;
+                    });
+                    Ok(Connected {
+                        client,
+                        driver,
+                        session: None,
+                        peer: None,
+                    })
+                }
+            }
+        })));
+        let connected = connect.join().await??;
         Ok(TokioPostgresConnection {
-            client,
-            driver,
+            client: connected.client,
+            driver: connected.driver,
+            session: connected.session,
+            peer: connected.peer,
             runtime: self.runtime.clone(),
         })
     }
 
     async fn validate(&self, conn: &mut TokioPostgresConnection) -> bool {
         !conn.is_closed() && conn.client.simple_query("").await.is_ok()
+    }
+}
+
+/// A session just opened, before it is wrapped for the pool.
+struct Connected {
+    client: Client,
+    driver: JoinHandle<()>,
+    session: Option<Arc<SessionState>>,
+    peer: Option<Peer>,
+}
+
+/// Where a tracked session's socket goes, for a cancel request on a socket of its own.
+#[derive(Debug, Clone)]
+enum Peer {
+    Tcp(SocketAddr),
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+/// Whether the adapter can open the socket itself and watch the session's state on it: only
+/// when the session will not be encrypted (through TLS the bytes say nothing: `sslmode=disable`,
+/// or the [`NoTls`] connector, which never encrypts) and the hosts are tried in order (random
+/// load balancing stays `tokio-postgres`'s own).
+fn trackable<T: 'static>(config: &Config, tls: &T) -> bool {
+    config.get_load_balance_hosts() == LoadBalanceHosts::Disable
+        && (config.get_ssl_mode() == SslMode::Disable || (tls as &dyn std::any::Any).is::<NoTls>())
+}
+
+/// `Config::connect` for an unencrypted session, on a socket the adapter opens itself so that
+/// it can watch the session ([`pg_wire`]): each host in turn (with `hostaddr` and per-host ports
+/// as `tokio-postgres` reads them), each address a name resolves to, with the config's
+/// `connect_timeout`, `tcp_user_timeout`, keepalives and `target_session_attrs`.
+async fn connect_tracked(config: &Config) -> Result<Connected, TokioPostgresError> {
+    let (hosts, addrs, ports) = (
+        config.get_hosts(),
+        config.get_hostaddrs(),
+        config.get_ports(),
+    );
+    let count = hosts.len().max(addrs.len());
+    let consistent = count > 0
+        && (hosts.is_empty() || addrs.is_empty() || hosts.len() == addrs.len())
+        && (ports.len() <= 1 || ports.len() == count);
+    if !consistent {
+        // `tokio-postgres` says what is wrong with the config.
+        return Err(config.connect(NoTls).await.err().map_or(
+            TokioPostgresError::RuntimeGone,
+            TokioPostgresError::Postgres,
+        ));
+    }
+    let mut last: Option<TokioPostgresError> = None;
+    for i in 0..count {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let peers: Vec<Peer> = match (addrs.get(i), hosts.get(i)) {
+            (Some(ip), _) => vec![Peer::Tcp(SocketAddr::new(*ip, port))],
+            (None, Some(Host::Tcp(name))) => {
+                match ::tokio::net::lookup_host((name.as_str(), port)).await {
+                    Ok(found) => found.map(Peer::Tcp).collect(),
+                    Err(e) => {
+                        last = Some(TokioPostgresError::Connect(e));
+                        continue;
+                    }
+                }
+            }
+            #[cfg(unix)]
+            (None, Some(Host::Unix(dir))) => vec![Peer::Unix(dir.join(format!(".s.PGSQL.{port}")))],
+            (None, None) => Vec::new(),
+        };
+        for peer in peers {
+            match connect_peer(config, &peer).await {
+                Ok(connected) => return Ok(connected),
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        TokioPostgresError::Connect(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve any addresses",
+        ))
+    }))
+}
+
+/// Opens one socket, runs the start-up on it and checks `target_session_attrs`.
+async fn connect_peer(config: &Config, peer: &Peer) -> Result<Connected, TokioPostgresError> {
+    let socket = open_socket(config, peer)
+        .await
+        .map_err(TokioPostgresError::Connect)?;
+    let session = Arc::new(SessionState::new());
+    let stream = TrackedStream::new(socket, Arc::clone(&session));
+    let (client, connection) = config.connect_raw(stream, NoTls).await?;
+    let driver = ::tokio::spawn(async move {
+        // Ends with an error when the server or the network closes the socket, and cleanly
+        // once the client is dropped; either way `is_closed` then reports it.
+        let _ = connection.await;
+    });
+    let wanted = config.get_target_session_attrs();
+    if wanted != TargetSessionAttrs::Any {
+        let read_only = client
+            .simple_query("SHOW transaction_read_only")
+            .await?
+            .into_iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "on"),
+                _ => None,
+            });
+        let refused = match wanted {
+            TargetSessionAttrs::ReadWrite => read_only == Some(true),
+            TargetSessionAttrs::ReadOnly => read_only == Some(false),
+            _ => false,
+        };
+        if refused {
+            return Err(TokioPostgresError::Connect(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the server's transaction_read_only does not match target_session_attrs",
+            )));
+        }
+    }
+    Ok(Connected {
+        client,
+        driver,
+        session: Some(session),
+        peer: Some(peer.clone()),
+    })
+}
+
+/// A connected socket with the config's socket options.
+async fn open_socket(config: &Config, peer: &Peer) -> std::io::Result<pg_wire::Socket> {
+    let timeout = config.get_connect_timeout().copied();
+    match peer {
+        Peer::Tcp(addr) => {
+            let stream = within(timeout, TcpStream::connect(addr)).await?;
+            stream.set_nodelay(true)?;
+            let sock = socket2::SockRef::from(&stream);
+            #[cfg(target_os = "linux")]
+            if let Some(user_timeout) = config.get_tcp_user_timeout() {
+                sock.set_tcp_user_timeout(Some(*user_timeout))?;
+            }
+            if config.get_keepalives() {
+                let mut keepalive =
+                    socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+                #[cfg(not(any(
+                    target_os = "openbsd",
+                    target_os = "redox",
+                    target_os = "solaris"
+                )))]
+                if let Some(interval) = config.get_keepalives_interval() {
+                    keepalive = keepalive.with_interval(interval);
+                }
+                #[cfg(not(any(
+                    target_os = "openbsd",
+                    target_os = "redox",
+                    target_os = "solaris",
+                    target_os = "windows"
+                )))]
+                if let Some(retries) = config.get_keepalives_retries() {
+                    keepalive = keepalive.with_retries(retries);
+                }
+                sock.set_tcp_keepalive(&keepalive)?;
+            }
+            Ok(pg_wire::Socket::Tcp(stream))
+        }
+        #[cfg(unix)]
+        Peer::Unix(path) => Ok(pg_wire::Socket::Unix(
+            within(timeout, ::tokio::net::UnixStream::connect(path)).await?,
+        )),
+    }
+}
+
+async fn within<T>(
+    timeout: Option<Duration>,
+    connect: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match timeout {
+        None => connect.await,
+        Some(limit) => ::tokio::time::timeout(limit, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ))
+            }),
     }
 }
 
@@ -458,6 +667,11 @@ where
 pub struct TokioPostgresConnection {
     client: Client,
     driver: JoinHandle<()>,
+    /// What the socket said about the session; `None` when the adapter could not watch it
+    /// (TLS, random load balancing), and then every reuse is reset.
+    session: Option<Arc<SessionState>>,
+    /// Where a cancel request goes, for a session on a socket the adapter opened.
+    peer: Option<Peer>,
     /// Keeps an owned runtime alive while any of its connections is.
     runtime: RuntimeRef,
 }
@@ -471,6 +685,75 @@ impl fmt::Debug for TokioPostgresConnection {
 }
 
 impl TokioPostgresConnection {
+    /// Whether the health check can skip the reset of this session when its last user left
+    /// nothing behind (see the [module docs](self#a-clean-session-at-no-cost)): `false` for an
+    /// encrypted session, which the adapter cannot watch and resets on every reuse.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// let conn = pool.acquire_blocking()?;
+    /// assert!(conn.is_tracked()); // no TLS: the adapter watches the session
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_tracked(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Asks the server to cancel what this session runs now, on a socket of its own (opened on
+    /// the connection's runtime). Use this rather than `cancel_token().cancel_query(..)`, which
+    /// does not know the address of a socket the adapter opened itself; on an encrypted session
+    /// it sends the request without TLS.
+    ///
+    /// # Errors
+    ///
+    /// The cancel request could not be delivered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
+    /// let conn = pool.acquire_blocking()?;
+    /// futures_lite::future::block_on(conn.cancel_query())?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn cancel_query(&self) -> Result<(), TokioPostgresError> {
+        let token = self.client.cancel_token();
+        let peer = self.peer.clone();
+        let task = self.runtime.handle().spawn(async move {
+            match peer {
+                None => token.cancel_query(NoTls).await.map_err(Into::into),
+                Some(Peer::Tcp(addr)) => {
+                    let stream = TcpStream::connect(addr)
+                        .await
+                        .map_err(TokioPostgresError::Connect)?;
+                    token
+                        .cancel_query_raw(stream, NoTls)
+                        .await
+                        .map_err(Into::into)
+                }
+                #[cfg(unix)]
+                Some(Peer::Unix(path)) => {
+                    let stream = ::tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(TokioPostgresError::Connect)?;
+                    token
+                        .cancel_query_raw(stream, NoTls)
+                        .await
+                        .map_err(Into::into)
+                }
+            }
+        });
+        AbortOnDrop(Some(task)).join().await?
+    }
+
     /// Whether the session is over: the server or the network closed it, or the connection task
     /// stopped. Free: no round trip.
     ///
@@ -578,6 +861,8 @@ impl DerefMut for TokioPostgresConnection {
 #[derive(Debug, Clone, Default)]
 pub struct TokioPostgresHealthCheck {
     mode: PostgresReset,
+    /// Reset every reuse, even when the socket says the last user left nothing behind.
+    every_reuse: bool,
 }
 
 impl TokioPostgresHealthCheck {
@@ -592,7 +877,26 @@ impl TokioPostgresHealthCheck {
     pub fn new() -> Self {
         TokioPostgresHealthCheck {
             mode: PostgresReset::Clean,
+            every_reuse: false,
         }
+    }
+
+    /// Resets every reused session, also when the adapter saw its last user leave nothing
+    /// behind: one round trip per reuse, for applications that change session state in ways
+    /// the adapter cannot see (a function called by a `SELECT` that runs `SET`, for instance;
+    /// the [module docs](self#what-you-must-not-do) list them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresHealthCheck;
+    ///
+    /// let check = TokioPostgresHealthCheck::new().reset_every_reuse(true);
+    /// # drop(check);
+    /// ```
+    pub fn reset_every_reuse(mut self, every: bool) -> Self {
+        self.every_reuse = every;
+        self
     }
 
     /// Chooses what `reset` does.
@@ -620,13 +924,61 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
         if conn.is_closed() {
             return false;
         }
-        match conn.client.batch_execute(self.mode.sql()).await {
+        let client = &conn.client;
+        let Some(session) = conn.session.as_deref().filter(|_| !self.every_reuse) else {
+            return reset_unknown(client, self.mode).await;
+        };
+        if session.clean() {
+            // The common case: the socket saw every answer come back idle and nothing change.
+            return true;
+        }
+        if !session.settled() {
+            // A request of the last user is still unanswered (a future dropped mid-flight, or
+            // the `ROLLBACK` a dropped `Transaction` sends): once an empty query is answered,
+            // everything sent before it is, and the state read next is current.
+            if client.simple_query("").await.is_err() || !session.settled() {
+                return false;
+            }
+        }
+        for sql in reset_sql(self.mode, session.in_transaction(), session.changed()) {
+            if client.batch_execute(sql).await.is_err() {
+                return false;
+            }
+        }
+        // The reset's own `RESET ALL` and friends marked it changed; all are answered now.
+        session.clear_changed();
+        true
+    }
+}
+
+/// Resets a session whose state the adapter could not watch, without the warning a blind
+/// `ROLLBACK` writes: one round trip when no transaction was left open.
+async fn reset_unknown(client: &Client, mode: PostgresReset) -> bool {
+    if mode == PostgresReset::DiscardAll {
+        return match client.batch_execute("DISCARD ALL").await {
             Ok(()) => true,
-            Err(e) if self.mode.needs_rollback(&e) => {
-                conn.client.batch_execute("ROLLBACK").await.is_ok()
-                    && conn.client.batch_execute(self.mode.sql()).await.is_ok()
+            Err(e) if mode.needs_rollback(&e) => {
+                client.batch_execute("ROLLBACK").await.is_ok()
+                    && client.batch_execute("DISCARD ALL").await.is_ok()
             }
             Err(_) => false,
+        };
+    }
+    let in_block = match client.simple_query(&probe_sql(mode)).await {
+        Ok(messages) => probe_found_block(messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })),
+        Err(e) if in_failed_block(&e) => true,
+        Err(_) => return false,
+    };
+    if !in_block {
+        return true;
+    }
+    for sql in reset_sql(mode, true, true) {
+        if client.batch_execute(sql).await.is_err() {
+            return false;
         }
     }
+    true
 }

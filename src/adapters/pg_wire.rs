@@ -1,0 +1,393 @@
+//! What the `tokio-postgres` adapter learns about a session by watching its socket, so that a
+//! reused connection is reset only when its last user left something behind.
+//!
+//! # The algorithm
+//!
+//! The adapter opens the socket itself and hands `tokio-postgres` a [`TrackedStream`] around it.
+//! The stream forwards every byte unchanged and reads the message framing on the way (a type
+//! byte, a length, a body) in both directions:
+//!
+//! * from the server, `ReadyForQuery` carries the transaction status (`I` idle, `T` in a block,
+//!   `E` in a failed block); `CommandComplete` carries the command tag (`SELECT 1`, `SET`,
+//!   `LISTEN`, ...); `ParameterStatus` after start-up reports a changed setting;
+//! * to the server, every `Query`, `Sync` and `FunctionCall` is answered by exactly one
+//!   `ReadyForQuery`, so counting both says whether an answer is still due; the SQL text of a
+//!   `Query` or `Parse` is scanned for the few ways a plain `SELECT` can change the session.
+//!
+//! # Invariants
+//!
+//! * The stream never alters, delays or buffers a byte: a parse of a message it does not
+//!   understand only makes the session look dirty, which costs one reset.
+//! * The status, the `changed` flag and the counters are written on the connection task before
+//!   `requests`/`replies` move (release), and the reset reads the counters first (acquire), so
+//!   a reset that sees every answer in also sees what those answers said.
+//! * `changed` is sticky until the adapter clears it after a successful reset.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use ::tokio::net::TcpStream;
+#[cfg(unix)]
+use ::tokio::net::UnixStream;
+
+/// The transaction status `ReadyForQuery` reports when no transaction block is open.
+const IDLE: u8 = b'I';
+
+/// The longest SQL text scanned for session-changing calls; a longer one counts as changing
+/// the session (cheaper than scanning it, and such texts are rare in request handlers).
+const MAX_SCANNED: usize = 16 * 1024;
+
+/// Command tags that leave no session state behind once the transaction status is idle again:
+/// data reads and writes and transaction control. Every other tag (`SET`, `RESET`, `LISTEN`,
+/// `DECLARE CURSOR`, `PREPARE`, `CREATE TABLE`, `CALL`, `DO`, ...) marks the session changed.
+const HARMLESS_TAGS: [&[u8]; 18] = [
+    b"SELECT",
+    b"INSERT",
+    b"UPDATE",
+    b"DELETE",
+    b"MERGE",
+    b"FETCH",
+    b"MOVE",
+    b"COPY",
+    b"SHOW",
+    b"EXPLAIN",
+    b"BEGIN",
+    b"START TRANSACTION",
+    b"COMMIT",
+    b"ROLLBACK",
+    b"SAVEPOINT",
+    b"RELEASE",
+    b"NOTIFY",
+    b"LOCK TABLE",
+];
+
+/// Words in SQL text that change the session behind a harmless tag: `set_config(.., false)`,
+/// session-level advisory locks (`pg_advisory_lock`, `pg_try_advisory_lock`; the `_xact_`
+/// forms end with the transaction), and `CREATE TEMP TABLE .. AS` / `SELECT .. INTO TEMP`
+/// (tagged `SELECT n`). A false match (a column named `temperature`) costs one reset.
+const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory_lock", b"temp"];
+
+/// What one session's traffic said, shared between its socket and its health check.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    /// The status byte of the last `ReadyForQuery`.
+    status: AtomicU8,
+    /// A command that leaves session state behind has run since the last reset.
+    changed: AtomicBool,
+    /// `Query`, `Sync` and `FunctionCall` messages written: each is answered by one
+    /// `ReadyForQuery`.
+    requests: AtomicU64,
+    /// `ReadyForQuery` messages read, the start-up's one included.
+    replies: AtomicU64,
+}
+
+impl SessionState {
+    pub(crate) fn new() -> Self {
+        SessionState {
+            status: AtomicU8::new(IDLE),
+            changed: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            replies: AtomicU64::new(0),
+        }
+    }
+
+    /// Every request written has been answered (the start-up's answer has no request).
+    pub(crate) fn settled(&self) -> bool {
+        // Replies first: a request written after this load only makes the session look busy.
+        let replies = self.replies.load(Ordering::Acquire);
+        self.requests.load(Ordering::Acquire) + 1 == replies
+    }
+
+    /// Whether the last answer left a transaction block open (or failed).
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.status.load(Ordering::Acquire) != IDLE
+    }
+
+    /// Whether session state was changed since the last [`clear_changed`](Self::clear_changed).
+    pub(crate) fn changed(&self) -> bool {
+        self.changed.load(Ordering::Acquire)
+    }
+
+    /// After a reset: the reset's own commands (`RESET ALL`, ...) count as changes, so this is
+    /// called once they are all answered.
+    pub(crate) fn clear_changed(&self) {
+        self.changed.store(false, Ordering::Release);
+    }
+
+    /// Nothing to reset: every answer is in, no transaction is open and nothing changed.
+    pub(crate) fn clean(&self) -> bool {
+        self.settled() && !self.in_transaction() && !self.changed()
+    }
+
+    fn on_server_message(&self, kind: u8, body: &[u8], started: bool) {
+        match kind {
+            b'Z' => {
+                self.status
+                    .store(body.first().copied().unwrap_or(0), Ordering::Release);
+                self.replies.fetch_add(1, Ordering::AcqRel);
+            }
+            b'C' if changes_session(body) => self.changed.store(true, Ordering::Release),
+            // Before the first `ReadyForQuery` these are the start-up's report of every setting.
+            b'S' if started => self.changed.store(true, Ordering::Release),
+            _ => {}
+        }
+    }
+
+    fn on_client_message(&self, kind: u8, body: &[u8], whole: bool) {
+        match kind {
+            b'Q' | b'P' => {
+                if !whole || mentions_session_words(body) {
+                    self.changed.store(true, Ordering::Release);
+                }
+                if kind == b'Q' {
+                    self.requests.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            b'S' | b'F' => {
+                self.requests.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn changes_session(tag: &[u8]) -> bool {
+    let tag = tag.split(|&b| b == 0).next().unwrap_or_default();
+    !HARMLESS_TAGS
+        .iter()
+        .any(|known| tag.starts_with(known) && matches!(tag.get(known.len()), None | Some(b' ')))
+}
+
+fn mentions_session_words(sql: &[u8]) -> bool {
+    SESSION_WORDS.iter().any(|word| {
+        sql.windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word))
+    })
+}
+
+/// Follows the framing of one direction of the protocol across reads or writes of any size.
+#[derive(Debug)]
+struct Framer {
+    /// Whether messages carry a type byte; only the client's start-up message has none.
+    typed: bool,
+    /// The header read so far: type byte (when typed) and big-endian length.
+    head: [u8; 5],
+    head_len: usize,
+    /// Body bytes still to come of the current message, once its header is complete.
+    left: usize,
+    in_body: bool,
+    kind: u8,
+    /// The body kept so far (at most `keep` bytes).
+    body: Vec<u8>,
+    /// How much of a body this direction needs to keep.
+    keep: usize,
+    /// The current body was longer than `keep`.
+    cut: bool,
+}
+
+impl Framer {
+    fn new(typed: bool, keep: usize) -> Self {
+        Framer {
+            typed,
+            head: [0; 5],
+            head_len: 0,
+            left: 0,
+            in_body: false,
+            kind: 0,
+            body: Vec::new(),
+            keep,
+            cut: false,
+        }
+    }
+
+    /// Feeds bytes in stream order; calls `on` with (type, kept body, whole body kept) for
+    /// each message completed.
+    fn feed(&mut self, mut data: &[u8], on: &mut impl FnMut(u8, &[u8], bool)) {
+        while !data.is_empty() {
+            if !self.in_body {
+                let size = if self.typed { 5 } else { 4 };
+                let take = (size - self.head_len).min(data.len());
+                self.head[self.head_len..self.head_len + take].copy_from_slice(&data[..take]);
+                self.head_len += take;
+                data = &data[take..];
+                if self.head_len < size {
+                    return;
+                }
+                let (kind, len) = if self.typed {
+                    (self.head[0], &self.head[1..5])
+                } else {
+                    (0, &self.head[0..4])
+                };
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                self.kind = kind;
+                self.left = len.saturating_sub(4);
+                self.body.clear();
+                self.cut = false;
+                self.in_body = true;
+            }
+            let take = self.left.min(data.len());
+            let room = self.keep.saturating_sub(self.body.len()).min(take);
+            self.body.extend_from_slice(&data[..room]);
+            self.cut |= room < take;
+            self.left -= take;
+            data = &data[take..];
+            if self.left == 0 {
+                on(self.kind, &self.body, !self.cut);
+                self.in_body = false;
+                self.head_len = 0;
+                self.typed = true;
+            }
+        }
+    }
+}
+
+/// The socket under a tracked session.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+/// A socket that reports what passes through it to a [`SessionState`]; see the module docs.
+#[derive(Debug)]
+pub(crate) struct TrackedStream {
+    socket: Socket,
+    state: std::sync::Arc<SessionState>,
+    reads: Framer,
+    writes: Framer,
+    /// A `ReadyForQuery` has been read: start-up is over.
+    started: bool,
+}
+
+impl TrackedStream {
+    pub(crate) fn new(socket: Socket, state: std::sync::Arc<SessionState>) -> Self {
+        TrackedStream {
+            socket,
+            state,
+            // The server's messages we read need a status byte or a tag: 64 bytes hold any tag.
+            reads: Framer::new(true, 64),
+            writes: Framer::new(false, MAX_SCANNED),
+            started: false,
+        }
+    }
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = match &mut this.socket {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = poll {
+            let (state, started) = (&this.state, &mut this.started);
+            this.reads
+                .feed(&buf.filled()[before..], &mut |kind, body, _| {
+                    state.on_server_message(kind, body, *started);
+                    *started |= kind == b'Z';
+                });
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = match &mut this.socket {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        if let Poll::Ready(Ok(n)) = poll {
+            let state = &this.state;
+            this.writes.feed(&buf[..n], &mut |kind, body, whole| {
+                state.on_client_message(kind, body, whole);
+            });
+        }
+        poll
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().socket {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().socket {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn framing_survives_any_split() {
+        let mut wire = Vec::new();
+        wire.extend(message(b'C', b"SELECT 1\0"));
+        wire.extend(message(b'Z', b"T"));
+        wire.extend(message(b'C', b"SET\0"));
+        wire.extend(message(b'Z', b"I"));
+        for split in 1..wire.len() {
+            let state = SessionState::new();
+            let mut framer = Framer::new(true, 64);
+            for chunk in wire.chunks(split) {
+                framer.feed(chunk, &mut |k, b, _| state.on_server_message(k, b, true));
+            }
+            assert_eq!(state.replies.load(Ordering::Relaxed), 2);
+            assert!(!state.in_transaction());
+            assert!(state.changed());
+        }
+    }
+
+    #[test]
+    fn tags() {
+        assert!(!changes_session(b"SELECT 1\0"));
+        assert!(!changes_session(b"INSERT 0 1\0"));
+        assert!(!changes_session(b"ROLLBACK\0"));
+        assert!(changes_session(b"SET\0"));
+        assert!(changes_session(b"SELECTX\0"));
+        assert!(changes_session(b"LISTEN\0"));
+        assert!(changes_session(b"CREATE TABLE\0"));
+    }
+
+    #[test]
+    fn words() {
+        assert!(mentions_session_words(
+            b"SELECT SET_CONFIG('a', 'b', false)"
+        ));
+        assert!(mentions_session_words(b"select pg_advisory_lock(1)"));
+        assert!(!mentions_session_words(b"select pg_advisory_xact_lock(1)"));
+        assert!(mentions_session_words(b"CREATE TEMP TABLE t AS SELECT 1"));
+        assert!(!mentions_session_words(b"SELECT 1"));
+    }
+}
