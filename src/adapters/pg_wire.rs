@@ -11,22 +11,27 @@
 //!   `E` in a failed block); `CommandComplete` carries the command tag (`SELECT 1`, `SET`,
 //!   `LISTEN`, ...); `ParameterStatus` after start-up reports a changed setting;
 //! * to the server, every `Query`, `Sync` and `FunctionCall` is answered by exactly one
-//!   `ReadyForQuery`, so counting both says whether an answer is still due; the SQL text of a
-//!   `Query` or `Parse` is scanned for the few ways a plain `SELECT` can change the session.
+//!   `ReadyForQuery`, so pairing them in order says whether an answer that may change the
+//!   transaction status is still due; the SQL text of a `Query` or `Parse` is scanned for the
+//!   few ways a plain `SELECT` can change the session;
+//! * the connection task is polled through [`Watched`], which says whether a request the client
+//!   queued may still be unwritten (the task was woken and has not run yet, or is running).
 //!
 //! # Invariants
 //!
 //! * The stream never alters, delays or buffers a byte: a parse of a message it does not
 //!   understand only makes the session look dirty, which costs one reset.
-//! * The status, the `changed` flag and the counters are written on the connection task before
-//!   `requests`/`replies` move (release), and the reset reads the counters first (acquire), so
-//!   a reset that sees every answer in also sees what those answers said.
+//! * The status and the `changed` flag are written before `risky` comes down, and `risky` goes
+//!   up before the connection task's poll ends (all `SeqCst`), so a reset that sees the task
+//!   idle and nothing risky in flight also sees what the last answers said.
 //! * `changed` is sticky until the adapter clears it after a successful reset.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::net::TcpStream;
@@ -70,35 +75,54 @@ const HARMLESS_TAGS: [&[u8]; 18] = [
 /// (tagged `SELECT n`). A false match (a column named `temperature`) costs one reset.
 const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory_lock", b"temp"];
 
-/// What one session's traffic said, shared between its socket and its health check.
+/// What one session's traffic said, shared between its socket, its connection task and its
+/// health check.
 #[derive(Debug)]
 pub(crate) struct SessionState {
+    /// The connection task was woken and has not run since: a request the client queued may not
+    /// be written yet (a future dropped right after it queued one, or a dropped `Transaction`'s
+    /// `ROLLBACK`), so the counters below do not know of it.
+    woken: AtomicBool,
+    /// The connection task is running: it may be writing such a request right now.
+    busy: AtomicBool,
+    /// The connection task's own waker, woken after `woken` is set.
+    task: Mutex<Option<Waker>>,
     /// The status byte of the last `ReadyForQuery`.
     status: AtomicU8,
     /// A command that leaves session state behind has run since the last reset.
     changed: AtomicBool,
-    /// `Query`, `Sync` and `FunctionCall` messages written: each is answered by one
-    /// `ReadyForQuery`.
-    requests: AtomicU64,
-    /// `ReadyForQuery` messages read, the start-up's one included.
-    replies: AtomicU64,
+    /// Requests written and not answered yet that may change the transaction status: a
+    /// `Query`, a `FunctionCall`, or a `Sync` after an `Execute`. (A `Sync` after only `Parse`,
+    /// `Describe` or `Close`, such as a dropped `Statement` sends, changes nothing.)
+    risky: AtomicU64,
 }
 
 impl SessionState {
     pub(crate) fn new() -> Self {
         SessionState {
+            woken: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            task: Mutex::new(None),
             status: AtomicU8::new(IDLE),
             changed: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
-            replies: AtomicU64::new(0),
+            risky: AtomicU64::new(0),
         }
     }
 
-    /// Every request written has been answered (the start-up's answer has no request).
+    /// Every request the client queued that may change the transaction status has been
+    /// written and answered. Waits a few scheduler turns for the connection task to write what
+    /// was just queued (or to finish the poll that delivered the last answer) rather than report
+    /// the session unsettled, which costs the caller a round trip.
     pub(crate) fn settled(&self) -> bool {
-        // Replies first: a request written after this load only makes the session look busy.
-        let replies = self.replies.load(Ordering::Acquire);
-        self.requests.load(Ordering::Acquire) + 1 == replies
+        for _ in 0..32 {
+            // In this order: a request queued before this call either left the task woken, or
+            // is being written (busy), or was written and counted before `busy` went false.
+            if !self.woken.load(Ordering::SeqCst) && !self.busy.load(Ordering::SeqCst) {
+                return self.risky.load(Ordering::SeqCst) == 0;
+            }
+            std::thread::yield_now();
+        }
+        false
     }
 
     /// Whether the last answer left a transaction block open (or failed).
@@ -122,35 +146,111 @@ impl SessionState {
         self.settled() && !self.in_transaction() && !self.changed()
     }
 
-    fn on_server_message(&self, kind: u8, body: &[u8], started: bool) {
+    fn on_server_message(&self, kind: u8, body: &[u8], started: bool, answered: Option<bool>) {
         match kind {
             b'Z' => {
                 self.status
-                    .store(body.first().copied().unwrap_or(0), Ordering::Release);
-                self.replies.fetch_add(1, Ordering::AcqRel);
+                    .store(body.first().copied().unwrap_or(0), Ordering::SeqCst);
+                if answered == Some(true) {
+                    self.risky.fetch_sub(1, Ordering::SeqCst);
+                }
             }
-            b'C' if changes_session(body) => self.changed.store(true, Ordering::Release),
+            b'C' if changes_session(body) => self.changed.store(true, Ordering::SeqCst),
             // Before the first `ReadyForQuery` these are the start-up's report of every setting.
-            b'S' if started => self.changed.store(true, Ordering::Release),
+            b'S' if started => self.changed.store(true, Ordering::SeqCst),
             _ => {}
         }
     }
 
-    fn on_client_message(&self, kind: u8, body: &[u8], whole: bool) {
-        match kind {
-            b'Q' | b'P' => {
-                if !whole || mentions_session_words(body) {
-                    self.changed.store(true, Ordering::Release);
-                }
-                if kind == b'Q' {
-                    self.requests.fetch_add(1, Ordering::AcqRel);
-                }
-            }
-            b'S' | b'F' => {
-                self.requests.fetch_add(1, Ordering::AcqRel);
-            }
-            _ => {}
+    /// Returns whether the message ends a request answered by one `ReadyForQuery`, and then
+    /// whether that request may change the transaction status.
+    fn on_client_message(
+        &self,
+        kind: u8,
+        body: &[u8],
+        whole: bool,
+        executed: &mut bool,
+    ) -> Option<bool> {
+        if matches!(kind, b'Q' | b'P') && (!whole || mentions_session_words(body)) {
+            self.changed.store(true, Ordering::SeqCst);
         }
+        let risky = match kind {
+            b'Q' | b'F' => true,
+            b'E' => {
+                *executed = true;
+                return None;
+            }
+            b'S' => std::mem::take(executed),
+            _ => return None,
+        };
+        if risky {
+            self.risky.fetch_add(1, Ordering::SeqCst);
+        }
+        Some(risky)
+    }
+}
+
+impl Wake for SessionState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        // Cloned out of the lock: waking runs the executor's code.
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+/// Runs a session's connection future and keeps [`SessionState`]'s `woken` and `busy` true: it
+/// polls the future with a waker that marks the state woken before it wakes the real task.
+pub(crate) struct Watched<F> {
+    future: Pin<Box<F>>,
+    state: Arc<SessionState>,
+    waker: Waker,
+}
+
+impl<F> Watched<F> {
+    pub(crate) fn new(future: F, state: Arc<SessionState>) -> Self {
+        Watched {
+            future: Box::pin(future),
+            waker: Waker::from(Arc::clone(&state)),
+            state,
+        }
+    }
+}
+
+impl<F: Future> Future for Watched<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        {
+            let mut task = this
+                .state
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                *task = Some(cx.waker().clone());
+            }
+        }
+        // Busy before the wake is consumed, so a reset never sees neither.
+        this.state.busy.store(true, Ordering::SeqCst);
+        this.state.woken.store(false, Ordering::SeqCst);
+        let poll = this
+            .future
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker));
+        this.state.busy.store(false, Ordering::SeqCst);
+        poll
     }
 }
 
@@ -228,6 +328,11 @@ impl Framer {
                 self.cut = false;
                 self.in_body = true;
             }
+            if self.left == 0 {
+                // A message with an empty body is complete with its header.
+                self.finish(on);
+                continue;
+            }
             let take = self.left.min(data.len());
             let room = self.keep.saturating_sub(self.body.len()).min(take);
             self.body.extend_from_slice(&data[..room]);
@@ -235,12 +340,16 @@ impl Framer {
             self.left -= take;
             data = &data[take..];
             if self.left == 0 {
-                on(self.kind, &self.body, !self.cut);
-                self.in_body = false;
-                self.head_len = 0;
-                self.typed = true;
+                self.finish(on);
             }
         }
+    }
+
+    fn finish(&mut self, on: &mut impl FnMut(u8, &[u8], bool)) {
+        on(self.kind, &self.body, !self.cut);
+        self.in_body = false;
+        self.head_len = 0;
+        self.typed = true;
     }
 }
 
@@ -256,15 +365,20 @@ pub(crate) enum Socket {
 #[derive(Debug)]
 pub(crate) struct TrackedStream {
     socket: Socket,
-    state: std::sync::Arc<SessionState>,
+    state: Arc<SessionState>,
     reads: Framer,
     writes: Framer,
     /// A `ReadyForQuery` has been read: start-up is over.
     started: bool,
+    /// For each request written and not answered yet, in order: whether it is counted in
+    /// [`SessionState`]'s `risky`.
+    pending: VecDeque<bool>,
+    /// An `Execute` was written since the last `Sync`.
+    executed: bool,
 }
 
 impl TrackedStream {
-    pub(crate) fn new(socket: Socket, state: std::sync::Arc<SessionState>) -> Self {
+    pub(crate) fn new(socket: Socket, state: Arc<SessionState>) -> Self {
         TrackedStream {
             socket,
             state,
@@ -272,6 +386,8 @@ impl TrackedStream {
             reads: Framer::new(true, 64),
             writes: Framer::new(false, MAX_SCANNED),
             started: false,
+            pending: VecDeque::new(),
+            executed: false,
         }
     }
 }
@@ -290,10 +406,16 @@ impl AsyncRead for TrackedStream {
             Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
         };
         if let Poll::Ready(Ok(())) = poll {
-            let (state, started) = (&this.state, &mut this.started);
+            let (state, started, pending) = (&this.state, &mut this.started, &mut this.pending);
             this.reads
                 .feed(&buf.filled()[before..], &mut |kind, body, _| {
-                    state.on_server_message(kind, body, *started);
+                    // The start-up's `ReadyForQuery` answers no request: `pending` is empty.
+                    let answered = if kind == b'Z' {
+                        pending.pop_front()
+                    } else {
+                        None
+                    };
+                    state.on_server_message(kind, body, *started, answered);
                     *started |= kind == b'Z';
                 });
         }
@@ -314,9 +436,11 @@ impl AsyncWrite for TrackedStream {
             Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
         };
         if let Poll::Ready(Ok(n)) = poll {
-            let state = &this.state;
+            let (state, pending, executed) = (&this.state, &mut this.pending, &mut this.executed);
             this.writes.feed(&buf[..n], &mut |kind, body, whole| {
-                state.on_client_message(kind, body, whole);
+                if let Some(risky) = state.on_client_message(kind, body, whole, executed) {
+                    pending.push_back(risky);
+                }
             });
         }
         poll
@@ -361,9 +485,10 @@ mod tests {
             let state = SessionState::new();
             let mut framer = Framer::new(true, 64);
             for chunk in wire.chunks(split) {
-                framer.feed(chunk, &mut |k, b, _| state.on_server_message(k, b, true));
+                framer.feed(chunk, &mut |k, b, _| {
+                    state.on_server_message(k, b, true, None)
+                });
             }
-            assert_eq!(state.replies.load(Ordering::Relaxed), 2);
             assert!(!state.in_transaction());
             assert!(state.changed());
         }

@@ -544,6 +544,7 @@ async fn connect_peer(config: &Config, peer: &Peer) -> Result<Connected, TokioPo
     let session = Arc::new(SessionState::new());
     let stream = TrackedStream::new(socket, Arc::clone(&session));
     let (client, connection) = config.connect_raw(stream, NoTls).await?;
+    let connection = pg_wire::Watched::new(connection, Arc::clone(&session));
     let driver = ::tokio::spawn(async move {
         // Ends with an error when the server or the network closes the socket, and cleanly
         // once the client is dropped; either way `is_closed` then reports it.
@@ -933,10 +934,14 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
             return true;
         }
         if !session.settled() {
-            // A request of the last user is still unanswered (a future dropped mid-flight, or
-            // the `ROLLBACK` a dropped `Transaction` sends): once an empty query is answered,
-            // everything sent before it is, and the state read next is current.
-            if client.simple_query("").await.is_err() || !session.settled() {
+            // A request of the last user is still queued or unanswered (a future dropped
+            // mid-flight, or the `ROLLBACK` a dropped `Transaction` sends): once an empty query
+            // is answered, everything queued before it is, and the state read next is current.
+            if client.simple_query("").await.is_err() {
+                return false;
+            }
+            if !session.settled() {
+                // Only a request queued after ours could do this, and the session is ours.
                 return false;
             }
         }
