@@ -711,3 +711,42 @@ fn session_state_is_reset_as_documented() {
     }
     pool.close_blocking();
 }
+
+#[test]
+fn reset_every_reuse_resets_a_clean_session_too_and_cancel_query_works() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::reset_every_reuse_resets_a_clean_session_too_and_cancel_query_works",
+    ) else {
+        return;
+    };
+    let admin = admin(&url);
+    let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_every")))
+        .config(config(1))
+        .health_check(TokioPostgresHealthCheck::new().reset_every_reuse(true))
+        .build();
+    let conn = pool.acquire_blocking().unwrap();
+    let backend = pid(&conn);
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert_ne!(
+        last_query(&admin, backend),
+        "SELECT pg_backend_pid()",
+        "the reset ran"
+    );
+
+    // A long query, cancelled from another thread through the adapter's own cancel.
+    std::thread::scope(|s| {
+        let sleeper = s.spawn(|| block_on(conn.simple_query("SELECT pg_sleep(30)")));
+        while !sleeper.is_finished() {
+            block_on(conn.cancel_query()).expect("cancel request delivered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let err = sleeper.join().unwrap().expect_err("cancelled");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+        );
+    });
+    drop(conn);
+    pool.close_blocking();
+}

@@ -16,7 +16,10 @@ use ::tokio_postgres::{
 
 /// How a PostgreSQL health check returns a used session to a clean state before it is lent
 /// again. Every mode first ends a transaction the previous user left open (or aborted): such a
-/// connection is rolled back, or destroyed if that fails, never lent dirty.
+/// connection is rolled back, or destroyed if that fails, never lent dirty. A `ROLLBACK` is only
+/// sent into a transaction block, so the server never logs `WARNING: there is no transaction in
+/// progress`. The `tokio-postgres` adapter skips the reset when the last user left nothing
+/// behind; the blocking adapter cannot tell and resets every reuse.
 ///
 /// The default is [`Clean`](PostgresReset::Clean): everything `DISCARD ALL` does except
 /// deallocating prepared statements. Plain `DISCARD ALL` ([`DiscardAll`](PostgresReset::DiscardAll))
@@ -39,9 +42,9 @@ use ::tokio_postgres::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum PostgresReset {
-    /// `DISCARD ALL` minus `DEALLOCATE ALL`, in one round trip: `ROLLBACK; CLOSE ALL; SET SESSION
+    /// `DISCARD ALL` minus `DEALLOCATE ALL`, in one round trip: `CLOSE ALL; SET SESSION
     /// AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD
-    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`. Session settings, temporary tables, cursors,
+    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`, after a `ROLLBACK` when a block is open. Session settings, temporary tables, cursors,
     /// `LISTEN`s, advisory locks and cached plans are dropped; prepared statements survive, so
     /// a `Statement` prepared in an earlier checkout keeps working.
     #[default]

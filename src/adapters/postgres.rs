@@ -12,6 +12,17 @@
 //! deallocating the client's prepared statements ([`PostgresReset`] says why, and offers plain
 //! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message).
 //!
+//! # What a reuse costs
+//!
+//! A reused connection is always clean (no transaction block open or failed, session state reset
+//! as [`PostgresReset`] says), and no checkout makes the server log a warning: the reset asks, in
+//! the same query, whether a block is open (`transaction_timestamp() = statement_timestamp()`)
+//! and sends a `ROLLBACK` only into one. But the blocking client says nothing about the session's
+//! state, so, unlike the `tokio-postgres` adapter (which watches the socket and skips the reset
+//! of a session left clean), this one resets every reuse: with the ping before it (see below),
+//! two round trips per checkout. When that matters more than a clean session, attach a health
+//! check of your own, or use the `tokio-postgres` adapter from threads with `acquire_blocking`.
+//!
 //! # Thread safety
 //!
 //! A `postgres::Client` is `Send` but not `Sync`: the guard gives one thread at a time the use of

@@ -7,7 +7,8 @@
 //! a `Connection` future that owns the socket and must be polled by a tokio runtime. The factory
 //! owns a small multi-threaded tokio runtime (one worker thread, named `nexus-pool-postgres`), or
 //! uses one you hand it with [`with_runtime`](TokioPostgresConnectionFactory::with_runtime).
-//! `create` connects *on that runtime* and spawns the `Connection` there; the pool lends a
+//! `create` connects *on that runtime* (on a socket it opens itself, see
+//! [below](#a-clean-session-at-no-cost)) and spawns the `Connection` there; the pool lends a
 //! [`TokioPostgresConnection`], which derefs to the `Client` and keeps the runtime alive.
 //!
 //! So the caller needs no runtime of its own: the `Client`'s futures only talk to channels, and
@@ -17,19 +18,62 @@
 //!
 //! `validate` checks that the connection task is alive (the task reads the socket all the time,
 //! so a backend the server terminated shows up here without a round trip) and sends an empty
-//! query. [`TokioPostgresHealthCheck`] runs `SELECT 1` in `is_healthy` and resets a used session:
-//! it rolls back a transaction left open and clears the session, everything `DISCARD ALL` does
-//! except deallocating the client's prepared statements ([`PostgresReset`] says why, and offers
-//! plain `DISCARD ALL`).
-//! These run within the pool's `check_timeout`: the pool drops the future at the deadline and
-//! destroys the connection, and dropping a `tokio-postgres` future is safe.
+//! query. [`TokioPostgresHealthCheck`] runs `SELECT 1` in `is_healthy` and resets a used session
+//! (see below). These run within the pool's `check_timeout`: the pool drops the future at the
+//! deadline and destroys the connection, and dropping a `tokio-postgres` future is safe.
+//!
+//! # A clean session at no cost
+//!
+//! With the defaults, **a reused connection is always clean**: no transaction block open or
+//! failed, and the session state [`PostgresReset::Clean`] covers (settings, temporary tables,
+//! cursors, `LISTEN`s, session-level advisory locks, cached plans, the session user) as a new
+//! session has it. And a reuse whose last user left nothing behind **costs no round trip and
+//! writes nothing to the server's log**.
+//!
+//! For that, `create` opens the socket itself (each host in turn, with the config's timeouts,
+//! keepalives and `target_session_attrs`) and gives `tokio-postgres` a stream that watches the
+//! protocol as it passes, byte for byte unchanged: the transaction status the server reports in
+//! every `ReadyForQuery`, the tag of every completed command (`SET`, `LISTEN`, `CREATE TABLE`,
+//! ...), every setting the server reports changed, and which requests are still unanswered or
+//! not yet written (a cancelled query, the `ROLLBACK` a dropped `Transaction` sends). On reuse:
+//!
+//! * nothing left behind (the common case): lent as it is, nothing sent;
+//! * a request of the last user still in flight: one empty query first, so that what follows
+//!   sees its outcome;
+//! * a transaction block open or failed: `ROLLBACK`, then the rest of the reset, one round trip
+//!   (a `ROLLBACK` is only ever sent inside a block, so the server never logs
+//!   `WARNING: there is no transaction in progress`);
+//! * session state changed: the reset of the [mode](PostgresReset), one round trip.
+//!
+//! A handler that fails inside a transaction, with raw `BEGIN` or with `Transaction`, leaves the
+//! next user a session outside any block (never `current transaction is aborted`).
+//!
+//! Two kinds of session are not watched and are reset on every reuse (one round trip, still no
+//! warning: the reset asks in its own query whether a block is open): encrypted ones (a TLS
+//! connector other than [`NoTls`], unless `sslmode=disable`: the bytes say nothing), and
+//! `load_balance_hosts=random`, which stays `tokio-postgres`'s own. [`TokioPostgresConnection::is_tracked`]
+//! tells them apart. A watched session has no socket address in its `CancelToken`: cancel with
+//! [`TokioPostgresConnection::cancel_query`].
+//!
+//! # What you must not do
+//!
+//! The stream sees commands, not what functions do inside them. A plain `SELECT` or DML that
+//! changes the session is caught when its text names `set_config`, `advisory_lock` (the
+//! session-level `pg_advisory_lock` family; the `_xact_` forms end with the transaction) or
+//! `temp` (`CREATE TEMP TABLE .. AS`, `SELECT .. INTO TEMP`); anything else is not. So, with the
+//! defaults, do not change session state from inside a function or procedure you call with
+//! `SELECT` (a PL/pgSQL `SET` or `set_config(.., false)`, a session-level advisory lock, a
+//! temporary table created in a function), and do not execute a statement prepared in an earlier
+//! checkout whose text does such a thing. If your application does, turn on
+//! [`reset_every_reuse`](TokioPostgresHealthCheck::reset_every_reuse): one round trip per reuse.
 //!
 //! # Thread safety
 //!
 //! `TokioPostgresConnection` is `Send + Sync`; the guard lends it to one caller at a time.
 //! Two things still need the runtime and are reached through
-//! [`runtime_handle`](TokioPostgresConnection::runtime_handle): `CancelToken::cancel_query`
-//! (it opens a socket) and anything you want to spawn next to the connection. Notices are logged
+//! [`runtime_handle`](TokioPostgresConnection::runtime_handle): a cancel request (it opens a
+//! socket; [`cancel_query`](TokioPostgresConnection::cancel_query) does it for you) and anything
+//! you want to spawn next to the connection. Notices are logged
 //! through the `log` crate and `NOTIFY` messages are dropped: use a dedicated, unpooled
 //! connection for `LISTEN`.
 //!
@@ -365,7 +409,8 @@ impl<T> TokioPostgresConnectionFactory<T> {
         self.runtime.handle()
     }
 
-    /// The recommended health check for these connections ([`PostgresReset::Clean`] on reuse).
+    /// The recommended health check for these connections ([`PostgresReset::Clean`] on a reuse
+    /// that left something behind).
     ///
     /// # Examples
     ///
@@ -387,7 +432,7 @@ where
     Self: ConnectionFactory<Connection = TokioPostgresConnection>,
 {
     /// Starts a pool builder with [`health_check`](Self::health_check) attached, so that every
-    /// reused connection is reset before it is lent. Add a config and `build()`.
+    /// reused connection is clean when it is lent. Add a config and `build()`.
     ///
     /// # Examples
     ///
@@ -813,8 +858,8 @@ impl TokioPostgresConnection {
         &mut self.client
     }
 
-    /// The runtime this connection's socket is served on: spawn `CancelToken::cancel_query`
-    /// there, since it opens a socket of its own.
+    /// The runtime this connection's socket is served on: spawn there what needs tokio's
+    /// reactor next to the connection.
     ///
     /// # Examples
     ///
@@ -823,10 +868,8 @@ impl TokioPostgresConnection {
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
     /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build();
     /// let conn = pool.acquire_blocking()?;
-    /// let token = conn.cancel_token();
-    /// // Cancels whatever the session runs now, from the connection's runtime.
-    /// conn.runtime_handle()
-    ///     .block_on(token.cancel_query(tokio_postgres::NoTls))?;
+    /// let answer = conn.runtime_handle().block_on(async { 42 });
+    /// assert_eq!(answer, 42);
     /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -849,7 +892,8 @@ impl DerefMut for TokioPostgresConnection {
     }
 }
 
-/// Pings idle connections with `SELECT 1` and resets used ones; see [`PostgresReset`].
+/// Pings idle connections with `SELECT 1` and resets used ones that were left with something
+/// behind; see [`PostgresReset`] and the [module docs](self#a-clean-session-at-no-cost).
 ///
 /// # Examples
 ///
