@@ -9,7 +9,8 @@
 //! multi-thread runtime; blocking pools (the `postgres` crate's client) as OS threads. Settings:
 //! - nexus tokio-postgres adapter: `TokioPostgresConnectionFactory::new(url)?.pool_builder()`
 //!   with a config of 8 connections: its health check attached (a reset on every reuse that left
-//!   something behind), its own I/O runtime, `CheckoutValidation::IdleFor(500 ms)` (the default).
+//!   something behind), built inside the bench's tokio runtime (as in a `#[tokio::main]` app, so
+//!   its I/O runs there), `CheckoutValidation::IdleFor(500 ms)` (the default).
 //! - deadpool-postgres: its default, `RecyclingMethod::Fast` (`is_closed()` only).
 //! - nexus postgres adapter: `PostgresConnectionFactory::new(url)?.pool_builder()`, 8 connections:
 //!   its health check attached (a ping and a reset on every reuse), the default validation.
@@ -200,7 +201,8 @@ fn run_variant(
     let kind = which.rsplit_once(' ').map_or(which, |(k, _)| k);
     Ok(match kind {
         "nexus tokio-postgres adapter" => {
-            // As the README's first example builds it.
+            // As the README builds it, inside the application's runtime (as in `#[tokio::main]`).
+            let _in_runtime = rt.enter();
             let pool = TokioPostgresConnectionFactory::new(url)?
                 .pool_builder()
                 .config(nexus_config())

@@ -750,3 +750,65 @@ fn reset_every_reuse_resets_a_clean_session_too_and_cancel_query_works() {
     drop(conn);
     pool.close_blocking();
 }
+
+#[test]
+fn built_inside_a_multi_thread_runtime_runs_there_else_on_its_own() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::built_inside_a_multi_thread_runtime_runs_there_else_on_its_own",
+    ) else {
+        return;
+    };
+    let app = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let inside = app.block_on(async { factory(&url, &unique("np_tp_rt")) });
+    assert!(!inside.has_own_runtime());
+    let pool = inside.pool_builder().config(config(2)).build();
+    let sum = app.block_on(async {
+        let conn = pool.acquire().await.unwrap();
+        // The connection task is one of the application runtime's tasks.
+        assert!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+                >= 1
+        );
+        let row = conn.query_one("SELECT 40 + 2", &[]).await.unwrap();
+        row.get::<_, i32>(0)
+    });
+    assert_eq!(sum, 42);
+    app.block_on(pool.close());
+
+    // A current-thread runtime could be stalled by a blocking caller: the factory starts its own.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let factory = single.block_on(async { factory(&url, &unique("np_tp_rt1")) });
+    assert!(factory.has_own_runtime());
+
+    // And a pool meant to outlive the runtime it was built in can ask for its own.
+    let factory = app
+        .block_on(async { factory_with_own_runtime(&url) })
+        .unwrap();
+    drop(app);
+    assert!(factory.has_own_runtime());
+    let pool = factory.pool_builder().config(config(1)).build();
+    let conn = pool.acquire_blocking().unwrap();
+    assert_eq!(
+        block_on(conn.query_one("SELECT 1", &[]))
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    drop(conn);
+    pool.close_blocking();
+}
+
+fn factory_with_own_runtime(
+    url: &str,
+) -> Result<Factory, nexus_pool::adapters::tokio_postgres::TokioPostgresError> {
+    factory(url, &unique("np_tp_rt_own")).with_own_runtime()
+}

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -85,8 +85,14 @@ pub(crate) struct SessionState {
     woken: AtomicBool,
     /// The connection task is running: it may be writing such a request right now.
     busy: AtomicBool,
+    /// The connection future has returned: the session is over (set before `busy` goes false,
+    /// so a reset that waited for the task sees it).
+    ended: AtomicBool,
     /// The connection task's own waker, woken after `woken` is set.
     task: Mutex<Option<Waker>>,
+    /// A second handle on the session's socket (the same socket, a duplicated descriptor), to
+    /// look without reading whether the server closed it or sent something unasked.
+    socket: OnceLock<socket2::Socket>,
     /// The status byte of the last `ReadyForQuery`.
     status: AtomicU8,
     /// A command that leaves session state behind has run since the last reset.
@@ -102,7 +108,9 @@ impl SessionState {
         SessionState {
             woken: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             task: Mutex::new(None),
+            socket: OnceLock::new(),
             status: AtomicU8::new(IDLE),
             changed: AtomicBool::new(false),
             risky: AtomicU64::new(0),
@@ -125,6 +133,32 @@ impl SessionState {
         false
     }
 
+    /// Keeps a duplicate of the session's socket for [`quiet`](Self::quiet).
+    pub(crate) fn watch_socket(&self, socket: &Socket) {
+        let sock = match socket {
+            Socket::Tcp(s) => socket2::SockRef::from(s).try_clone(),
+            #[cfg(unix)]
+            Socket::Unix(s) => socket2::SockRef::from(s).try_clone(),
+        };
+        if let Ok(sock) = sock {
+            let _ = self.socket.set(sock);
+        }
+    }
+
+    /// Whether the socket has nothing unread: no end of stream (a backend the server terminated
+    /// while the session sat idle) and no message the server sent unasked. One non-blocking
+    /// `recv(MSG_PEEK)`, no round trip: the descriptor shares tokio's non-blocking mode.
+    /// `None` when it cannot tell (no socket kept, or an error).
+    pub(crate) fn quiet(&self) -> Option<bool> {
+        let sock = self.socket.get()?;
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match sock.peek(&mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(true),
+            Ok(_) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Whether the last answer left a transaction block open (or failed).
     pub(crate) fn in_transaction(&self) -> bool {
         self.status.load(Ordering::Acquire) != IDLE
@@ -143,7 +177,10 @@ impl SessionState {
 
     /// Nothing to reset: every answer is in, no transaction is open and nothing changed.
     pub(crate) fn clean(&self) -> bool {
-        self.settled() && !self.in_transaction() && !self.changed()
+        self.settled()
+            && !self.ended.load(Ordering::SeqCst)
+            && !self.in_transaction()
+            && !self.changed()
     }
 
     fn on_server_message(&self, kind: u8, body: &[u8], started: bool, answered: Option<bool>) {
@@ -249,6 +286,9 @@ impl<F: Future> Future for Watched<F> {
             .future
             .as_mut()
             .poll(&mut Context::from_waker(&this.waker));
+        if poll.is_ready() {
+            this.state.ended.store(true, Ordering::SeqCst);
+        }
         this.state.busy.store(false, Ordering::SeqCst);
         poll
     }
@@ -379,6 +419,7 @@ pub(crate) struct TrackedStream {
 
 impl TrackedStream {
     pub(crate) fn new(socket: Socket, state: Arc<SessionState>) -> Self {
+        state.watch_socket(&socket);
         TrackedStream {
             socket,
             state,

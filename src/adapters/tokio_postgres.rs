@@ -4,9 +4,13 @@
 //! # How it is built
 //!
 //! A `tokio-postgres` connection is two halves: a `Client` that sends requests over a channel, and
-//! a `Connection` future that owns the socket and must be polled by a tokio runtime. The factory
-//! owns a small multi-threaded tokio runtime (one worker thread, named `nexus-pool-postgres`), or
-//! uses one you hand it with [`with_runtime`](TokioPostgresConnectionFactory::with_runtime).
+//! a `Connection` future that owns the socket and must be polled by a tokio runtime. Built inside
+//! a multi-threaded tokio runtime (in a `#[tokio::main]` application, say), the factory runs the
+//! connections there, so a query costs no thread hop; built anywhere else, it owns a small
+//! multi-threaded tokio runtime (one worker thread, named `nexus-pool-postgres`).
+//! [`with_runtime`](TokioPostgresConnectionFactory::with_runtime) hands it a runtime of your
+//! choice, [`with_own_runtime`](TokioPostgresConnectionFactory::with_own_runtime) makes it start
+//! its own anyway (for a pool that outlives the runtime it was built in).
 //! `create` connects *on that runtime* (on a socket it opens itself, see
 //! [below](#a-clean-session-at-no-cost)) and spawns the `Connection` there; the pool lends a
 //! [`TokioPostgresConnection`], which derefs to the `Client` and keeps the runtime alive.
@@ -37,7 +41,9 @@
 //! ...), every setting the server reports changed, and which requests are still unanswered or
 //! not yet written (a cancelled query, the `ROLLBACK` a dropped `Transaction` sends). On reuse:
 //!
-//! * nothing left behind (the common case): lent as it is, nothing sent;
+//! * nothing left behind (the common case): lent as it is, nothing sent (one non-blocking peek
+//!   at the socket checks that the server did not close it or say something unasked, as it does
+//!   when it terminates a backend);
 //! * a request of the last user still in flight: one empty query first, so that what follows
 //!   sees its outcome;
 //! * a transaction block open or failed: `ROLLBACK`, then the rest of the reset, one round trip
@@ -125,7 +131,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::tokio::net::TcpStream;
-use ::tokio::runtime::{Handle, Runtime};
+use ::tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use ::tokio::task::JoinHandle;
 use ::tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -268,9 +274,9 @@ impl<T> fmt::Debug for TokioPostgresConnectionFactory<T> {
 }
 
 impl TokioPostgresConnectionFactory<NoTls> {
-    /// Parses a connection string (URL or `key=value` form), without TLS, and starts the
-    /// factory's runtime (one worker thread). Sets a 10 s `connect_timeout` if the string has
-    /// none.
+    /// Parses a connection string (URL or `key=value` form), without TLS, and chooses the
+    /// runtime the connections run on as [`from_config`](Self::from_config) says. Sets a 10 s
+    /// `connect_timeout` if the string has none.
     ///
     /// # Errors
     ///
@@ -293,7 +299,10 @@ impl TokioPostgresConnectionFactory<NoTls> {
         Self::from_config(config)
     }
 
-    /// Uses a configuration you built, as it is, without TLS, and starts the factory's runtime.
+    /// Uses a configuration you built, as it is, without TLS. Called inside a multi-threaded tokio
+    /// runtime, the connections' I/O runs on that runtime (no thread hop per query); anywhere
+    /// else (a plain thread, another executor, a current-thread runtime, which a blocking caller
+    /// could stall) the factory starts a runtime of its own (one worker thread).
     ///
     /// # Errors
     ///
@@ -308,19 +317,74 @@ impl TokioPostgresConnectionFactory<NoTls> {
     /// config.host("127.0.0.1").user("postgres").dbname("test").application_name("billing");
     /// let factory = TokioPostgresConnectionFactory::from_config(config)?;
     /// assert_eq!(factory.config().get_application_name(), Some("billing"));
+    /// assert!(factory.has_own_runtime()); // not inside a tokio runtime here
     /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
     /// ```
     pub fn from_config(config: Config) -> Result<Self, TokioPostgresError> {
-        let runtime = OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?;
+        let runtime = match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                RuntimeRef::Borrowed(handle)
+            }
+            _ => RuntimeRef::Owned(Arc::new(
+                OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?,
+            )),
+        };
         Ok(TokioPostgresConnectionFactory {
             config,
             tls: NoTls,
-            runtime: RuntimeRef::Owned(Arc::new(runtime)),
+            runtime,
         })
     }
 }
 
 impl<T> TokioPostgresConnectionFactory<T> {
+    /// Runs the connections on a runtime the factory starts and owns (one worker thread), also
+    /// when it was built inside a tokio runtime: for a pool that must outlive the runtime it was
+    /// built in.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start (the process is out of threads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    ///
+    /// let app = tokio::runtime::Runtime::new()?;
+    /// let factory = app.block_on(async {
+    ///     let factory = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    ///     assert!(!factory.has_own_runtime()); // it took the runtime it was built in
+    ///     factory.with_own_runtime()
+    /// })?;
+    /// drop(app);
+    /// assert!(factory.has_own_runtime());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_own_runtime(mut self) -> Result<Self, TokioPostgresError> {
+        if !self.has_own_runtime() {
+            let runtime = OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?;
+            self.runtime = RuntimeRef::Owned(Arc::new(runtime));
+        }
+        Ok(self)
+    }
+
+    /// Whether the connections run on a runtime the factory started (rather than the one it was
+    /// built in or was handed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    ///
+    /// let factory = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    /// assert!(factory.has_own_runtime());
+    /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
+    /// ```
+    pub fn has_own_runtime(&self) -> bool {
+        matches!(self.runtime, RuntimeRef::Owned(_))
+    }
+
     /// Runs the connections on a runtime you already have instead of the factory's own (which
     /// is then shut down). The runtime must outlive the pool; connections fail once it is gone.
     ///
@@ -973,14 +1037,18 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
         let Some(session) = conn.session.as_deref().filter(|_| !self.every_reuse) else {
             return reset_unknown(client, self.mode).await;
         };
-        if session.clean() {
-            // The common case: the socket saw every answer come back idle and nothing change.
+        let quiet = session.quiet();
+        if quiet == Some(true) && session.clean() {
+            // The common case: the socket saw every answer come back idle and nothing change,
+            // and nothing (not even the end of the stream) waits unread on it.
             return true;
         }
-        if !session.settled() {
+        if !session.settled() || quiet != Some(true) {
             // A request of the last user is still queued or unanswered (a future dropped
-            // mid-flight, or the `ROLLBACK` a dropped `Transaction` sends): once an empty query
-            // is answered, everything queued before it is, and the state read next is current.
+            // mid-flight, or the `ROLLBACK` a dropped `Transaction` sends), or the server sent
+            // something unasked (a backend terminated while idle says so, then closes): once an
+            // empty query is answered, everything before it is, and the state read next is
+            // current.
             if client.simple_query("").await.is_err() {
                 return false;
             }
