@@ -145,18 +145,24 @@ impl SessionState {
         }
     }
 
-    /// Whether the socket has nothing unread: no end of stream (a backend the server terminated
-    /// while the session sat idle) and no message the server sent unasked. One non-blocking
-    /// `recv(MSG_PEEK)`, no round trip: the descriptor shares tokio's non-blocking mode.
-    /// `None` when it cannot tell (no socket kept, or an error).
+    /// Whether the socket is quiet: `Some(true)` when nothing waits unread on it, `Some(false)`
+    /// at the end of the stream (the server closed the session: a backend terminated while the
+    /// session sat idle), `None` when it cannot tell. One non-blocking `recv(MSG_PEEK)` (the
+    /// duplicated descriptor shares tokio's non-blocking mode), no round trip. Bytes waiting
+    /// unread (the answer to a dropped `Statement`'s `Close`, or a terminated backend's `FATAL`
+    /// before its end of stream) are left a few scheduler turns for the connection task to read.
     pub(crate) fn quiet(&self) -> Option<bool> {
         let sock = self.socket.get()?;
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        match sock.peek(&mut byte) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(true),
-            Ok(_) => Some(false),
-            Err(_) => None,
+        for _ in 0..32 {
+            match sock.peek(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(true),
+                Ok(0) => return Some(false),
+                Ok(_) => std::thread::yield_now(),
+                Err(_) => return None,
+            }
         }
+        None
     }
 
     /// Whether the last answer left a transaction block open (or failed).

@@ -1038,6 +1038,9 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
             return reset_unknown(client, self.mode).await;
         };
         let quiet = session.quiet();
+        if quiet == Some(false) {
+            return false;
+        }
         if quiet == Some(true) && session.clean() {
             // The common case: the socket saw every answer come back idle and nothing change,
             // and nothing (not even the end of the stream) waits unread on it.
@@ -1045,10 +1048,9 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
         }
         if !session.settled() || quiet != Some(true) {
             // A request of the last user is still queued or unanswered (a future dropped
-            // mid-flight, or the `ROLLBACK` a dropped `Transaction` sends), or the server sent
-            // something unasked (a backend terminated while idle says so, then closes): once an
-            // empty query is answered, everything before it is, and the state read next is
-            // current.
+            // mid-flight, or the `ROLLBACK` a dropped `Transaction` sends), or the socket holds
+            // something the connection task has not read: once an empty query is answered,
+            // everything before it is, and the state read next is current.
             if client.simple_query("").await.is_err() {
                 return false;
             }
