@@ -75,6 +75,14 @@ const HARMLESS_TAGS: [&[u8]; 18] = [
 /// (tagged `SELECT n`). A false match (a column named `temperature`) costs one reset.
 const SESSION_WORDS: [&[u8]; 3] = [b"set_config", b"advisory_lock", b"temp"];
 
+/// What [`SessionState::peek`] saw on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    Nothing,
+    Unread,
+    End,
+}
+
 /// What one session's traffic said, shared between its socket, its connection task and its
 /// health check.
 #[derive(Debug)]
@@ -90,6 +98,8 @@ pub(crate) struct SessionState {
     ended: AtomicBool,
     /// The connection task's own waker, woken after `woken` is set.
     task: Mutex<Option<Waker>>,
+    /// A reset waiting in [`task_idle`](Self::task_idle), woken at the end of each poll.
+    idle_waiter: Mutex<Option<Waker>>,
     /// A second handle on the session's socket (the same socket, a duplicated descriptor), to
     /// look without reading whether the server closed it or sent something unasked.
     socket: OnceLock<socket2::Socket>,
@@ -110,6 +120,7 @@ impl SessionState {
             busy: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             task: Mutex::new(None),
+            idle_waiter: Mutex::new(None),
             socket: OnceLock::new(),
             status: AtomicU8::new(IDLE),
             changed: AtomicBool::new(false),
@@ -117,23 +128,41 @@ impl SessionState {
         }
     }
 
-    /// Every request the client queued that may change the transaction status has been
-    /// written and answered. Waits a few scheduler turns for the connection task to write what
-    /// was just queued (or to finish the poll that delivered the last answer) rather than report
-    /// the session unsettled, which costs the caller a round trip.
-    pub(crate) fn settled(&self) -> bool {
-        for _ in 0..32 {
-            // In this order: a request queued before this call either left the task woken, or
-            // is being written (busy), or was written and counted before `busy` went false.
-            if !self.woken.load(Ordering::SeqCst) && !self.busy.load(Ordering::SeqCst) {
-                return self.risky.load(Ordering::SeqCst) == 0;
+    /// Waits until the connection task is idle (not woken, not running), without a round trip:
+    /// then every request the client queued before this call has been written. A cross-thread
+    /// wake at most; bounded, like the whole reset, by the pool's deadline for the call.
+    pub(crate) async fn task_idle(&self) {
+        std::future::poll_fn(|cx| {
+            if self.idle_now() {
+                return Poll::Ready(());
             }
-            std::thread::yield_now();
-        }
-        false
+            *self
+                .idle_waiter
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+            // Registered, then checked again: an end of poll in between has woken us or is seen.
+            if self.idle_now() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
-    /// Keeps a duplicate of the session's socket for [`quiet`](Self::quiet).
+    fn idle_now(&self) -> bool {
+        // In this order: a request queued before this call either left the task woken, or is
+        // being written (busy), or was written and counted before `busy` went false.
+        !self.woken.load(Ordering::SeqCst) && !self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Every request the client queued that may change the transaction status has been
+    /// written and answered. Call after [`task_idle`](Self::task_idle).
+    pub(crate) fn settled(&self) -> bool {
+        self.idle_now() && self.risky.load(Ordering::SeqCst) == 0
+    }
+
+    /// Keeps a duplicate of the session's socket for [`peek`](Self::peek).
     pub(crate) fn watch_socket(&self, socket: &Socket) {
         let sock = match socket {
             Socket::Tcp(s) => socket2::SockRef::from(s).try_clone(),
@@ -145,24 +174,26 @@ impl SessionState {
         }
     }
 
-    /// Whether the socket is quiet: `Some(true)` when nothing waits unread on it, `Some(false)`
-    /// at the end of the stream (the server closed the session: a backend terminated while the
-    /// session sat idle), `None` when it cannot tell. One non-blocking `recv(MSG_PEEK)` (the
-    /// duplicated descriptor shares tokio's non-blocking mode), no round trip. Bytes waiting
-    /// unread (the answer to a dropped `Statement`'s `Close`, or a terminated backend's `FATAL`
-    /// before its end of stream) are left a few scheduler turns for the connection task to read.
-    pub(crate) fn quiet(&self) -> Option<bool> {
+    /// What the socket holds, looked at without reading it: one non-blocking `recv(MSG_PEEK)`
+    /// on the duplicated descriptor (it shares tokio's non-blocking mode), no round trip.
+    /// `Some(Peek::Nothing)` when nothing waits unread; `Some(Peek::End)` at the end of the stream
+    /// (the server closed the session: a backend terminated while the session sat idle);
+    /// `Some(Peek::Unread)` when bytes wait for the connection task (the answer to a dropped
+    /// `Statement`'s `Close`, or a terminated backend's `FATAL`); `None` when it cannot tell.
+    pub(crate) fn peek(&self) -> Option<Peek> {
         let sock = self.socket.get()?;
         let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        for _ in 0..32 {
-            match sock.peek(&mut byte) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(true),
-                Ok(0) => return Some(false),
-                Ok(_) => std::thread::yield_now(),
-                Err(_) => return None,
-            }
+        match sock.peek(&mut byte) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(Peek::Nothing),
+            Ok(0) => Some(Peek::End),
+            Ok(_) => Some(Peek::Unread),
+            Err(_) => None,
         }
-        None
+    }
+
+    /// Whether the connection future has returned.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Whether the last answer left a transaction block open (or failed).
@@ -183,10 +214,7 @@ impl SessionState {
 
     /// Nothing to reset: every answer is in, no transaction is open and nothing changed.
     pub(crate) fn clean(&self) -> bool {
-        self.settled()
-            && !self.ended.load(Ordering::SeqCst)
-            && !self.in_transaction()
-            && !self.changed()
+        self.settled() && !self.ended() && !self.in_transaction() && !self.changed()
     }
 
     fn on_server_message(&self, kind: u8, body: &[u8], started: bool, answered: Option<bool>) {
@@ -296,6 +324,16 @@ impl<F: Future> Future for Watched<F> {
             this.state.ended.store(true, Ordering::SeqCst);
         }
         this.state.busy.store(false, Ordering::SeqCst);
+        // Taken out of the lock: waking runs the executor's code.
+        let waiter = this
+            .state
+            .idle_waiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
         poll
     }
 }

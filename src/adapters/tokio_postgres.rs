@@ -139,7 +139,7 @@ use ::tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket};
 
 pub use super::pg_common::{PostgresReset, connection_lost};
 use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
-use super::pg_wire::{self, SessionState, TrackedStream};
+use super::pg_wire::{self, Peek, SessionState, TrackedStream};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
 /// Why a factory could not be built or a connection could not be made.
@@ -1037,25 +1037,28 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
         let Some(session) = conn.session.as_deref().filter(|_| !self.every_reuse) else {
             return reset_unknown(client, self.mode).await;
         };
-        let quiet = session.quiet();
-        if quiet == Some(false) {
+        // Whatever the last user queued is written once the connection task is idle; unread
+        // bytes are given one more pass of the task (the reactor wakes it for them).
+        session.task_idle().await;
+        let mut peek = session.peek();
+        if peek == Some(Peek::Unread) {
+            session.task_idle().await;
+            peek = session.peek();
+        }
+        if peek == Some(Peek::End) || session.ended() {
             return false;
         }
-        if quiet == Some(true) && session.clean() {
+        if peek == Some(Peek::Nothing) && session.clean() {
             // The common case: the socket saw every answer come back idle and nothing change,
             // and nothing (not even the end of the stream) waits unread on it.
             return true;
         }
-        if !session.settled() || quiet != Some(true) {
-            // A request of the last user is still queued or unanswered (a future dropped
-            // mid-flight, or the `ROLLBACK` a dropped `Transaction` sends), or the socket holds
-            // something the connection task has not read: once an empty query is answered,
-            // everything before it is, and the state read next is current.
+        if !session.settled() || peek != Some(Peek::Nothing) {
+            // A request of the last user is still unanswered (a future dropped mid-flight, or
+            // the `ROLLBACK` a dropped `Transaction` sends), or the socket holds something the
+            // connection task has not read yet: once an empty query is answered, everything
+            // before it is, and the status read next (its `ReadyForQuery`'s) is current.
             if client.simple_query("").await.is_err() {
-                return false;
-            }
-            if !session.settled() {
-                // Only a request queued after ours could do this, and the session is ours.
                 return false;
             }
         }
