@@ -19,7 +19,8 @@
 //! Same max size (8), a 30 s acquire timeout everywhere. The variants are interleaved round-robin
 //! and ratios are medians of per-round ratios.
 //!
-//! `NEXUS_POOL_PG_URL=... cargo bench --bench postgres -- [--quick] [--out DIR]`; `-- --only
+//! `NEXUS_POOL_PG_URL=... cargo bench --features postgres,tokio-postgres --bench postgres --
+//! [--quick] [--out DIR]`; `-- --only
 //! "nexus tokio-postgres adapter x16"` runs just that variant (repeatable) and prints its rounds.
 
 mod common;

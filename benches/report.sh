@@ -34,7 +34,8 @@ for b in "${benches[@]}"; do bench_args+=(--bench "$b"); done
 
 echo "== building the benches (not counted in the run's time)"
 # Run the executables built here, so that sources changing under the run cannot trigger a rebuild.
-cargo bench --no-run "${bench_args[@]}" 2>&1 | tee "$out/build.log"
+# The PostgreSQL bench measures the shipped adapters, behind their features.
+cargo bench --no-run --features postgres,tokio-postgres "${bench_args[@]}" 2>&1 | tee "$out/build.log"
 declare -A exe
 for b in "${benches[@]}"; do
   exe[$b]=$(sed -nE "s#^ *Executable benches/$b\.rs \((.*)\)\$#\1#p" "$out/build.log" | tail -1)
@@ -98,7 +99,7 @@ Every number below comes from this one run; nothing is copied from elsewhere. Ru
 \`\`\`sh
 NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh          # full, < 15 min on 2 cores
 NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick  # quick, < 2 min
-cargo bench --bench peers -- --quick    # or one part alone: peers, contended, postgres, spike
+cargo bench --bench peers -- --quick    # or one part alone: peers, contended, spike; postgres needs --features postgres,tokio-postgres
 \`\`\`
 
 The machines these run on have 2 cores whose speed (cross-core latency above all) changes by
