@@ -549,3 +549,114 @@ fn wrong_password_keeps_the_servers_message() {
     }
     admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
 }
+
+/// A pool whose sessions count the server's warnings (`WARNING: there is no transaction in
+/// progress` among them) through the client's notice callback.
+fn counting_pool(url: &str, app: &str) -> (Pool, Arc<AtomicI64>) {
+    let warnings = Arc::new(AtomicI64::new(0));
+    let mut factory = factory(url, app);
+    let seen = Arc::clone(&warnings);
+    factory.config_mut().notice_callback(move |notice| {
+        if notice.severity() == "WARNING" {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (
+        factory.pool_builder().config(config(1)).build().unwrap(),
+        warnings,
+    )
+}
+
+/// Whether the session is outside any transaction block (in a failed one the query errors).
+fn outside_block(conn: &mut Client) -> bool {
+    conn.simple_query("SELECT transaction_timestamp() = statement_timestamp()")
+        .is_ok_and(|messages| {
+            messages.iter().any(
+                |m| matches!(m, postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t")),
+            )
+        })
+}
+
+const CHECKOUTS: i64 = 1_000;
+
+#[test]
+fn no_checkout_warns() {
+    let Some(url) = pg_url("adapter_postgres::no_checkout_warns") else {
+        return;
+    };
+    let (pool, warnings) = counting_pool(&url, &unique("np_pg_warn"));
+    // The counter sees a warning when there is one: the blind ROLLBACK the reset used to send.
+    pool.acquire_blocking()
+        .unwrap()
+        .batch_execute("ROLLBACK")
+        .unwrap();
+    assert_eq!(warnings.load(Ordering::SeqCst), 1);
+
+    let before = warnings.load(Ordering::SeqCst);
+    for i in 0..CHECKOUTS {
+        let mut conn = pool.acquire_blocking().unwrap();
+        match i % 3 {
+            0 => drop(conn.simple_query("SELECT 1").unwrap()),
+            1 => conn.batch_execute("BEGIN; SELECT 1; COMMIT").unwrap(),
+            _ => conn.batch_execute("SET work_mem = '8MB'").unwrap(),
+        }
+    }
+    assert_eq!(
+        warnings.load(Ordering::SeqCst) - before,
+        0,
+        "warnings per {CHECKOUTS} checkouts"
+    );
+    pool.close_blocking();
+}
+
+#[test]
+fn a_handler_failing_mid_transaction_leaves_the_next_user_clean() {
+    let Some(url) =
+        pg_url("adapter_postgres::a_handler_failing_mid_transaction_leaves_the_next_user_clean")
+    else {
+        return;
+    };
+    let (pool, warnings) = counting_pool(&url, &unique("np_pg_failed_tx"));
+
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute("BEGIN").unwrap();
+    assert!(conn.batch_execute("SELECT 1/0").is_err());
+    drop(conn);
+    assert!(
+        outside_block(&mut pool.acquire_blocking().unwrap()),
+        "not 'current transaction is aborted'"
+    );
+
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute("BEGIN; SELECT 1").unwrap();
+    drop(conn);
+    assert!(
+        outside_block(&mut pool.acquire_blocking().unwrap()),
+        "no open transaction"
+    );
+
+    let mut conn = pool.acquire_blocking().unwrap();
+    let failed = (|| -> Result<(), postgres::Error> {
+        let mut tx = conn.transaction()?;
+        tx.batch_execute("SELECT 1/0")?;
+        tx.commit()
+    })();
+    assert!(failed.is_err());
+    drop(conn);
+    assert!(outside_block(&mut pool.acquire_blocking().unwrap()));
+
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute("SET statement_timeout = '1234ms'")
+        .unwrap();
+    drop(conn);
+    let timeout: String = pool
+        .acquire_blocking()
+        .unwrap()
+        .query_one("SHOW statement_timeout", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(timeout, "1234ms", "session settings are reset");
+
+    assert_eq!(warnings.load(Ordering::SeqCst), 0, "no warning on the way");
+    pool.close_blocking();
+}

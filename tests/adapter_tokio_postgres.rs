@@ -520,9 +520,15 @@ fn refused_connection_keeps_its_cause() {
     // Needs no server: nothing listens on the port.
     let url = format!("postgres://postgres@127.0.0.1:{}/test", refused_port());
 
+    // The adapter opens the socket itself (to watch the session's state), so a refused connect
+    // is its own `Connect` error, with the operating system's error as its source.
     let err = start_error(TokioPostgresConnectionFactory::new(&url).unwrap());
-    let driver = check_create_error(&err, "Connection refused");
-    assert!(connection_lost(driver), "{driver}");
+    assert_eq!(err.to_string(), "could not create a connection");
+    let adapter = err.create_error().expect("the factory's error is kept");
+    assert!(matches!(adapter, TokioPostgresError::Connect(_)), "{adapter:?}");
+    let text = adapter.to_string();
+    assert!(text.contains("Connection refused"), "{text:?}");
+    assert!(!text.contains('\n'), "not one line: {text:?}");
     let io = driver_error::<std::io::Error>(&err, "Connection refused");
     assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
 
@@ -539,7 +545,7 @@ fn refused_connection_keeps_its_cause() {
         "{text:?}"
     );
     assert!(!text.contains("refused"), "{text:?} repeats its cause");
-    driver_error::<tokio_postgres::Error>(&err, "Connection refused");
+    driver_error::<std::io::Error>(&err, "Connection refused");
     driver_error::<CreateError<TokioPostgresError>>(&err, "Connection refused");
     pool.close_blocking();
 }
@@ -611,4 +617,354 @@ fn wrong_password_keeps_the_servers_message() {
         }
     }
     admin.execute(&format!("DROP ROLE {role}"));
+}
+
+/// `tokio-postgres` logs each notice the server sends (`WARNING: there is no transaction in
+/// progress` among them) through `log` at `info`, target `tokio_postgres::connection`; this
+/// logger counts the warnings. No other test in this binary makes the server warn.
+struct WarningCounter(std::sync::atomic::AtomicUsize);
+
+impl log::Log for WarningCounter {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("tokio_postgres")
+            && record.args().to_string().starts_with("WARNING")
+        {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static WARNINGS: WarningCounter = WarningCounter(std::sync::atomic::AtomicUsize::new(0));
+
+/// The tests that count warnings run one at a time: one of them makes the server warn on
+/// purpose.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn counting() -> std::sync::MutexGuard<'static, ()> {
+    COUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn warnings() -> usize {
+    // Installed once per process; a second call finds it installed.
+    let _ = log::set_logger(&WARNINGS);
+    log::set_max_level(log::LevelFilter::Info);
+    WARNINGS.0.load(Ordering::SeqCst)
+}
+
+/// Whether `conn`'s session is outside any transaction block: in one, the block began before
+/// this statement; in a failed one, the statement errors. (A simple query: in the extended
+/// protocol the two timestamps differ anyway.)
+fn outside_block(conn: &PooledConnection<'_, Factory>) -> bool {
+    block_on(conn.simple_query("SELECT transaction_timestamp() = statement_timestamp()")).is_ok_and(
+        |messages| {
+            messages.iter().any(|m| {
+                matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+            })
+        },
+    )
+}
+
+/// The query the server last ran for `pid`, as `pg_stat_activity` shows it.
+fn last_query(admin: &Admin, pid: i32) -> String {
+    block_on(
+        admin
+            .conn
+            .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid]),
+    )
+    .unwrap()
+    .get(0)
+}
+
+const CHECKOUTS: usize = 1_000;
+
+#[test]
+fn a_clean_reuse_sends_nothing_and_no_checkout_warns() {
+    let Some(url) =
+        pg_url("adapter_tokio_postgres::a_clean_reuse_sends_nothing_and_no_checkout_warns")
+    else {
+        return;
+    };
+    let _counting = counting();
+    let admin = admin(&url);
+    let pool = pool(&url, &unique("np_tp_free"), 1);
+    let conn = pool.acquire_blocking().unwrap();
+    assert!(conn.is_tracked());
+    // A simple query: a prepared one is followed by the client's own `Close` of its statement,
+    // whose answer may still be on its way at the next checkout (then one empty query is sent).
+    let backend: i32 = block_on(conn.simple_query("SELECT pg_backend_pid()"))
+        .unwrap()
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+            _ => None,
+        })
+        .unwrap();
+    drop(conn);
+
+    // Reused after a plain query: lent without a word to the server (a reset would be the
+    // session's last query).
+    let conn = pool.acquire_blocking().unwrap();
+    assert_eq!(last_query(&admin, backend), "SELECT pg_backend_pid()");
+    drop(conn);
+
+    // The counter sees a warning when there is one: the blind ROLLBACK the reset used to send.
+    let before = warnings();
+    let conn = pool.acquire_blocking().unwrap();
+    block_on(conn.batch_execute("ROLLBACK")).unwrap();
+    drop(conn);
+    assert!(
+        eventually(Duration::from_secs(5), || warnings() == before + 1),
+        "the counter sees the server's warning"
+    );
+
+    let before = warnings();
+    for i in 0..CHECKOUTS {
+        let conn = pool.acquire_blocking().unwrap();
+        match i % 4 {
+            0 => {
+                block_on(conn.simple_query("SELECT 1")).unwrap();
+            }
+            1 => {
+                block_on(conn.query_one("SELECT $1::int", &[&1i32])).unwrap();
+            }
+            2 => {
+                block_on(conn.batch_execute("BEGIN; SELECT 1; COMMIT")).unwrap();
+            }
+            _ => {
+                block_on(conn.batch_execute("SET work_mem = '8MB'")).unwrap();
+            }
+        }
+        drop(conn);
+    }
+    // Notices arrive before the answers they precede, so all have been logged by now.
+    assert_eq!(warnings() - before, 0, "warnings per {CHECKOUTS} checkouts");
+    pool.close_blocking();
+}
+
+#[test]
+fn a_handler_failing_mid_transaction_leaves_the_next_user_clean() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::a_handler_failing_mid_transaction_leaves_the_next_user_clean",
+    ) else {
+        return;
+    };
+    let _counting = counting();
+    let pool = pool(&url, &unique("np_tp_failed_tx"), 1);
+    let before = warnings();
+
+    // Raw SQL: a block opened, then a statement that fails: the session is in a failed block.
+    let conn = pool.acquire_blocking().unwrap();
+    block_on(conn.batch_execute("BEGIN")).unwrap();
+    assert!(block_on(conn.batch_execute("SELECT 1/0")).is_err());
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert!(outside_block(&conn), "not 'current transaction is aborted'");
+    drop(conn);
+
+    // Raw SQL: a block left open.
+    let conn = pool.acquire_blocking().unwrap();
+    block_on(conn.batch_execute("BEGIN; SELECT 1")).unwrap();
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert!(outside_block(&conn), "no open transaction");
+    drop(conn);
+
+    // The `Transaction` API, dropped after an error: its own ROLLBACK is sent, unanswered yet.
+    let mut conn = pool.acquire_blocking().unwrap();
+    let failed: Result<(), tokio_postgres::Error> = block_on(async {
+        let tx = conn.transaction().await?;
+        tx.batch_execute("SELECT 1/0").await?;
+        tx.commit().await
+    });
+    assert!(failed.is_err());
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert!(outside_block(&conn));
+    drop(conn);
+
+    // A request in flight when its future is dropped (a cancelled handler).
+    let conn = pool.acquire_blocking().unwrap();
+    block_on(async {
+        let sleep = conn.batch_execute("BEGIN; SELECT pg_sleep(0.2)");
+        futures_lite::future::or(sleep, async {
+            async_io::Timer::after(Duration::from_millis(20)).await;
+            Ok(())
+        })
+        .await
+    })
+    .unwrap();
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert!(outside_block(&conn), "the cancelled block was rolled back");
+    drop(conn);
+
+    assert_eq!(warnings() - before, 0, "no warning on the way");
+    pool.close_blocking();
+}
+
+#[test]
+fn session_state_is_reset_as_documented() {
+    let Some(url) = pg_url("adapter_tokio_postgres::session_state_is_reset_as_documented") else {
+        return;
+    };
+    let pool = pool(&url, &unique("np_tp_session"), 1);
+    let show = |conn: &PooledConnection<'_, Factory>, name: &str| -> String {
+        block_on(conn.query_one(&format!("SHOW {name}"), &[]))
+            .unwrap()
+            .get(0)
+    };
+    let conn = pool.acquire_blocking().unwrap();
+    let default_timeout = show(&conn, "statement_timeout");
+    let default_work_mem = show(&conn, "work_mem");
+    drop(conn);
+
+    // Each way of changing the session, alone in a checkout, is undone before the next one.
+    let changes: [(&str, &str); 6] = [
+        ("SET statement_timeout = '1234ms'", "statement_timeout"),
+        ("SELECT set_config('work_mem', '7MB', false)", "work_mem"),
+        ("CREATE TEMP TABLE np_left_behind AS SELECT 1 AS x", "temp"),
+        ("SELECT pg_advisory_lock(4242)", "lock"),
+        ("LISTEN np_channel", "listen"),
+        ("DECLARE np_cursor CURSOR WITH HOLD FOR SELECT 1", "cursor"),
+    ];
+    for (sql, what) in changes {
+        let conn = pool.acquire_blocking().unwrap();
+        block_on(conn.simple_query(sql)).unwrap();
+        drop(conn);
+        let conn = pool.acquire_blocking().unwrap();
+        let one = |q: &str| -> i64 { block_on(conn.query_one(q, &[])).unwrap().get(0) };
+        match what {
+            "statement_timeout" => assert_eq!(show(&conn, what), default_timeout),
+            "work_mem" => assert_eq!(show(&conn, what), default_work_mem),
+            "temp" => assert_eq!(
+                one(
+                    "SELECT count(*) FROM pg_class WHERE relname = 'np_left_behind' \
+                     AND relpersistence = 't' AND pg_table_is_visible(oid)"
+                ),
+                0
+            ),
+            "lock" => assert_eq!(
+                one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                     AND pid = pg_backend_pid()"),
+                0
+            ),
+            "listen" => assert_eq!(one("SELECT count(*) FROM pg_listening_channels()"), 0),
+            _ => assert_eq!(
+                one("SELECT count(*) FROM pg_cursors WHERE name = 'np_cursor'"),
+                0
+            ),
+        }
+        drop(conn);
+    }
+    pool.close_blocking();
+}
+
+#[test]
+fn reset_every_reuse_resets_a_clean_session_too_and_cancel_query_works() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::reset_every_reuse_resets_a_clean_session_too_and_cancel_query_works",
+    ) else {
+        return;
+    };
+    let admin = admin(&url);
+    let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_every")))
+        .config(config(1))
+        .health_check(TokioPostgresHealthCheck::new().reset_every_reuse(true))
+        .build()
+        .unwrap();
+    let conn = pool.acquire_blocking().unwrap();
+    let backend = pid(&conn);
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert_ne!(
+        last_query(&admin, backend),
+        "SELECT pg_backend_pid()",
+        "the reset ran"
+    );
+
+    // A long query, cancelled from another thread through the adapter's own cancel.
+    std::thread::scope(|s| {
+        let sleeper = s.spawn(|| block_on(conn.simple_query("SELECT pg_sleep(30)")));
+        while !sleeper.is_finished() {
+            block_on(conn.cancel_query()).expect("cancel request delivered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let err = sleeper.join().unwrap().expect_err("cancelled");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+        );
+    });
+    drop(conn);
+    pool.close_blocking();
+}
+
+#[test]
+fn built_inside_a_multi_thread_runtime_runs_there_else_on_its_own() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::built_inside_a_multi_thread_runtime_runs_there_else_on_its_own",
+    ) else {
+        return;
+    };
+    let app = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let inside = app.block_on(async { factory(&url, &unique("np_tp_rt")) });
+    assert!(!inside.has_own_runtime());
+    let pool = inside.pool_builder().config(config(2)).build().unwrap();
+    let sum = app.block_on(async {
+        let conn = pool.acquire().await.unwrap();
+        // The connection task is one of the application runtime's tasks.
+        assert!(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+                >= 1
+        );
+        let row = conn.query_one("SELECT 40 + 2", &[]).await.unwrap();
+        row.get::<_, i32>(0)
+    });
+    assert_eq!(sum, 42);
+    app.block_on(pool.close());
+
+    // A current-thread runtime could be stalled by a blocking caller: the factory starts its own.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let factory = single.block_on(async { factory(&url, &unique("np_tp_rt1")) });
+    assert!(factory.has_own_runtime());
+
+    // And a pool meant to outlive the runtime it was built in can ask for its own.
+    let factory = app
+        .block_on(async { factory_with_own_runtime(&url) })
+        .unwrap();
+    drop(app);
+    assert!(factory.has_own_runtime());
+    let pool = factory.pool_builder().config(config(1)).build().unwrap();
+    let conn = pool.acquire_blocking().unwrap();
+    assert_eq!(
+        block_on(conn.query_one("SELECT 1", &[]))
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    drop(conn);
+    pool.close_blocking();
+}
+
+fn factory_with_own_runtime(
+    url: &str,
+) -> Result<Factory, nexus_pool::adapters::tokio_postgres::TokioPostgresError> {
+    factory(url, &unique("np_tp_rt_own")).with_own_runtime()
 }

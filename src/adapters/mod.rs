@@ -161,6 +161,9 @@
 #[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
 mod pg_common;
 
+#[cfg(feature = "tokio-postgres")]
+mod pg_wire;
+
 #[cfg(feature = "postgres")]
 mod helper_thread;
 #[cfg(feature = "postgres")]

@@ -17,7 +17,10 @@ use ::tokio_postgres::{
 
 /// How a PostgreSQL health check returns a used session to a clean state before it is lent
 /// again. Every mode first ends a transaction the previous user left open (or aborted): such a
-/// connection is rolled back, or destroyed if that fails, never lent dirty.
+/// connection is rolled back, or destroyed if that fails, never lent dirty. A `ROLLBACK` is only
+/// sent into a transaction block, so the server never logs `WARNING: there is no transaction in
+/// progress`. The `tokio-postgres` adapter skips the reset when the last user left nothing
+/// behind; the blocking adapter cannot tell and resets every reuse.
 ///
 /// The default is [`Clean`](PostgresReset::Clean): everything `DISCARD ALL` does except
 /// deallocating prepared statements. Plain `DISCARD ALL` ([`DiscardAll`](PostgresReset::DiscardAll))
@@ -40,9 +43,9 @@ use ::tokio_postgres::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum PostgresReset {
-    /// `DISCARD ALL` minus `DEALLOCATE ALL`, in one round trip: `ROLLBACK; CLOSE ALL; SET SESSION
+    /// `DISCARD ALL` minus `DEALLOCATE ALL`, in one round trip: `CLOSE ALL; SET SESSION
     /// AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD
-    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`. Session settings, temporary tables, cursors,
+    /// PLANS; DISCARD TEMP; DISCARD SEQUENCES`, after a `ROLLBACK` when a block is open. Session settings, temporary tables, cursors,
     /// `LISTEN`s, advisory locks and cached plans are dropped; prepared statements survive, so
     /// a `Statement` prepared in an earlier checkout keeps working.
     #[default]
@@ -57,26 +60,61 @@ pub enum PostgresReset {
     Rollback,
 }
 
-/// `DISCARD ALL` minus `DEALLOCATE ALL`, preceded by a `ROLLBACK` (the PostgreSQL docs of
-/// `DISCARD` list what it is made of). Sent as one simple query: the `ROLLBACK` closes any open block (with a warning
-/// when there is none) and the rest runs in an implicit transaction, where all of it is allowed.
-const CLEAN_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
-     RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
-     DISCARD SEQUENCES";
+/// `DISCARD ALL` minus `DEALLOCATE ALL` (the PostgreSQL docs of `DISCARD` list what it is made
+/// of). Sent as one simple query, it runs in one implicit transaction, where all of it is allowed.
+pub(crate) const CLEAN_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
+
+/// [`CLEAN_SQL`] after a `ROLLBACK`, for a session known to be in a transaction block: there the
+/// `ROLLBACK` ends the block without a warning (outside one it would write `WARNING: there is no
+/// transaction in progress` to the server log, which is why it is never sent blindly).
+pub(crate) const ROLLBACK_CLEAN_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION \
+     DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; \
+     DISCARD TEMP; DISCARD SEQUENCES";
+
+/// Asks, in the same simple query as the reset, whether a transaction block was open: inside
+/// one, `transaction_timestamp()` is when the block began, earlier than this statement; outside,
+/// the implicit transaction of this query began with it. In a failed block it errors
+/// (`25P02`), which says the same. No warning either way.
+pub(crate) const PROBE_SQL: &str = "SELECT transaction_timestamp() = statement_timestamp()";
+
+/// What a reset of a session in an unknown state sends first ([`PostgresReset::Clean`] and
+/// [`PostgresReset::Rollback`]): the probe, then (for `Clean`) the cleaning, which the `ROLLBACK`
+/// due when the probe finds a block undoes and [`reset_sql`] then repeats.
+pub(crate) fn probe_sql(mode: PostgresReset) -> String {
+    match mode {
+        PostgresReset::Rollback => PROBE_SQL.to_owned(),
+        _ => format!("{PROBE_SQL}; {CLEAN_SQL}"),
+    }
+}
+
+/// What cleans a session whose state is known: `in_block` when a transaction block is open (or
+/// failed), `changed` when session state may have changed; empty when nothing is due. Each
+/// string is one simple query; `DiscardAll` in a block needs two (`ROLLBACK`, then `DISCARD
+/// ALL`, which refuses to run in any transaction block, implicit ones included).
+pub(crate) fn reset_sql(
+    mode: PostgresReset,
+    in_block: bool,
+    changed: bool,
+) -> &'static [&'static str] {
+    match (mode, in_block, changed) {
+        (_, false, false) | (PostgresReset::Rollback, false, true) => &[],
+        (PostgresReset::Rollback, true, _) => &["ROLLBACK"],
+        (PostgresReset::DiscardAll, true, _) => &["ROLLBACK", "DISCARD ALL"],
+        (PostgresReset::DiscardAll, false, true) => &["DISCARD ALL"],
+        (PostgresReset::Clean, true, _) => &[ROLLBACK_CLEAN_SQL],
+        (PostgresReset::Clean, false, true) => &[CLEAN_SQL],
+    }
+}
+
+/// Whether the first value of the probe's answer says a transaction block was open.
+pub(crate) fn probe_found_block(first_value: Option<&str>) -> bool {
+    first_value != Some("t")
+}
 
 impl PostgresReset {
-    /// The statement tried first.
-    pub(crate) fn sql(self) -> &'static str {
-        match self {
-            PostgresReset::DiscardAll => "DISCARD ALL",
-            PostgresReset::Clean => CLEAN_SQL,
-            PostgresReset::Rollback => "ROLLBACK",
-        }
-    }
-
-    /// Whether `err`, from [`sql`](Self::sql), says a transaction is open, so that a `ROLLBACK`
-    /// and a second try are due. Only `DISCARD ALL` refuses to run inside a transaction block;
-    /// the other modes start with their own `ROLLBACK`.
+    /// Whether `err`, from a `DISCARD ALL` sent to a session in an unknown state, says a
+    /// transaction block is open, so that a `ROLLBACK` and a second try are due.
     pub(crate) fn needs_rollback(self, err: &Error) -> bool {
         self == PostgresReset::DiscardAll
             && matches!(
@@ -85,6 +123,11 @@ impl PostgresReset {
                     || *c == SqlState::IN_FAILED_SQL_TRANSACTION
             )
     }
+}
+
+/// Whether `err`, from [`probe_sql`], says the previous user left a failed transaction block.
+pub(crate) fn in_failed_block(err: &Error) -> bool {
+    err.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION)
 }
 
 /// Whether `err` means the session is gone (the server closed it, terminated the backend, or the

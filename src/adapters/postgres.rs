@@ -13,6 +13,17 @@
 //! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message). A failed
 //! `create` is a [`PostgresError`]: the driver's error, printed with the server's message.
 //!
+//! # What a reuse costs
+//!
+//! A reused connection is always clean (no transaction block open or failed, session state reset
+//! as [`PostgresReset`] says), and no checkout makes the server log a warning: the reset asks, in
+//! the same query, whether a block is open (`transaction_timestamp() = statement_timestamp()`)
+//! and sends a `ROLLBACK` only into one. But the blocking client says nothing about the session's
+//! state, so, unlike the `tokio-postgres` adapter (which watches the socket and skips the reset
+//! of a session left clean), this one resets every reuse: with the ping before it (see below),
+//! two round trips per checkout. When that matters more than a clean session, attach a health
+//! check of your own, or use the `tokio-postgres` adapter from threads with `acquire_blocking`.
+//!
 //! # Thread safety
 //!
 //! A `postgres::Client` is `Send` but not `Sync`: the guard gives one thread at a time the use of
@@ -102,11 +113,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ::postgres::tls::{MakeTlsConnect, TlsConnect};
-use ::postgres::{Client, Config, NoTls, Socket};
+use ::postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket};
 
 use super::helper_thread;
 use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
+use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
 /// How long `validate` and `is_healthy` wait for the server's answer by default.
@@ -551,13 +563,32 @@ impl ConnectionHealthCheck<Client> for PostgresHealthCheck {
         if !ping(conn, self.timeout) {
             return false;
         }
-        match conn.batch_execute(self.mode.sql()) {
+        reset_unknown(conn, self.mode)
+    }
+}
+
+/// Resets a session whose state is unknown (the blocking client tells nothing about it) without
+/// the warning a blind `ROLLBACK` writes: one round trip when no transaction was left open.
+fn reset_unknown(conn: &mut Client, mode: PostgresReset) -> bool {
+    if mode == PostgresReset::DiscardAll {
+        return match conn.batch_execute("DISCARD ALL") {
             Ok(()) => true,
-            Err(e) if self.mode.needs_rollback(&e) => {
-                conn.batch_execute("ROLLBACK").is_ok()
-                    && conn.batch_execute(self.mode.sql()).is_ok()
+            Err(e) if mode.needs_rollback(&e) => {
+                conn.batch_execute("ROLLBACK").is_ok() && conn.batch_execute("DISCARD ALL").is_ok()
             }
             Err(_) => false,
-        }
+        };
     }
+    let in_block = match conn.simple_query(&probe_sql(mode)) {
+        Ok(messages) => probe_found_block(messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })),
+        Err(e) if in_failed_block(&e) => true,
+        Err(_) => return false,
+    };
+    !in_block
+        || reset_sql(mode, true, true)
+            .iter()
+            .all(|sql| conn.batch_execute(sql).is_ok())
 }

@@ -4,10 +4,15 @@
 //! # How it is built
 //!
 //! A `tokio-postgres` connection is two halves: a `Client` that sends requests over a channel, and
-//! a `Connection` future that owns the socket and must be polled by a tokio runtime. The factory
-//! owns a small multi-threaded tokio runtime (one worker thread, named `nexus-pool-postgres`), or
-//! uses one you hand it with [`with_runtime`](TokioPostgresConnectionFactory::with_runtime).
-//! `create` connects *on that runtime* and spawns the `Connection` there; the pool lends a
+//! a `Connection` future that owns the socket and must be polled by a tokio runtime. Built inside
+//! a multi-threaded tokio runtime (in a `#[tokio::main]` application, say), the factory runs the
+//! connections there, so a query costs no thread hop; built anywhere else, it owns a small
+//! multi-threaded tokio runtime (one worker thread, named `nexus-pool-postgres`).
+//! [`with_runtime`](TokioPostgresConnectionFactory::with_runtime) hands it a runtime of your
+//! choice, [`with_own_runtime`](TokioPostgresConnectionFactory::with_own_runtime) makes it start
+//! its own anyway (for a pool that outlives the runtime it was built in).
+//! `create` connects *on that runtime* (on a socket it opens itself, see
+//! [below](#a-clean-session-at-no-cost)) and spawns the `Connection` there; the pool lends a
 //! [`TokioPostgresConnection`], which derefs to the `Client` and keeps the runtime alive.
 //!
 //! So the caller needs no runtime of its own: the `Client`'s futures only talk to channels, and
@@ -17,19 +22,64 @@
 //!
 //! `validate` checks that the connection task is alive (the task reads the socket all the time,
 //! so a backend the server terminated shows up here without a round trip) and sends an empty
-//! query. [`TokioPostgresHealthCheck`] runs `SELECT 1` in `is_healthy` and resets a used session:
-//! it rolls back a transaction left open and clears the session, everything `DISCARD ALL` does
-//! except deallocating the client's prepared statements ([`PostgresReset`] says why, and offers
-//! plain `DISCARD ALL`).
-//! These run within the pool's `check_timeout`: the pool drops the future at the deadline and
-//! destroys the connection, and dropping a `tokio-postgres` future is safe.
+//! query. [`TokioPostgresHealthCheck`] runs `SELECT 1` in `is_healthy` and resets a used session
+//! (see below). These run within the pool's `check_timeout`: the pool drops the future at the
+//! deadline and destroys the connection, and dropping a `tokio-postgres` future is safe.
+//!
+//! # A clean session at no cost
+//!
+//! With the defaults, **a reused connection is always clean**: no transaction block open or
+//! failed, and the session state [`PostgresReset::Clean`] covers (settings, temporary tables,
+//! cursors, `LISTEN`s, session-level advisory locks, cached plans, the session user) as a new
+//! session has it. And a reuse whose last user left nothing behind **costs no round trip and
+//! writes nothing to the server's log**.
+//!
+//! For that, `create` opens the socket itself (each host in turn, with the config's timeouts,
+//! keepalives and `target_session_attrs`) and gives `tokio-postgres` a stream that watches the
+//! protocol as it passes, byte for byte unchanged: the transaction status the server reports in
+//! every `ReadyForQuery`, the tag of every completed command (`SET`, `LISTEN`, `CREATE TABLE`,
+//! ...), every setting the server reports changed, and which requests are still unanswered or
+//! not yet written (a cancelled query, the `ROLLBACK` a dropped `Transaction` sends). On reuse:
+//!
+//! * nothing left behind (the common case): lent as it is, nothing sent (one non-blocking peek
+//!   at the socket checks that the server did not close it or say something unasked, as it does
+//!   when it terminates a backend);
+//! * a request of the last user still in flight: one empty query first, so that what follows
+//!   sees its outcome;
+//! * a transaction block open or failed: `ROLLBACK`, then the rest of the reset, one round trip
+//!   (a `ROLLBACK` is only ever sent inside a block, so the server never logs
+//!   `WARNING: there is no transaction in progress`);
+//! * session state changed: the reset of the [mode](PostgresReset), one round trip.
+//!
+//! A handler that fails inside a transaction, with raw `BEGIN` or with `Transaction`, leaves the
+//! next user a session outside any block (never `current transaction is aborted`).
+//!
+//! Two kinds of session are not watched and are reset on every reuse (one round trip, still no
+//! warning: the reset asks in its own query whether a block is open): encrypted ones (a TLS
+//! connector other than [`NoTls`], unless `sslmode=disable`: the bytes say nothing), and
+//! `load_balance_hosts=random`, which stays `tokio-postgres`'s own. [`TokioPostgresConnection::is_tracked`]
+//! tells them apart. A watched session has no socket address in its `CancelToken`: cancel with
+//! [`TokioPostgresConnection::cancel_query`].
+//!
+//! # What you must not do
+//!
+//! The stream sees commands, not what functions do inside them. A plain `SELECT` or DML that
+//! changes the session is caught when its text names `set_config`, `advisory_lock` (the
+//! session-level `pg_advisory_lock` family; the `_xact_` forms end with the transaction) or
+//! `temp` (`CREATE TEMP TABLE .. AS`, `SELECT .. INTO TEMP`); anything else is not. So, with the
+//! defaults, do not change session state from inside a function or procedure you call with
+//! `SELECT` (a PL/pgSQL `SET` or `set_config(.., false)`, a session-level advisory lock, a
+//! temporary table created in a function), and do not execute a statement prepared in an earlier
+//! checkout whose text does such a thing. If your application does, turn on
+//! [`reset_every_reuse`](TokioPostgresHealthCheck::reset_every_reuse): one round trip per reuse.
 //!
 //! # Thread safety
 //!
 //! `TokioPostgresConnection` is `Send + Sync`; the guard lends it to one caller at a time.
 //! Two things still need the runtime and are reached through
-//! [`runtime_handle`](TokioPostgresConnection::runtime_handle): `CancelToken::cancel_query`
-//! (it opens a socket) and anything you want to spawn next to the connection. Notices are logged
+//! [`runtime_handle`](TokioPostgresConnection::runtime_handle): a cancel request (it opens a
+//! socket; [`cancel_query`](TokioPostgresConnection::cancel_query) does it for you) and anything
+//! you want to spawn next to the connection. Notices are logged
 //! through the `log` crate and `NOTIFY` messages are dropped: use a dedicated, unpooled
 //! connection for `LISTEN`.
 //!
@@ -73,16 +123,24 @@
 //! ```
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+#[cfg(unix)]
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ::tokio::runtime::{Handle, Runtime};
+use ::tokio::net::TcpStream;
+use ::tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use ::tokio::task::JoinHandle;
+use ::tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use ::tokio_postgres::{Client, Config, NoTls, Socket};
+use ::tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket};
 
 use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
+use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
+use super::pg_wire::{self, Peek, SessionState, TrackedStream};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
 /// Why a factory could not be built or a connection could not be made.
@@ -111,6 +169,10 @@ pub enum TokioPostgresError {
     /// The connection string did not parse, or connecting failed.
     #[error("{}", OneLine(.0))]
     Postgres(#[from] ::tokio_postgres::Error),
+    /// No socket to the server could be opened (the adapter opens it itself to watch the
+    /// session; see the [module docs](self#a-clean-session-at-no-cost)).
+    #[error("could not connect to the server: {0}")]
+    Connect(#[source] std::io::Error),
     /// The factory's own runtime could not be started.
     #[error("could not start the runtime for the connections")]
     Runtime(#[source] std::io::Error),
@@ -223,9 +285,9 @@ impl<T> fmt::Debug for TokioPostgresConnectionFactory<T> {
 }
 
 impl TokioPostgresConnectionFactory<NoTls> {
-    /// Parses a connection string (URL or `key=value` form), without TLS, and starts the
-    /// factory's runtime (one worker thread). Sets a 10 s `connect_timeout` if the string has
-    /// none.
+    /// Parses a connection string (URL or `key=value` form), without TLS, and chooses the
+    /// runtime the connections run on as [`from_config`](Self::from_config) says. Sets a 10 s
+    /// `connect_timeout` if the string has none.
     ///
     /// # Errors
     ///
@@ -248,7 +310,10 @@ impl TokioPostgresConnectionFactory<NoTls> {
         Self::from_config(config)
     }
 
-    /// Uses a configuration you built, as it is, without TLS, and starts the factory's runtime.
+    /// Uses a configuration you built, as it is, without TLS. Called inside a multi-threaded tokio
+    /// runtime, the connections' I/O runs on that runtime (no thread hop per query); anywhere
+    /// else (a plain thread, another executor, a current-thread runtime, which a blocking caller
+    /// could stall) the factory starts a runtime of its own (one worker thread).
     ///
     /// # Errors
     ///
@@ -263,19 +328,74 @@ impl TokioPostgresConnectionFactory<NoTls> {
     /// config.host("127.0.0.1").user("postgres").dbname("test").application_name("billing");
     /// let factory = TokioPostgresConnectionFactory::from_config(config)?;
     /// assert_eq!(factory.config().get_application_name(), Some("billing"));
+    /// assert!(factory.has_own_runtime()); // not inside a tokio runtime here
     /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
     /// ```
     pub fn from_config(config: Config) -> Result<Self, TokioPostgresError> {
-        let runtime = OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?;
+        let runtime = match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                RuntimeRef::Borrowed(handle)
+            }
+            _ => RuntimeRef::Owned(Arc::new(
+                OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?,
+            )),
+        };
         Ok(TokioPostgresConnectionFactory {
             config,
             tls: NoTls,
-            runtime: RuntimeRef::Owned(Arc::new(runtime)),
+            runtime,
         })
     }
 }
 
 impl<T> TokioPostgresConnectionFactory<T> {
+    /// Runs the connections on a runtime the factory starts and owns (one worker thread), also
+    /// when it was built inside a tokio runtime: for a pool that must outlive the runtime it was
+    /// built in.
+    ///
+    /// # Errors
+    ///
+    /// The runtime cannot start (the process is out of threads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    ///
+    /// let app = tokio::runtime::Runtime::new()?;
+    /// let factory = app.block_on(async {
+    ///     let factory = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    ///     assert!(!factory.has_own_runtime()); // it took the runtime it was built in
+    ///     factory.with_own_runtime()
+    /// })?;
+    /// drop(app);
+    /// assert!(factory.has_own_runtime());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_own_runtime(mut self) -> Result<Self, TokioPostgresError> {
+        if !self.has_own_runtime() {
+            let runtime = OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?;
+            self.runtime = RuntimeRef::Owned(Arc::new(runtime));
+        }
+        Ok(self)
+    }
+
+    /// Whether the connections run on a runtime the factory started (rather than the one it was
+    /// built in or was handed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    ///
+    /// let factory = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    /// assert!(factory.has_own_runtime());
+    /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
+    /// ```
+    pub fn has_own_runtime(&self) -> bool {
+        matches!(self.runtime, RuntimeRef::Owned(_))
+    }
+
     /// Runs the connections on a runtime you already have instead of the factory's own (which
     /// is then shut down). The runtime must outlive the pool; connections fail once it is gone.
     ///
@@ -364,7 +484,8 @@ impl<T> TokioPostgresConnectionFactory<T> {
         self.runtime.handle()
     }
 
-    /// The recommended health check for these connections ([`PostgresReset::Clean`] on reuse).
+    /// The recommended health check for these connections ([`PostgresReset::Clean`] on a reuse
+    /// that left something behind).
     ///
     /// # Examples
     ///
@@ -387,8 +508,8 @@ where
 {
     /// Starts a pool builder: the same as [`ConnectionPool::builder`] with this factory, which
     /// attaches [`health_check`](Self::health_check) (see
-    /// [`ConnectionFactory::default_health_check`]), so every reused connection is reset before
-    /// it is lent. Add a config and `build()`.
+    /// [`ConnectionFactory::default_health_check`]), so every reused connection is clean when it
+    /// is lent. Add a config and `build()`.
     ///
     /// # Examples
     ///
@@ -430,22 +551,220 @@ where
         let config = self.config.clone();
         let tls = self.tls.clone();
         // Connecting needs tokio's reactor and timers: do it on the runtime, whoever polls us.
-        let connect = AbortOnDrop(Some(handle.spawn(async move { config.connect(tls).await })));
-        let (client, connection) = connect.join().await??;
-        let driver = handle.spawn(async move {
-            // Ends with an error when the server or the network closes the socket, and cleanly
-            // once the client is dropped; either way `is_closed` then reports it.
-            let _ = connection.await;
-        });
+        let connect = AbortOnDrop(Some(handle.spawn(async move {
+            match trackable(&config, &tls) {
+                true => connect_tracked(&config).await,
+                false => {
+                    let (client, connection) = config.connect(tls).await?;
+                    let driver = ::tokio::spawn(async move {
+                        // Ends with an error when the server or the network closes the socket,
+                        // and cleanly once the client is dropped; `is_closed` then reports it.
+                        let _ = connection.await;
+                    });
+                    Ok(Connected {
+                        client,
+                        driver,
+                        session: None,
+                        peer: None,
+                    })
+                }
+            }
+        })));
+        let connected = connect.join().await??;
         Ok(TokioPostgresConnection {
-            client,
-            driver,
+            client: connected.client,
+            driver: connected.driver,
+            session: connected.session,
+            peer: connected.peer,
             runtime: self.runtime.clone(),
         })
     }
 
     async fn validate(&self, conn: &mut TokioPostgresConnection) -> bool {
         !conn.is_closed() && conn.client.simple_query("").await.is_ok()
+    }
+}
+
+/// A session just opened, before it is wrapped for the pool.
+struct Connected {
+    client: Client,
+    driver: JoinHandle<()>,
+    session: Option<Arc<SessionState>>,
+    peer: Option<Peer>,
+}
+
+/// Where a tracked session's socket goes, for a cancel request on a socket of its own.
+#[derive(Debug, Clone)]
+enum Peer {
+    Tcp(SocketAddr),
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+/// Whether the adapter can open the socket itself and watch the session's state on it: only
+/// when the session will not be encrypted (through TLS the bytes say nothing: `sslmode=disable`,
+/// or the [`NoTls`] connector, which never encrypts) and the hosts are tried in order (random
+/// load balancing stays `tokio-postgres`'s own).
+fn trackable<T: 'static>(config: &Config, tls: &T) -> bool {
+    config.get_load_balance_hosts() == LoadBalanceHosts::Disable
+        && (config.get_ssl_mode() == SslMode::Disable || (tls as &dyn std::any::Any).is::<NoTls>())
+}
+
+/// `Config::connect` for an unencrypted session, on a socket the adapter opens itself so that
+/// it can watch the session ([`pg_wire`]): each host in turn (with `hostaddr` and per-host ports
+/// as `tokio-postgres` reads them), each address a name resolves to, with the config's
+/// `connect_timeout`, `tcp_user_timeout`, keepalives and `target_session_attrs`.
+async fn connect_tracked(config: &Config) -> Result<Connected, TokioPostgresError> {
+    let (hosts, addrs, ports) = (
+        config.get_hosts(),
+        config.get_hostaddrs(),
+        config.get_ports(),
+    );
+    let count = hosts.len().max(addrs.len());
+    let consistent = count > 0
+        && (hosts.is_empty() || addrs.is_empty() || hosts.len() == addrs.len())
+        && (ports.len() <= 1 || ports.len() == count);
+    if !consistent {
+        // `tokio-postgres` says what is wrong with the config.
+        return Err(config.connect(NoTls).await.err().map_or(
+            TokioPostgresError::RuntimeGone,
+            TokioPostgresError::Postgres,
+        ));
+    }
+    let mut last: Option<TokioPostgresError> = None;
+    for i in 0..count {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let peers: Vec<Peer> = match (addrs.get(i), hosts.get(i)) {
+            (Some(ip), _) => vec![Peer::Tcp(SocketAddr::new(*ip, port))],
+            (None, Some(Host::Tcp(name))) => {
+                match ::tokio::net::lookup_host((name.as_str(), port)).await {
+                    Ok(found) => found.map(Peer::Tcp).collect(),
+                    Err(e) => {
+                        last = Some(TokioPostgresError::Connect(e));
+                        continue;
+                    }
+                }
+            }
+            #[cfg(unix)]
+            (None, Some(Host::Unix(dir))) => vec![Peer::Unix(dir.join(format!(".s.PGSQL.{port}")))],
+            (None, None) => Vec::new(),
+        };
+        for peer in peers {
+            match connect_peer(config, &peer).await {
+                Ok(connected) => return Ok(connected),
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        TokioPostgresError::Connect(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve any addresses",
+        ))
+    }))
+}
+
+/// Opens one socket, runs the start-up on it and checks `target_session_attrs`.
+async fn connect_peer(config: &Config, peer: &Peer) -> Result<Connected, TokioPostgresError> {
+    let socket = open_socket(config, peer)
+        .await
+        .map_err(TokioPostgresError::Connect)?;
+    let session = Arc::new(SessionState::new());
+    let stream = TrackedStream::new(socket, Arc::clone(&session));
+    let (client, connection) = config.connect_raw(stream, NoTls).await?;
+    let connection = pg_wire::Watched::new(connection, Arc::clone(&session));
+    let driver = ::tokio::spawn(async move {
+        // Ends with an error when the server or the network closes the socket, and cleanly
+        // once the client is dropped; either way `is_closed` then reports it.
+        let _ = connection.await;
+    });
+    let wanted = config.get_target_session_attrs();
+    if wanted != TargetSessionAttrs::Any {
+        let read_only = client
+            .simple_query("SHOW transaction_read_only")
+            .await?
+            .into_iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "on"),
+                _ => None,
+            });
+        let refused = match wanted {
+            TargetSessionAttrs::ReadWrite => read_only == Some(true),
+            TargetSessionAttrs::ReadOnly => read_only == Some(false),
+            _ => false,
+        };
+        if refused {
+            return Err(TokioPostgresError::Connect(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the server's transaction_read_only does not match target_session_attrs",
+            )));
+        }
+    }
+    Ok(Connected {
+        client,
+        driver,
+        session: Some(session),
+        peer: Some(peer.clone()),
+    })
+}
+
+/// A connected socket with the config's socket options.
+async fn open_socket(config: &Config, peer: &Peer) -> std::io::Result<pg_wire::Socket> {
+    let timeout = config.get_connect_timeout().copied();
+    match peer {
+        Peer::Tcp(addr) => {
+            let stream = within(timeout, TcpStream::connect(addr)).await?;
+            stream.set_nodelay(true)?;
+            let sock = socket2::SockRef::from(&stream);
+            #[cfg(target_os = "linux")]
+            if let Some(user_timeout) = config.get_tcp_user_timeout() {
+                sock.set_tcp_user_timeout(Some(*user_timeout))?;
+            }
+            if config.get_keepalives() {
+                let mut keepalive =
+                    socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+                #[cfg(not(any(
+                    target_os = "openbsd",
+                    target_os = "redox",
+                    target_os = "solaris"
+                )))]
+                if let Some(interval) = config.get_keepalives_interval() {
+                    keepalive = keepalive.with_interval(interval);
+                }
+                #[cfg(not(any(
+                    target_os = "openbsd",
+                    target_os = "redox",
+                    target_os = "solaris",
+                    target_os = "windows"
+                )))]
+                if let Some(retries) = config.get_keepalives_retries() {
+                    keepalive = keepalive.with_retries(retries);
+                }
+                sock.set_tcp_keepalive(&keepalive)?;
+            }
+            Ok(pg_wire::Socket::Tcp(stream))
+        }
+        #[cfg(unix)]
+        Peer::Unix(path) => Ok(pg_wire::Socket::Unix(
+            within(timeout, ::tokio::net::UnixStream::connect(path)).await?,
+        )),
+    }
+}
+
+async fn within<T>(
+    timeout: Option<Duration>,
+    connect: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match timeout {
+        None => connect.await,
+        Some(limit) => ::tokio::time::timeout(limit, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ))
+            }),
     }
 }
 
@@ -477,6 +796,11 @@ where
 pub struct TokioPostgresConnection {
     client: Client,
     driver: JoinHandle<()>,
+    /// What the socket said about the session; `None` when the adapter could not watch it
+    /// (TLS, random load balancing), and then every reuse is reset.
+    session: Option<Arc<SessionState>>,
+    /// Where a cancel request goes, for a session on a socket the adapter opened.
+    peer: Option<Peer>,
     /// Keeps an owned runtime alive while any of its connections is.
     runtime: RuntimeRef,
 }
@@ -490,6 +814,75 @@ impl fmt::Debug for TokioPostgresConnection {
 }
 
 impl TokioPostgresConnection {
+    /// Whether the health check can skip the reset of this session when its last user left
+    /// nothing behind (see the [module docs](self#a-clean-session-at-no-cost)): `false` for an
+    /// encrypted session, which the adapter cannot watch and resets on every reuse.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
+    /// let conn = pool.acquire_blocking()?;
+    /// assert!(conn.is_tracked()); // no TLS: the adapter watches the session
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_tracked(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Asks the server to cancel what this session runs now, on a socket of its own (opened on
+    /// the connection's runtime). Use this rather than `cancel_token().cancel_query(..)`, which
+    /// does not know the address of a socket the adapter opened itself; on an encrypted session
+    /// it sends the request without TLS.
+    ///
+    /// # Errors
+    ///
+    /// The cancel request could not be delivered.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
+    /// let conn = pool.acquire_blocking()?;
+    /// futures_lite::future::block_on(conn.cancel_query())?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn cancel_query(&self) -> Result<(), TokioPostgresError> {
+        let token = self.client.cancel_token();
+        let peer = self.peer.clone();
+        let task = self.runtime.handle().spawn(async move {
+            match peer {
+                None => token.cancel_query(NoTls).await.map_err(Into::into),
+                Some(Peer::Tcp(addr)) => {
+                    let stream = TcpStream::connect(addr)
+                        .await
+                        .map_err(TokioPostgresError::Connect)?;
+                    token
+                        .cancel_query_raw(stream, NoTls)
+                        .await
+                        .map_err(Into::into)
+                }
+                #[cfg(unix)]
+                Some(Peer::Unix(path)) => {
+                    let stream = ::tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(TokioPostgresError::Connect)?;
+                    token
+                        .cancel_query_raw(stream, NoTls)
+                        .await
+                        .map_err(Into::into)
+                }
+            }
+        });
+        AbortOnDrop(Some(task)).join().await?
+    }
+
     /// Whether the session is over: the server or the network closed it, or the connection task
     /// stopped. Free: no round trip.
     ///
@@ -548,8 +941,8 @@ impl TokioPostgresConnection {
         &mut self.client
     }
 
-    /// The runtime this connection's socket is served on: spawn `CancelToken::cancel_query`
-    /// there, since it opens a socket of its own.
+    /// The runtime this connection's socket is served on: spawn there what needs tokio's
+    /// reactor next to the connection.
     ///
     /// # Examples
     ///
@@ -558,10 +951,8 @@ impl TokioPostgresConnection {
     /// # use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
     /// # let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
     /// let conn = pool.acquire_blocking()?;
-    /// let token = conn.cancel_token();
-    /// // Cancels whatever the session runs now, from the connection's runtime.
-    /// conn.runtime_handle()
-    ///     .block_on(token.cancel_query(tokio_postgres::NoTls))?;
+    /// let answer = conn.runtime_handle().block_on(async { 42 });
+    /// assert_eq!(answer, 42);
     /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -584,7 +975,8 @@ impl DerefMut for TokioPostgresConnection {
     }
 }
 
-/// Pings idle connections with `SELECT 1` and resets used ones; see [`PostgresReset`].
+/// Pings idle connections with `SELECT 1` and resets used ones that were left with something
+/// behind; see [`PostgresReset`] and the [module docs](self#a-clean-session-at-no-cost).
 ///
 /// # Examples
 ///
@@ -597,6 +989,8 @@ impl DerefMut for TokioPostgresConnection {
 #[derive(Debug, Clone, Default)]
 pub struct TokioPostgresHealthCheck {
     mode: PostgresReset,
+    /// Reset every reuse, even when the socket says the last user left nothing behind.
+    every_reuse: bool,
 }
 
 impl TokioPostgresHealthCheck {
@@ -611,7 +1005,26 @@ impl TokioPostgresHealthCheck {
     pub fn new() -> Self {
         TokioPostgresHealthCheck {
             mode: PostgresReset::Clean,
+            every_reuse: false,
         }
+    }
+
+    /// Resets every reused session, also when the adapter saw its last user leave nothing
+    /// behind: one round trip per reuse, for applications that change session state in ways
+    /// the adapter cannot see (a function called by a `SELECT` that runs `SET`, for instance;
+    /// the [module docs](self#what-you-must-not-do) list them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresHealthCheck;
+    ///
+    /// let check = TokioPostgresHealthCheck::new().reset_every_reuse(true);
+    /// # drop(check);
+    /// ```
+    pub fn reset_every_reuse(mut self, every: bool) -> Self {
+        self.every_reuse = every;
+        self
     }
 
     /// Chooses what `reset` does.
@@ -639,13 +1052,74 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
         if conn.is_closed() {
             return false;
         }
-        match conn.client.batch_execute(self.mode.sql()).await {
+        let client = &conn.client;
+        let Some(session) = conn.session.as_deref().filter(|_| !self.every_reuse) else {
+            return reset_unknown(client, self.mode).await;
+        };
+        // Whatever the last user queued is written once the connection task is idle; unread
+        // bytes are given one more pass of the task (the reactor wakes it for them).
+        session.task_idle().await;
+        let mut peek = session.peek();
+        if peek == Some(Peek::Unread) {
+            session.task_idle().await;
+            peek = session.peek();
+        }
+        if peek == Some(Peek::End) || session.ended() {
+            return false;
+        }
+        if peek == Some(Peek::Nothing) && session.clean() {
+            // The common case: the socket saw every answer come back idle and nothing change,
+            // and nothing (not even the end of the stream) waits unread on it.
+            return true;
+        }
+        if !session.settled() || peek != Some(Peek::Nothing) {
+            // A request of the last user is still unanswered (a future dropped mid-flight, or
+            // the `ROLLBACK` a dropped `Transaction` sends), or the socket holds something the
+            // connection task has not read yet: once an empty query is answered, everything
+            // before it is, and the status read next (its `ReadyForQuery`'s) is current.
+            if client.simple_query("").await.is_err() {
+                return false;
+            }
+        }
+        for sql in reset_sql(self.mode, session.in_transaction(), session.changed()) {
+            if client.batch_execute(sql).await.is_err() {
+                return false;
+            }
+        }
+        // The reset's own `RESET ALL` and friends marked it changed; all are answered now.
+        session.clear_changed();
+        true
+    }
+}
+
+/// Resets a session whose state the adapter could not watch, without the warning a blind
+/// `ROLLBACK` writes: one round trip when no transaction was left open.
+async fn reset_unknown(client: &Client, mode: PostgresReset) -> bool {
+    if mode == PostgresReset::DiscardAll {
+        return match client.batch_execute("DISCARD ALL").await {
             Ok(()) => true,
-            Err(e) if self.mode.needs_rollback(&e) => {
-                conn.client.batch_execute("ROLLBACK").await.is_ok()
-                    && conn.client.batch_execute(self.mode.sql()).await.is_ok()
+            Err(e) if mode.needs_rollback(&e) => {
+                client.batch_execute("ROLLBACK").await.is_ok()
+                    && client.batch_execute("DISCARD ALL").await.is_ok()
             }
             Err(_) => false,
+        };
+    }
+    let in_block = match client.simple_query(&probe_sql(mode)).await {
+        Ok(messages) => probe_found_block(messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })),
+        Err(e) if in_failed_block(&e) => true,
+        Err(_) => return false,
+    };
+    if !in_block {
+        return true;
+    }
+    for sql in reset_sql(mode, true, true) {
+        if client.batch_execute(sql).await.is_err() {
+            return false;
         }
     }
+    true
 }
