@@ -141,6 +141,56 @@ pub trait ConnectionHealthCheck<C>: Send + Sync + 'static {
         let _ = conn;
         async { true }
     }
+
+    /// Whether the last successful [`reset`](Self::reset) of `conn` cleared its session state
+    /// (settings, prepared statements), so that what the pool's `on_connect` hook set up is gone
+    /// and the hook must run again. The default says yes, as a reset that clears everything
+    /// would; a check that resets only what the last user left behind says no when it found
+    /// nothing to clear, and the hook's round trips are saved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::ConnectionHealthCheck;
+    ///
+    /// struct ClearsOnlyWhatWasUsed;
+    /// impl ConnectionHealthCheck<Vec<u8>> for ClearsOnlyWhatWasUsed {
+    ///     async fn is_healthy(&self, _: &mut Vec<u8>) -> bool { true }
+    ///     async fn reset(&self, _: &mut Vec<u8>) -> bool { true }
+    ///     fn reset_cleared_session(&self, _: &Vec<u8>) -> bool { false }
+    /// }
+    /// assert!(!ClearsOnlyWhatWasUsed.reset_cleared_session(&Vec::new()));
+    /// ```
+    fn reset_cleared_session(&self, conn: &C) -> bool {
+        let _ = conn;
+        true
+    }
+
+    /// `conn` has just been prepared by the pool's `on_connect` hook (when it was made, and
+    /// again after a reset that cleared its session): its session state now is its clean state.
+    /// A check that watches the session, to reset only what a user left behind, takes it as the
+    /// baseline, so the hook's own settings are not mistaken for a user's. The default does
+    /// nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::ConnectionHealthCheck;
+    ///
+    /// struct Watches;
+    /// impl ConnectionHealthCheck<(Vec<u8>, bool)> for Watches {
+    ///     async fn is_healthy(&self, _: &mut (Vec<u8>, bool)) -> bool { true }
+    ///     fn prepared(&self, conn: &mut (Vec<u8>, bool)) {
+    ///         conn.1 = false; // nothing a user changed yet
+    ///     }
+    /// }
+    /// let mut conn = (vec![1], true);
+    /// Watches.prepared(&mut conn);
+    /// assert!(!conn.1);
+    /// ```
+    fn prepared(&self, conn: &mut C) {
+        let _ = conn;
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -158,6 +208,8 @@ pub(crate) type ConnectHook<F> = Box<
 pub(crate) trait DynHealthCheck<C>: Send + Sync {
     fn is_healthy<'a>(&'a self, conn: &'a mut C) -> BoxFuture<'a, bool>;
     fn reset<'a>(&'a self, conn: &'a mut C) -> BoxFuture<'a, bool>;
+    fn reset_cleared_session(&self, conn: &C) -> bool;
+    fn prepared(&self, conn: &mut C);
 }
 
 impl<C: Send, H: ConnectionHealthCheck<C>> DynHealthCheck<C> for H {
@@ -167,6 +219,14 @@ impl<C: Send, H: ConnectionHealthCheck<C>> DynHealthCheck<C> for H {
 
     fn reset<'a>(&'a self, conn: &'a mut C) -> BoxFuture<'a, bool> {
         Box::pin(ConnectionHealthCheck::reset(self, conn))
+    }
+
+    fn reset_cleared_session(&self, conn: &C) -> bool {
+        ConnectionHealthCheck::reset_cleared_session(self, conn)
+    }
+
+    fn prepared(&self, conn: &mut C) {
+        ConnectionHealthCheck::prepared(self, conn)
     }
 }
 

@@ -525,7 +525,10 @@ fn refused_connection_keeps_its_cause() {
     let err = start_error(TokioPostgresConnectionFactory::new(&url).unwrap());
     assert_eq!(err.to_string(), "could not create a connection");
     let adapter = err.create_error().expect("the factory's error is kept");
-    assert!(matches!(adapter, TokioPostgresError::Connect(_)), "{adapter:?}");
+    assert!(
+        matches!(adapter, TokioPostgresError::Connect(_)),
+        "{adapter:?}"
+    );
     let text = adapter.to_string();
     assert!(text.contains("Connection refused"), "{text:?}");
     assert!(!text.contains('\n'), "not one line: {text:?}");

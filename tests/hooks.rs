@@ -189,3 +189,64 @@ fn a_set_in_the_hook_survives_reuse_tokio_postgres() {
     });
     assert_eq!(pool.current_metrics().total, 1, "one connection, reused");
 }
+
+/// The `tokio-postgres` adapter resets only what a user left behind, and takes what the hook set
+/// as the session's clean state: reuses that change nothing run neither a reset nor the hook
+/// again; a reuse that changes a setting gets a reset and the hook once more.
+#[cfg(feature = "tokio-postgres")]
+#[test]
+fn the_hook_runs_again_only_after_a_reset_that_cleared_the_session() {
+    use nexus_pool::adapters::tokio_postgres::{
+        TokioPostgresConnectionFactory, TokioPostgresError,
+    };
+    let Some(url) = adapter_support::pg_url("the_hook_runs_again_only_after_a_reset") else {
+        return;
+    };
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pool = TokioPostgresConnectionFactory::new(&url)
+        .unwrap()
+        .with_own_runtime()
+        .unwrap()
+        .pool_builder()
+        .config(adapter_support::config(1))
+        .on_connect({
+            let runs = runs.clone();
+            move |client| {
+                let runs = runs.clone();
+                Box::pin(async move {
+                    runs.fetch_add(1, SeqCst);
+                    client
+                        .batch_execute("SET statement_timeout = '4321ms'")
+                        .await
+                        .map_err(TokioPostgresError::from)
+                })
+            }
+        })
+        .build()
+        .unwrap();
+    let show = |client: &nexus_pool::PooledConnection<'_, TokioPostgresConnectionFactory>| {
+        let rows =
+            futures_lite::future::block_on(client.simple_query("SHOW statement_timeout")).unwrap();
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+    };
+    for round in 0..5 {
+        let client = pool.acquire_blocking().unwrap();
+        assert_eq!(show(&client), "4321ms", "round {round}");
+    }
+    assert_eq!(runs.load(SeqCst), 1, "no reset, no second run of the hook");
+    {
+        let client = pool.acquire_blocking().unwrap();
+        futures_lite::future::block_on(client.batch_execute("SET statement_timeout = '1s'"))
+            .unwrap();
+    }
+    let client = pool.acquire_blocking().unwrap();
+    assert_eq!(show(&client), "4321ms", "reset, then the hook again");
+    assert_eq!(runs.load(SeqCst), 2);
+    drop(client);
+    pool.close_blocking();
+}

@@ -577,6 +577,7 @@ where
             session: connected.session,
             peer: connected.peer,
             runtime: self.runtime.clone(),
+            reset_cleared: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -803,6 +804,9 @@ pub struct TokioPostgresConnection {
     peer: Option<Peer>,
     /// Keeps an owned runtime alive while any of its connections is.
     runtime: RuntimeRef,
+    /// Whether the last reset cleared session settings (so the pool's `on_connect` hook, if
+    /// any, must run again).
+    reset_cleared: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for TokioPostgresConnection {
@@ -1053,9 +1057,16 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
             return false;
         }
         let client = &conn.client;
+        let cleared = &conn.reset_cleared;
         let Some(session) = conn.session.as_deref().filter(|_| !self.every_reuse) else {
+            // Unwatched: every mode but `Rollback` resets session settings.
+            cleared.store(
+                self.mode != PostgresReset::Rollback,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             return reset_unknown(client, self.mode).await;
         };
+        cleared.store(false, std::sync::atomic::Ordering::Relaxed);
         // Whatever the last user queued is written once the connection task is idle; unread
         // bytes are given one more pass of the task (the reactor wakes it for them).
         session.task_idle().await;
@@ -1081,14 +1092,33 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
                 return false;
             }
         }
-        for sql in reset_sql(self.mode, session.in_transaction(), session.changed()) {
+        let (in_block, changed) = (session.in_transaction(), session.changed());
+        for sql in reset_sql(self.mode, in_block, changed) {
             if client.batch_execute(sql).await.is_err() {
                 return false;
             }
         }
+        // Every mode but `Rollback` resets session settings whenever it sends anything.
+        let sent = !reset_sql(self.mode, in_block, changed).is_empty();
+        cleared.store(
+            sent && self.mode != PostgresReset::Rollback,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // The reset's own `RESET ALL` and friends marked it changed; all are answered now.
         session.clear_changed();
         true
+    }
+
+    fn reset_cleared_session(&self, conn: &TokioPostgresConnection) -> bool {
+        conn.reset_cleared
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The hook's own settings are the session's clean state: not a change to reset.
+    fn prepared(&self, conn: &mut TokioPostgresConnection) {
+        if let Some(session) = conn.session.as_deref() {
+            session.clear_changed();
+        }
     }
 }
 

@@ -223,9 +223,13 @@ impl<F: ConnectionFactory> Shared<F> {
                     }
                 }
                 // The reset may have undone what `on_connect` set up: run it again.
-                if let Some(hook) = &self.on_connect {
+                if let Some(hook) = self
+                    .on_connect
+                    .as_ref()
+                    .filter(|_| health.reset_cleared_session(conn))
+                {
                     match self.check(deadline, hook(conn)).await {
-                        Some(Ok(Ok(()))) => {}
+                        Some(Ok(Ok(()))) => health.prepared(conn),
                         None => return None,
                         Some(_) => {
                             guard.reason = DestroyReason::Unhealthy;

@@ -93,6 +93,9 @@ impl<F: ConnectionFactory> Shared<F> {
                     self.factory.destroy(conn).await;
                     return Err(err);
                 }
+                if let Some(health) = &self.health {
+                    health.prepared(&mut conn);
+                }
             }
             Ok(conn)
         };
@@ -364,8 +367,10 @@ impl<F: ConnectionFactory> Shared<F> {
                     let reset = with_timeout(limit, health.reset(&mut entry.conn)).await;
                     // The reset may have undone what `on_connect` set up: run it again.
                     let hooked = match (&reset, &self.on_connect) {
-                        (Ok(true), Some(hook)) => {
-                            matches!(with_timeout(limit, hook(&mut entry.conn)).await, Ok(Ok(())))
+                        (Ok(true), Some(hook)) if health.reset_cleared_session(&entry.conn) => {
+                            let ran = with_timeout(limit, hook(&mut entry.conn)).await;
+                            health.prepared(&mut entry.conn);
+                            matches!(ran, Ok(Ok(())))
                         }
                         _ => true,
                     };
