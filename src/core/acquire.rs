@@ -25,6 +25,7 @@ pub(crate) type Acquired<F> =
 impl<F: ConnectionFactory> Shared<F> {
     /// Acquires a connection, or gives up with `None` once `deadline` has passed: the blocking
     /// facade's form of `SlowAcquire`.
+    #[cfg(feature = "blocking")]
     pub(crate) async fn acquire_slow(
         &self,
         candidate: Option<Popped<F::Connection>>,
@@ -82,6 +83,7 @@ where
     }
 
     /// The pool this acquire is for.
+    #[cfg(feature = "async")]
     pub(crate) fn shared(&self) -> &S {
         &self.shared
     }

@@ -60,7 +60,9 @@ mod surplus;
 mod sync;
 mod waitlist;
 
-pub(crate) use acquire::{Acquired, SlowAcquire};
+pub(crate) use acquire::Acquired;
+#[cfg(feature = "async")]
+pub(crate) use acquire::SlowAcquire;
 pub use clock::ManualClock;
 pub(crate) use clock::{Clock, Millis, TICK};
 pub use entry::DestroyReason;
