@@ -82,6 +82,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     #[track_caller]
     #[inline(always)] // see `ConnectionPool::acquire_fast`
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     pub fn acquire_owned_blocking(&self) -> Result<OwnedPooledConnection<F>, PoolError<F::Error>> {
         self.acquire_blocking_at(Location::caller())
     }

@@ -88,6 +88,7 @@ enum Mode {
 /// assert!(refused.unwrap_err().to_string().contains("max_connections"));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for ConnectionPoolConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let f = Fields::deserialize(deserializer)?;

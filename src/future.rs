@@ -101,6 +101,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # }).unwrap();
     /// ```
     #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub fn acquire_owned(&self) -> AcquireOwned<F> {
         self.acquire_owned_at(Location::caller())
     }
@@ -279,6 +280,7 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
 /// assert!(futures_lite::future::block_on(acquire).is_err(), "the pool closed with its last handle");
 /// ```
 #[must_use = "futures do nothing unless polled"]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct AcquireOwned<F: ConnectionFactory> {
     /// Moved into the guard on success, so the owned fast path costs the one count taken in
     /// `acquire_owned`. `None` once the future has completed.

@@ -280,6 +280,7 @@ impl ConnectionScope {
     /// # }).unwrap();
     /// ```
     #[cfg(feature = "async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     #[track_caller]
     pub fn acquire_owned<'s, F: ConnectionFactory>(
         &'s self,
@@ -321,6 +322,7 @@ impl ConnectionScope {
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
     /// ```
     #[cfg(feature = "blocking")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
     #[track_caller]
     pub fn acquire_owned_blocking<'s, F: ConnectionFactory>(
         &'s self,

@@ -30,6 +30,7 @@ use serde::Deserialize;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "postgres"))))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -83,6 +84,7 @@ impl PostgresSettings {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "tokio-postgres")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "tokio-postgres"))))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -133,6 +135,7 @@ impl TokioPostgresSettings {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "redis"))))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -198,6 +201,7 @@ impl RedisSettings {
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[cfg(feature = "rusqlite")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "rusqlite"))))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
