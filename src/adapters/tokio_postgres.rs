@@ -102,8 +102,8 @@
 //! assert_eq!(row.get::<_, i32>(0), 2);
 //! drop(conn);
 //!
-//! // Async code on any executor (here `futures_lite`'s `block_on`; tokio, smol and async-std
-//! // work the same):
+//! // Async code on any executor (here `futures_lite`'s `block_on`; tokio and smol work the
+//! // same):
 //! let sum: i32 = futures_lite::future::block_on(async {
 //!     let mut conn = pool.acquire().await?;
 //!     match conn.query_one("SELECT 40 + 2", &[]).await {
@@ -118,6 +118,32 @@
 //! })?;
 //! assert_eq!(sum, 42);
 //! pool.close_blocking();
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Failover and many hosts
+//!
+//! A connection string may list several hosts; with `target_session_attrs=read-write` a create
+//! skips a host that refuses and a read-only session, and connects to the primary. When the
+//! application learns of a failover (a lost session, or a former primary now read-only), it
+//! calls [`evict_all`](crate::ConnectionPool::evict_all): idle connections are replaced at once,
+//! lent ones when they come back, and new ones follow the connection string.
+//!
+//! ```no_run
+//! # #[cfg(feature = "blocking")] {
+//! use nexus_pool::adapters::tokio_postgres::{TokioPostgresConnectionFactory, connection_lost};
+//! use tokio_postgres::error::SqlState;
+//!
+//! let url = "host=db1,db2 user=app dbname=orders target_session_attrs=read-write";
+//! let pool = TokioPostgresConnectionFactory::new(url)?.pool_builder().max_connections(16).build()?;
+//! let conn = pool.acquire_blocking()?;
+//! if let Err(err) = futures_lite::future::block_on(conn.batch_execute("UPDATE t SET n = n + 1")) {
+//!     let read_only = err.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION);
+//!     if connection_lost(&err) || read_only {
+//!         pool.evict_all(); // every connection moves to whichever host is primary now
+//!     }
+//! }
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
