@@ -333,6 +333,7 @@ fn reset_modes() {
         PostgresReset::DiscardAll,
         PostgresReset::Clean,
         PostgresReset::Rollback,
+        PostgresReset::TransactionPooler,
     ] {
         let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_modes")))
             .config(config(1))
@@ -361,7 +362,10 @@ fn reset_modes() {
                 assert!(kept, "statements survive");
             }
             _ => {
-                assert_eq!(path, "nowhere", "ROLLBACK alone keeps session settings");
+                assert_eq!(
+                    path, "nowhere",
+                    "ROLLBACK alone (and the pooler mode) keeps session settings"
+                );
                 assert!(kept);
             }
         }
@@ -525,7 +529,10 @@ fn refused_connection_keeps_its_cause() {
     let err = start_error(TokioPostgresConnectionFactory::new(&url).unwrap());
     assert_eq!(err.to_string(), "could not create a connection");
     let adapter = err.create_error().expect("the factory's error is kept");
-    assert!(matches!(adapter, TokioPostgresError::Connect(_)), "{adapter:?}");
+    assert!(
+        matches!(adapter, TokioPostgresError::Connect(_)),
+        "{adapter:?}"
+    );
     let text = adapter.to_string();
     assert!(text.contains("Connection refused"), "{text:?}");
     assert!(!text.contains('\n'), "not one line: {text:?}");
