@@ -611,6 +611,12 @@ fn pg_round(pool: &PgPool) -> Result<(), String> {
     }
 }
 
+/// When the server behind the bouncer started, asked through `pool`.
+fn postmaster_start(pool: &TpPool) -> Option<String> {
+    let conn = pool.acquire_blocking().unwrap();
+    first_value(&block_on(conn.simple_query("SELECT pg_postmaster_start_time()")).unwrap())
+}
+
 /// Runs `round` until it succeeds `streak` times in a row, or `RECOVERY` passes; returns how
 /// long it took, or the last error.
 fn recovers(name: &str, streak: usize, mut round: impl FnMut() -> Result<(), String>) -> Duration {
@@ -684,6 +690,8 @@ fn server_restart_behind_the_bouncer() {
         recovers(name, 3, || pg_round(pool));
     }
 
+    let started = postmaster_start(&tp[0].1);
+
     let status = Command::new("sh")
         .arg("-c")
         .arg(&restart)
@@ -700,6 +708,11 @@ fn server_restart_behind_the_bouncer() {
         let took = recovers(name, 10, || pg_round(pool));
         eprintln!("{name}: serving again after {took:?}");
     }
+    assert_ne!(
+        postmaster_start(&tp[0].1),
+        started,
+        "the server behind the bouncer was restarted"
+    );
     for (_, pool) in tp {
         pool.close_blocking();
     }
