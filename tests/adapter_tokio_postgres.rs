@@ -333,6 +333,7 @@ fn reset_modes() {
         PostgresReset::DiscardAll,
         PostgresReset::Clean,
         PostgresReset::Rollback,
+        PostgresReset::TransactionPooler,
     ] {
         let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_modes")))
             .config(config(1))
@@ -361,7 +362,10 @@ fn reset_modes() {
                 assert!(kept, "statements survive");
             }
             _ => {
-                assert_eq!(path, "nowhere", "ROLLBACK alone keeps session settings");
+                assert_eq!(
+                    path, "nowhere",
+                    "ROLLBACK alone (and the pooler mode) keeps session settings"
+                );
                 assert!(kept);
             }
         }

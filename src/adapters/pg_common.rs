@@ -58,6 +58,31 @@ pub enum PostgresReset {
     /// Only `ROLLBACK`: ends a transaction left open and leaves every other session setting as
     /// the last user left it. The cheapest; for applications that never change session state.
     Rollback,
+    /// For a transaction pooler in front of the server (PgBouncer with `pool_mode =
+    /// transaction`): only ends a transaction block the last user left open or failed
+    /// (`ROLLBACK`, sent only into a block, as in every mode), and never sends `DISCARD ALL`,
+    /// `RESET ALL` or any other session-level statement. Behind such a pooler a session is one
+    /// transaction long: the next one may run on another server connection, so resetting
+    /// "the session" would clean some other client's server connection and change nothing for
+    /// this one. The `tokio-postgres` adapter also stops treating session-level commands as
+    /// something to reset (they have no lasting meaning here), so a reuse costs nothing unless
+    /// a block was left open.
+    ///
+    /// What the pooler takes away is yours to avoid: session state (`SET` without `LOCAL`,
+    /// `LISTEN`, temporary tables, session-level advisory locks, `WITH HOLD` cursors) and
+    /// **named prepared statements**, which PgBouncer before 1.21 does not track in transaction
+    /// mode: a statement prepared on one server connection is not there when the next
+    /// transaction runs on another (`prepared statement "s0" does not exist`). The drivers'
+    /// `query`, `execute` and `prepare` use named statements; `simple_query`, `batch_execute`
+    /// and `query_typed` (the unnamed statement, parsed, bound and run in one round trip) do
+    /// not. (Inside a transaction block the server connection stays the same, but a statement
+    /// prepared there outlives the block on that server connection, where another client may
+    /// meet its name: use the unnamed statement there too.) A query whose parameters or columns
+    /// have a user-defined type makes the client look the type up with a named statement of its
+    /// own: behind a transaction pooler, stick to built-in types or cast (`$1::text::my_enum`).
+    /// The adapters themselves send only simple queries (pings, the reset). The README's
+    /// "Behind PgBouncer" section says which mode to use where.
+    TransactionPooler,
 }
 
 /// `DISCARD ALL` minus `DEALLOCATE ALL` (the PostgreSQL docs of `DISCARD` list what it is made
@@ -83,7 +108,7 @@ pub(crate) const PROBE_SQL: &str = "SELECT transaction_timestamp() = statement_t
 /// due when the probe finds a block undoes and [`reset_sql`] then repeats.
 pub(crate) fn probe_sql(mode: PostgresReset) -> String {
     match mode {
-        PostgresReset::Rollback => PROBE_SQL.to_owned(),
+        PostgresReset::Rollback | PostgresReset::TransactionPooler => PROBE_SQL.to_owned(),
         _ => format!("{PROBE_SQL}; {CLEAN_SQL}"),
     }
 }
@@ -98,8 +123,9 @@ pub(crate) fn reset_sql(
     changed: bool,
 ) -> &'static [&'static str] {
     match (mode, in_block, changed) {
-        (_, false, false) | (PostgresReset::Rollback, false, true) => &[],
-        (PostgresReset::Rollback, true, _) => &["ROLLBACK"],
+        (_, false, false)
+        | (PostgresReset::Rollback | PostgresReset::TransactionPooler, false, true) => &[],
+        (PostgresReset::Rollback | PostgresReset::TransactionPooler, true, _) => &["ROLLBACK"],
         (PostgresReset::DiscardAll, true, _) => &["ROLLBACK", "DISCARD ALL"],
         (PostgresReset::DiscardAll, false, true) => &["DISCARD ALL"],
         (PostgresReset::Clean, true, _) => &[ROLLBACK_CLEAN_SQL],

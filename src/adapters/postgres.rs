@@ -24,6 +24,9 @@
 //! two round trips per checkout. When that matters more than a clean session, attach a health
 //! check of your own, or use the `tokio-postgres` adapter from threads with `acquire_blocking`.
 //!
+//! Behind PgBouncer in transaction pooling mode, use [`PostgresReset::TransactionPooler`] and
+//! `query_typed` / `simple_query` rather than named statements (the variant's docs say why).
+//!
 //! # Thread safety
 //!
 //! A `postgres::Client` is `Send` but not `Sync`: the guard gives one thread at a time the use of

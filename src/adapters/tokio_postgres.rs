@@ -73,6 +73,16 @@
 //! checkout whose text does such a thing. If your application does, turn on
 //! [`reset_every_reuse`](TokioPostgresHealthCheck::reset_every_reuse): one round trip per reuse.
 //!
+//! # Behind PgBouncer
+//!
+//! Behind PgBouncer in session pooling mode, keep the defaults. In transaction pooling mode give
+//! the health check [`PostgresReset::TransactionPooler`]: it rolls back a block the last user
+//! left open or failed and sends nothing else (a reuse left clean still costs no round trip).
+//! The adapter's own requests (the ping, the reset) are simple queries, never named statements;
+//! yours must be too, or unnamed: `query_typed`, `simple_query`, `batch_execute`, not `query`,
+//! `execute` or `prepare` (PgBouncer 1.18 does not carry a named statement from one server
+//! connection to the next). The README's "Behind PgBouncer" section has the whole list.
+//!
 //! # Thread safety
 //!
 //! `TokioPostgresConnection` is `Send + Sync`; the guard lends it to one caller at a time.

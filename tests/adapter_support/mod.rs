@@ -14,6 +14,12 @@ pub const REDIS_VAR: &str = "NEXUS_POOL_REDIS_URL";
 /// machine with the servers up.
 pub const PG_LOCAL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const REDIS_LOCAL: &str = "redis://127.0.0.1:6379/";
+/// PgBouncer in front of the PostgreSQL server, in transaction and in session pooling mode.
+/// `.ci/pgbouncer` starts them (`.ci/run` does, on the standard ports below).
+pub const PGBOUNCER_TX_VAR: &str = "NEXUS_POOL_PGBOUNCER_TX_URL";
+pub const PGBOUNCER_SESSION_VAR: &str = "NEXUS_POOL_PGBOUNCER_SESSION_URL";
+pub const PGBOUNCER_TX_LOCAL: &str = "postgres://postgres@127.0.0.1:6432/test";
+pub const PGBOUNCER_SESSION_LOCAL: &str = "postgres://postgres@127.0.0.1:6433/test";
 
 /// How every skip line starts. `.ci/run` fails when it finds one in the test output, so change
 /// both together.
@@ -40,6 +46,32 @@ pub fn pg_url(test: &str) -> Option<String> {
         5432,
         "PostgreSQL",
         "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql)\" main start",
+    )
+}
+
+/// The URL of a PgBouncer in transaction pooling mode: `NEXUS_POOL_PGBOUNCER_TX_URL`, else the
+/// standard local port; see [`pg_url`].
+pub fn pgbouncer_tx_url(test: &str) -> Option<String> {
+    server_url(
+        test,
+        PGBOUNCER_TX_VAR,
+        PGBOUNCER_TX_LOCAL,
+        6432,
+        "PgBouncer (transaction pooling)",
+        ".ci/pgbouncer 6432 transaction",
+    )
+}
+
+/// The URL of a PgBouncer in session pooling mode: `NEXUS_POOL_PGBOUNCER_SESSION_URL`, else the
+/// standard local port; see [`pg_url`].
+pub fn pgbouncer_session_url(test: &str) -> Option<String> {
+    server_url(
+        test,
+        PGBOUNCER_SESSION_VAR,
+        PGBOUNCER_SESSION_LOCAL,
+        6433,
+        "PgBouncer (session pooling)",
+        ".ci/pgbouncer 6433 session",
     )
 }
 
@@ -102,7 +134,7 @@ fn reachable(addr: &str) -> Result<(), String> {
 }
 
 /// `host:port` from `scheme://[user[:pass]@]host[:port][/...]`.
-fn host_port(url: &str, default_port: u16) -> String {
+pub fn host_port(url: &str, default_port: u16) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.split(['/', '?']).next().unwrap_or(rest);
     let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
