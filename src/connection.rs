@@ -192,144 +192,7 @@ impl<'a, F: ConnectionFactory> PooledConnection<'a, F> {
         PooledConnection(Loan::new(shared, entry, waited, location))
     }
 
-    /// When the connection was opened.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let conn = pool.acquire_blocking()?;
-    /// assert!(conn.created_at() <= std::time::Instant::now());
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn created_at(&self) -> Instant {
-        self.0.created_at()
-    }
-
-    /// When the connection was last given back to the pool (its creation time if never).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let conn = pool.acquire_blocking()?;
-    /// assert_eq!(conn.last_used_at(), conn.created_at(), "a new connection");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn last_used_at(&self) -> Instant {
-        self.0.last_used_at()
-    }
-
-    /// How many times the connection has been lent, this time included.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// assert_eq!(pool.acquire_blocking()?.use_count(), 1);
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn use_count(&self) -> u64 {
-        self.0.entry().use_count
-    }
-
-    /// Whether the connection will go back to the pool (`false` once marked broken).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let mut conn = pool.acquire_blocking()?;
-    /// conn.mark_broken();
-    /// assert!(!conn.is_healthy());
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn is_healthy(&self) -> bool {
-        !self.0.broken
-    }
-
-    /// Marks the connection broken: on drop it is destroyed instead of reused, and its place is
-    /// freed for a new one. Use it after an I/O error that leaves the session unusable.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let mut conn = pool.acquire_blocking()?;
-    /// conn.mark_broken();
-    /// drop(conn);
-    /// let fresh = pool.acquire_blocking()?;
-    /// assert_eq!(fresh.use_count(), 1, "a new connection replaced the broken one");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn mark_broken(&mut self) {
-        self.0.broken = true;
-    }
-
-    /// Takes the connection out of the pool for good. The pool forgets it (its place is freed for
-    /// a new one) and will never destroy it: closing it is now the caller's job.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Buffers;
-    /// # impl ConnectionFactory for Buffers {
-    /// #     type Connection = Vec<u8>; type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(vec![1, 2]) }
-    /// # }
-    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
-    /// let pool = ConnectionPool::new(Buffers, config);
-    /// let conn: Vec<u8> = pool.acquire_blocking()?.detach();
-    /// assert_eq!(conn, vec![1, 2]);
-    /// assert_eq!(pool.current_metrics().total, 0, "the pool forgot it");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn detach(self) -> F::Connection {
-        self.0.detach()
-    }
+    guard_methods!("acquire_blocking");
 }
 
 impl<F: ConnectionFactory> Deref for PooledConnection<'_, F> {
@@ -408,145 +271,7 @@ impl<F: ConnectionFactory> OwnedPooledConnection<F> {
         OwnedPooledConnection(Loan::new(shared, entry, waited, location))
     }
 
-    /// When the connection was opened.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let conn = pool.acquire_owned_blocking()?;
-    /// assert!(conn.created_at() <= std::time::Instant::now());
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn created_at(&self) -> Instant {
-        self.0.created_at()
-    }
-
-    /// When the connection was last given back to the pool (its creation time if never).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let conn = pool.acquire_owned_blocking()?;
-    /// assert_eq!(conn.last_used_at(), conn.created_at(), "a new connection");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn last_used_at(&self) -> Instant {
-        self.0.last_used_at()
-    }
-
-    /// How many times the connection has been lent, this time included.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// assert_eq!(pool.acquire_owned_blocking()?.use_count(), 1);
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn use_count(&self) -> u64 {
-        self.0.entry().use_count
-    }
-
-    /// Whether the connection will go back to the pool (`false` once marked broken).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let mut conn = pool.acquire_owned_blocking()?;
-    /// assert!(conn.is_healthy());
-    /// conn.mark_broken();
-    /// assert!(!conn.is_healthy());
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn is_healthy(&self) -> bool {
-        !self.0.broken
-    }
-
-    /// Marks the connection broken: on drop it is destroyed instead of reused, and its place is
-    /// freed for a new one. Use it after an I/O error that leaves the session unusable.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let mut conn = pool.acquire_owned_blocking()?;
-    /// conn.mark_broken();
-    /// drop(conn);
-    /// let fresh = pool.acquire_owned_blocking()?;
-    /// assert_eq!(fresh.use_count(), 1, "a new connection replaced the broken one");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn mark_broken(&mut self) {
-        self.0.broken = true;
-    }
-
-    /// Takes the connection out of the pool for good. The pool forgets it (its place is freed for
-    /// a new one) and will never destroy it: closing it is now the caller's job.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Buffers;
-    /// # impl ConnectionFactory for Buffers {
-    /// #     type Connection = Vec<u8>; type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(vec![1, 2]) }
-    /// # }
-    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
-    /// let pool = ConnectionPool::new(Buffers, config);
-    /// let conn: Vec<u8> = pool.acquire_owned_blocking()?.detach();
-    /// assert_eq!(conn, vec![1, 2]);
-    /// assert_eq!(pool.current_metrics().total, 0, "the pool forgot it");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn detach(self) -> F::Connection {
-        self.0.detach()
-    }
+    guard_methods!("acquire_owned_blocking");
 }
 
 impl<F: ConnectionFactory> Deref for OwnedPooledConnection<F> {
@@ -570,3 +295,150 @@ impl<F: ConnectionFactory> fmt::Debug for OwnedPooledConnection<F> {
         self.0.debug("OwnedPooledConnection", f)
     }
 }
+
+/// The methods both guards share, each with its doc and an example that takes the guard with
+/// `$acquire` (`acquire_blocking` or `acquire_owned_blocking`): one text for both guards.
+macro_rules! guard_methods {
+    ($acquire:literal) => {
+        /// When the connection was opened.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "blocking")] {
+        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+        /// # struct Units;
+        /// # impl ConnectionFactory for Units {
+        /// #     type Connection = (); type Error = std::io::Error;
+        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+        /// # }
+        /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+        #[doc = concat!("let conn = pool.", $acquire, "()?;")]
+        /// assert!(conn.created_at() <= std::time::Instant::now());
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn created_at(&self) -> Instant {
+            self.0.created_at()
+        }
+
+        /// When the connection was last given back to the pool (its creation time if never).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "blocking")] {
+        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+        /// # struct Units;
+        /// # impl ConnectionFactory for Units {
+        /// #     type Connection = (); type Error = std::io::Error;
+        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+        /// # }
+        /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+        #[doc = concat!("let conn = pool.", $acquire, "()?;")]
+        /// assert_eq!(conn.last_used_at(), conn.created_at(), "a new connection");
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn last_used_at(&self) -> Instant {
+            self.0.last_used_at()
+        }
+
+        /// How many times the connection has been lent, this time included.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "blocking")] {
+        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+        /// # struct Units;
+        /// # impl ConnectionFactory for Units {
+        /// #     type Connection = (); type Error = std::io::Error;
+        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+        /// # }
+        /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+        #[doc = concat!("assert_eq!(pool.", $acquire, "()?.use_count(), 1);")]
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn use_count(&self) -> u64 {
+            self.0.entry().use_count
+        }
+
+        /// Whether the connection will go back to the pool (`false` once marked broken).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "blocking")] {
+        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+        /// # struct Units;
+        /// # impl ConnectionFactory for Units {
+        /// #     type Connection = (); type Error = std::io::Error;
+        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+        /// # }
+        /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+        #[doc = concat!("let mut conn = pool.", $acquire, "()?;")]
+        /// assert!(conn.is_healthy());
+        /// conn.mark_broken();
+        /// assert!(!conn.is_healthy());
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn is_healthy(&self) -> bool {
+            !self.0.broken
+        }
+
+        /// Marks the connection broken: on drop it is destroyed instead of reused, and its place is
+        /// freed for a new one. Use it after an I/O error that leaves the session unusable.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "blocking")] {
+        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+        /// # struct Units;
+        /// # impl ConnectionFactory for Units {
+        /// #     type Connection = (); type Error = std::io::Error;
+        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
+        /// # }
+        /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+        #[doc = concat!("let mut conn = pool.", $acquire, "()?;")]
+        /// conn.mark_broken();
+        /// drop(conn);
+        #[doc = concat!("let fresh = pool.", $acquire, "()?;")]
+        /// assert_eq!(fresh.use_count(), 1, "a new connection replaced the broken one");
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn mark_broken(&mut self) {
+            self.0.broken = true;
+        }
+
+        /// Takes the connection out of the pool for good. The pool forgets it (its place is freed for
+        /// a new one) and will never destroy it: closing it is now the caller's job.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # #[cfg(feature = "blocking")] {
+        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+        /// # struct Buffers;
+        /// # impl ConnectionFactory for Buffers {
+        /// #     type Connection = Vec<u8>; type Error = std::io::Error;
+        /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(vec![1, 2]) }
+        /// # }
+        /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+        /// let pool = ConnectionPool::new(Buffers, config);
+        #[doc = concat!("let conn: Vec<u8> = pool.", $acquire, "()?.detach();")]
+        /// assert_eq!(conn, vec![1, 2]);
+        /// assert_eq!(pool.current_metrics().total, 0, "the pool forgot it");
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn detach(self) -> F::Connection {
+            self.0.detach()
+        }
+    };
+}
+use guard_methods;
