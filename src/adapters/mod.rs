@@ -5,6 +5,7 @@
 //! | `postgres` | `postgres` | `postgres` (blocking) | `postgres::Client` |
 //! | `tokio_postgres` | `tokio-postgres` | `tokio-postgres` (async) | `TokioPostgresConnection` |
 //! | `redis` | `redis` | `redis` (blocking) | `redis::Connection` |
+//! | `redis_async` | `redis-async` | `redis` (async, tokio I/O) | `RedisAsyncConnection` |
 //! | `sqlite` | `rusqlite` | `rusqlite` (bundled SQLite) | `rusqlite::Connection` |
 //!
 //! Each adapter has a factory built from a connection string (or the client's own config type),
@@ -172,6 +173,9 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(feature = "redis-async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-async")))]
+pub mod redis_async;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod settings;

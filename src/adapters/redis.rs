@@ -321,36 +321,13 @@ impl RedisHealthCheck {
     }
 
     fn reset_with_command(&self, conn: &mut Connection) -> RedisResult<()> {
-        let s = &self.settings;
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("RESET").ignore();
-        // RESET signs the connection out and back to RESP2: restore what the URL asked for.
-        if s.protocol().supports_resp3() {
-            let hello = pipe.cmd("HELLO").arg(3);
-            if let Some(password) = s.password() {
-                hello
-                    .arg("AUTH")
-                    .arg(s.username().unwrap_or("default"))
-                    .arg(password);
-            }
-            hello.ignore();
-        } else if let Some(password) = s.password() {
-            let auth = pipe.cmd("AUTH");
-            if let Some(user) = s.username() {
-                auth.arg(user);
-            }
-            auth.arg(password).ignore();
-        }
-        if s.db() != 0 {
-            pipe.cmd("SELECT").arg(s.db()).ignore();
-        }
-        pipe.query::<()>(conn)
+        reset_pipeline(&self.settings).query::<()>(conn)
     }
 
     fn reset_without_command(&self, conn: &mut Connection) -> RedisResult<()> {
         // Leaves a MULTI block; "DISCARD without MULTI" just means there was none.
         if let Err(e) = ::redis::cmd("DISCARD").query::<()>(conn) {
-            if !e.to_string().contains("without MULTI") {
+            if !nothing_to_discard(&e) {
                 return Err(e);
             }
         }
@@ -375,7 +352,7 @@ impl ConnectionHealthCheck<Connection> for RedisHealthCheck {
                 if self.use_reset.load(Ordering::Relaxed) {
                     match self.reset_with_command(conn) {
                         Ok(()) => return true,
-                        Err(e) if e.to_string().contains("unknown command") => {
+                        Err(e) if refuses_reset(&e) => {
                             self.use_reset.store(false, Ordering::Relaxed);
                         }
                         Err(_) => return false,
@@ -384,6 +361,45 @@ impl ConnectionHealthCheck<Connection> for RedisHealthCheck {
                 self.reset_without_command(conn).is_ok()
             })
     }
+}
+
+/// `RESET` and then what the URL asked for, in one pipeline: `RESET` (Redis 6.2+) leaves `MULTI`,
+/// forgets `WATCH`es, leaves subscriber and `MONITOR` mode, turns `CLIENT TRACKING` off, signs the
+/// connection out, goes back to RESP2 and database 0; the rest restores authentication, `HELLO 3`
+/// and the configured database. Shared with the async adapter.
+pub(super) fn reset_pipeline(s: &RedisConnectionInfo) -> ::redis::Pipeline {
+    let mut pipe = ::redis::pipe();
+    pipe.cmd("RESET").ignore();
+    if s.protocol().supports_resp3() {
+        let hello = pipe.cmd("HELLO").arg(3);
+        if let Some(password) = s.password() {
+            hello
+                .arg("AUTH")
+                .arg(s.username().unwrap_or("default"))
+                .arg(password);
+        }
+        hello.ignore();
+    } else if let Some(password) = s.password() {
+        let auth = pipe.cmd("AUTH");
+        if let Some(user) = s.username() {
+            auth.arg(user);
+        }
+        auth.arg(password).ignore();
+    }
+    if s.db() != 0 {
+        pipe.cmd("SELECT").arg(s.db()).ignore();
+    }
+    pipe
+}
+
+/// Whether the server said it does not know `RESET` (older than 6.2, or a proxy).
+pub(super) fn refuses_reset(e: &::redis::RedisError) -> bool {
+    e.to_string().contains("unknown command")
+}
+
+/// Whether a `DISCARD`'s error only says that no `MULTI` was open.
+pub(super) fn nothing_to_discard(e: &::redis::RedisError) -> bool {
+    e.to_string().contains("without MULTI")
 }
 
 fn ping(conn: &mut Connection) -> bool {
