@@ -176,6 +176,8 @@ pub mod redis;
 #[cfg(feature = "redis-async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-async")))]
 pub mod redis_async;
+#[cfg(any(feature = "tokio-postgres", feature = "redis-async"))]
+mod runtime;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod settings;

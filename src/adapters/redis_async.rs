@@ -100,6 +100,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use super::runtime::{AbortOnDrop, OwnedRuntime, RuntimeRef};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,8 +111,7 @@ use ::redis::{
     AsyncConnectionConfig, Client, Cmd, Pipeline, RedisConnectionInfo, RedisError, RedisFuture,
     RedisResult, Value,
 };
-use ::tokio::runtime::{Handle, Runtime, RuntimeFlavor};
-use ::tokio::task::JoinHandle;
+use ::tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::redis::{nothing_to_discard, refuses_reset, reset_pipeline};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
@@ -168,74 +168,6 @@ pub fn connection_lost(e: &RedisError) -> bool {
     e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_io_error()
 }
 
-/// The runtime the connections' I/O runs on: one the factory started (shut down when the factory
-/// and the last connection are gone), or one the user handed in.
-#[derive(Clone)]
-enum RuntimeRef {
-    Owned(Arc<OwnedRuntime>),
-    Borrowed(Handle),
-}
-
-impl RuntimeRef {
-    fn handle(&self) -> &Handle {
-        match self {
-            RuntimeRef::Owned(owned) => owned.handle(),
-            RuntimeRef::Borrowed(handle) => handle,
-        }
-    }
-}
-
-/// A runtime that may be dropped anywhere, including inside another runtime: it shuts down in
-/// the background instead of blocking (which tokio forbids in async contexts).
-struct OwnedRuntime(Option<Runtime>);
-
-impl OwnedRuntime {
-    fn start() -> std::io::Result<Self> {
-        let runtime = ::tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("nexus-pool-redis")
-            .enable_all()
-            .build()?;
-        Ok(OwnedRuntime(Some(runtime)))
-    }
-
-    fn handle(&self) -> &Handle {
-        match &self.0 {
-            Some(runtime) => runtime.handle(),
-            None => unreachable!("the runtime is only taken on drop"),
-        }
-    }
-}
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Aborts a spawned task if the future waiting for it is dropped (a cancelled create must not
-/// leave a connect running for nobody).
-struct AbortOnDrop<T>(Option<JoinHandle<T>>);
-
-impl<T> AbortOnDrop<T> {
-    async fn join(mut self) -> Result<T, RedisAsyncError> {
-        let handle = self.0.as_mut().ok_or(RedisAsyncError::RuntimeGone)?;
-        let result = handle.await.map_err(|_| RedisAsyncError::RuntimeGone);
-        self.0 = None;
-        result
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
-        }
-    }
-}
-
 /// Makes one [`RedisAsyncConnection`] (its own socket) per pooled slot; see the
 /// [module docs](self).
 ///
@@ -266,13 +198,7 @@ impl fmt::Debug for RedisAsyncConnectionFactory {
                 &self.client.get_connection_info().redis_settings().db(),
             )
             .field("client_name", &self.client_name)
-            .field(
-                "runtime",
-                &match self.runtime {
-                    RuntimeRef::Owned(_) => "owned",
-                    RuntimeRef::Borrowed(_) => "borrowed",
-                },
-            )
+            .field("runtime", &self.runtime.kind())
             .finish_non_exhaustive()
     }
 }
@@ -323,7 +249,7 @@ impl RedisAsyncConnectionFactory {
                 RuntimeRef::Borrowed(handle)
             }
             _ => RuntimeRef::Owned(Arc::new(
-                OwnedRuntime::start().map_err(RedisAsyncError::Runtime)?,
+                OwnedRuntime::start("nexus-pool-redis").map_err(RedisAsyncError::Runtime)?,
             )),
         };
         Ok(RedisAsyncConnectionFactory {
@@ -359,7 +285,8 @@ impl RedisAsyncConnectionFactory {
     /// ```
     pub fn with_own_runtime(mut self) -> Result<Self, RedisAsyncError> {
         if !self.has_own_runtime() {
-            let runtime = OwnedRuntime::start().map_err(RedisAsyncError::Runtime)?;
+            let runtime =
+                OwnedRuntime::start("nexus-pool-redis").map_err(RedisAsyncError::Runtime)?;
             self.runtime = RuntimeRef::Owned(Arc::new(runtime));
         }
         Ok(self)
@@ -569,7 +496,7 @@ impl ConnectionFactory for RedisAsyncConnectionFactory {
                 ))),
             }
         })));
-        let conn = connect.join().await??;
+        let conn = connect.join(|| RedisAsyncError::RuntimeGone).await??;
         Ok(RedisAsyncConnection {
             conn,
             abandoned: false,

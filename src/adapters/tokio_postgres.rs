@@ -158,6 +158,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use super::runtime::{AbortOnDrop, OwnedRuntime, RuntimeRef};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -167,7 +168,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::tokio::net::TcpStream;
-use ::tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+use ::tokio::runtime::{Handle, RuntimeFlavor};
 use ::tokio::task::JoinHandle;
 use ::tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -217,74 +218,6 @@ pub enum TokioPostgresError {
     RuntimeGone,
 }
 
-/// The runtime the connections' I/O runs on: one the factory started (shut down when the factory
-/// and the last connection are gone), or one the user handed in.
-#[derive(Clone)]
-enum RuntimeRef {
-    Owned(Arc<OwnedRuntime>),
-    Borrowed(Handle),
-}
-
-impl RuntimeRef {
-    fn handle(&self) -> &Handle {
-        match self {
-            RuntimeRef::Owned(owned) => owned.handle(),
-            RuntimeRef::Borrowed(handle) => handle,
-        }
-    }
-}
-
-/// A runtime that may be dropped anywhere, including inside another runtime: it shuts down in
-/// the background instead of blocking (which tokio forbids in async contexts).
-struct OwnedRuntime(Option<Runtime>);
-
-impl OwnedRuntime {
-    fn start() -> std::io::Result<Self> {
-        let runtime = ::tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("nexus-pool-postgres")
-            .enable_all()
-            .build()?;
-        Ok(OwnedRuntime(Some(runtime)))
-    }
-
-    fn handle(&self) -> &Handle {
-        match &self.0 {
-            Some(runtime) => runtime.handle(),
-            None => unreachable!("the runtime is only taken on drop"),
-        }
-    }
-}
-
-impl Drop for OwnedRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Aborts a spawned task if the future waiting for it is dropped (a cancelled acquire must not
-/// leave a connect running for nobody).
-struct AbortOnDrop<T>(Option<JoinHandle<T>>);
-
-impl<T> AbortOnDrop<T> {
-    async fn join(mut self) -> Result<T, TokioPostgresError> {
-        let handle = self.0.as_mut().ok_or(TokioPostgresError::RuntimeGone)?;
-        let result = handle.await.map_err(|_| TokioPostgresError::RuntimeGone);
-        self.0 = None;
-        result
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            handle.abort();
-        }
-    }
-}
-
 /// Makes [`TokioPostgresConnection`]s whose I/O runs on a runtime the factory owns; see the
 /// [module docs](self).
 ///
@@ -309,13 +242,7 @@ impl<T> fmt::Debug for TokioPostgresConnectionFactory<T> {
         // `Config`'s Debug hides the password.
         f.debug_struct("TokioPostgresConnectionFactory")
             .field("config", &self.config)
-            .field(
-                "runtime",
-                &match self.runtime {
-                    RuntimeRef::Owned(_) => "owned",
-                    RuntimeRef::Borrowed(_) => "borrowed",
-                },
-            )
+            .field("runtime", &self.runtime.kind())
             .finish_non_exhaustive()
     }
 }
@@ -373,7 +300,7 @@ impl TokioPostgresConnectionFactory<NoTls> {
                 RuntimeRef::Borrowed(handle)
             }
             _ => RuntimeRef::Owned(Arc::new(
-                OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?,
+                OwnedRuntime::start("nexus-pool-postgres").map_err(TokioPostgresError::Runtime)?,
             )),
         };
         Ok(TokioPostgresConnectionFactory {
@@ -410,7 +337,8 @@ impl<T> TokioPostgresConnectionFactory<T> {
     /// ```
     pub fn with_own_runtime(mut self) -> Result<Self, TokioPostgresError> {
         if !self.has_own_runtime() {
-            let runtime = OwnedRuntime::start().map_err(TokioPostgresError::Runtime)?;
+            let runtime =
+                OwnedRuntime::start("nexus-pool-postgres").map_err(TokioPostgresError::Runtime)?;
             self.runtime = RuntimeRef::Owned(Arc::new(runtime));
         }
         Ok(self)
@@ -606,7 +534,7 @@ where
                 }
             }
         })));
-        let connected = connect.join().await??;
+        let connected = connect.join(|| TokioPostgresError::RuntimeGone).await??;
         Ok(TokioPostgresConnection {
             client: connected.client,
             driver: connected.driver,
@@ -920,7 +848,9 @@ impl TokioPostgresConnection {
                 }
             }
         });
-        AbortOnDrop(Some(task)).join().await?
+        AbortOnDrop(Some(task))
+            .join(|| TokioPostgresError::RuntimeGone)
+            .await?
     }
 
     /// Whether the session is over: the server or the network closed it, or the connection task
