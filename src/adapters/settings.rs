@@ -239,3 +239,70 @@ impl SqliteSettings {
         factory
     }
 }
+
+/// Settings of
+/// [`RedisAsyncConnectionFactory`](crate::adapters::redis_async::RedisAsyncConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::settings::RedisAsyncSettings;
+///
+/// let settings: RedisAsyncSettings = serde_json::from_str(
+///     r#"{ "url": "redis://127.0.0.1/", "connect_timeout": "1s", "client_name": "orders" }"#,
+/// )?;
+/// let factory = settings.factory()?;
+/// assert_eq!(factory.get_client_name(), Some("orders"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "redis-async")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "redis-async"))))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisAsyncSettings {
+    /// The connection URL.
+    pub url: String,
+    /// How long a connect may take (the adapter's default if left out).
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub connect_timeout: Option<std::time::Duration>,
+    /// The name each connection gives itself (`CLIENT SETNAME`), if any.
+    #[serde(default)]
+    pub client_name: Option<String>,
+}
+
+#[cfg(feature = "redis-async")]
+impl RedisAsyncSettings {
+    /// The factory these settings describe (its runtime chosen as
+    /// [`RedisAsyncConnectionFactory::new`](crate::adapters::redis_async::RedisAsyncConnectionFactory::new)
+    /// says).
+    ///
+    /// # Errors
+    ///
+    /// The URL does not parse, or the factory's runtime cannot start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::RedisAsyncSettings;
+    /// let settings: RedisAsyncSettings = serde_json::from_str(r#"{ "url": "not a url" }"#)?;
+    /// assert!(settings.factory().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(
+        &self,
+    ) -> Result<
+        crate::adapters::redis_async::RedisAsyncConnectionFactory,
+        crate::adapters::redis_async::RedisAsyncError,
+    > {
+        let mut factory =
+            crate::adapters::redis_async::RedisAsyncConnectionFactory::new(&self.url)?;
+        if let Some(timeout) = self.connect_timeout {
+            factory = factory.connect_timeout(timeout);
+        }
+        if let Some(name) = &self.client_name {
+            factory = factory.client_name(name.clone());
+        }
+        Ok(factory)
+    }
+}
