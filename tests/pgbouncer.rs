@@ -267,26 +267,6 @@ fn postgres_queries(mode: Mode) {
     pool.close_blocking();
 }
 
-#[test]
-fn tokio_postgres_queries_transaction() {
-    tokio_postgres_queries(Mode::Transaction);
-}
-
-#[test]
-fn tokio_postgres_queries_session() {
-    tokio_postgres_queries(Mode::Session);
-}
-
-#[test]
-fn postgres_queries_transaction() {
-    postgres_queries(Mode::Transaction);
-}
-
-#[test]
-fn postgres_queries_session() {
-    postgres_queries(Mode::Session);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Transactions: a commit, and a rollback after an error
 // ---------------------------------------------------------------------------------------------
@@ -383,26 +363,6 @@ fn postgres_transactions(mode: Mode) {
     );
     pool.close_blocking();
     admin.batch_execute(&format!("DROP TABLE {table}")).unwrap();
-}
-
-#[test]
-fn tokio_postgres_transactions_transaction() {
-    tokio_postgres_transactions(Mode::Transaction);
-}
-
-#[test]
-fn tokio_postgres_transactions_session() {
-    tokio_postgres_transactions(Mode::Session);
-}
-
-#[test]
-fn postgres_transactions_transaction() {
-    postgres_transactions(Mode::Transaction);
-}
-
-#[test]
-fn postgres_transactions_session() {
-    postgres_transactions(Mode::Session);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,26 +519,6 @@ fn postgres_reset(mode: Mode) {
     admin.batch_execute(&format!("DROP TABLE {table}")).unwrap();
 }
 
-#[test]
-fn tokio_postgres_reset_transaction() {
-    tokio_postgres_reset(Mode::Transaction);
-}
-
-#[test]
-fn tokio_postgres_reset_session() {
-    tokio_postgres_reset(Mode::Session);
-}
-
-#[test]
-fn postgres_reset_transaction() {
-    postgres_reset(Mode::Transaction);
-}
-
-#[test]
-fn postgres_reset_session() {
-    postgres_reset(Mode::Session);
-}
-
 // ---------------------------------------------------------------------------------------------
 // A server restart behind the bouncer
 // ---------------------------------------------------------------------------------------------
@@ -719,4 +659,30 @@ fn server_restart_behind_the_bouncer() {
     for (_, pool) in pg {
         pool.close_blocking();
     }
+}
+
+/// Each scenario runs as two tests, behind the bouncer in transaction and in session mode.
+macro_rules! in_both_modes {
+    ($($scenario:ident => $transaction:ident, $session:ident;)+) => {
+        $(
+            #[test]
+            fn $transaction() {
+                $scenario(Mode::Transaction);
+            }
+
+            #[test]
+            fn $session() {
+                $scenario(Mode::Session);
+            }
+        )+
+    };
+}
+
+in_both_modes! {
+    tokio_postgres_queries => tokio_postgres_queries_transaction, tokio_postgres_queries_session;
+    postgres_queries => postgres_queries_transaction, postgres_queries_session;
+    tokio_postgres_transactions => tokio_postgres_transactions_transaction, tokio_postgres_transactions_session;
+    postgres_transactions => postgres_transactions_transaction, postgres_transactions_session;
+    tokio_postgres_reset => tokio_postgres_reset_transaction, tokio_postgres_reset_session;
+    postgres_reset => postgres_reset_transaction, postgres_reset_session;
 }
