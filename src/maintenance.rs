@@ -124,15 +124,16 @@ async fn sleep_until(at: Instant) {
     Timer::at(at).await;
 }
 
-/// Drives a loop on its thread; async-io's `block_on` also drives the timers there.
+/// Drives a future to its end on this thread (the loop's, a worker's); async-io's `block_on` also
+/// drives the timers there.
 #[cfg(not(loom))]
-fn block_on(run: impl Future<Output = ()>) {
-    async_io::block_on(run);
+fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    async_io::block_on(fut)
 }
 
 #[cfg(loom)]
-fn block_on(run: impl Future<Output = ()>) {
-    future::block_on(run);
+fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    future::block_on(fut)
 }
 
 /// The part of the loop that runs no user callback: it ends the waits that pass their deadline
@@ -190,7 +191,7 @@ impl Runner {
                         sender.0.abandoned().await;
                         None
                     };
-                    if let Some(out) = block_on_value(future::or(run, abandoned)) {
+                    if let Some(out) = block_on(future::or(run, abandoned)) {
                         sender.send(out);
                     }
                 });
@@ -202,17 +203,6 @@ impl Runner {
             }
         }
     }
-}
-
-/// Runs `fut` to completion on this thread.
-#[cfg(not(loom))]
-fn block_on_value<T>(fut: impl Future<Output = T>) -> T {
-    async_io::block_on(fut)
-}
-
-#[cfg(loom)]
-fn block_on_value<T>(fut: impl Future<Output = T>) -> T {
-    future::block_on(fut)
 }
 
 /// Carries a worker thread's result back to the loop, and the loop's loss of interest to the
