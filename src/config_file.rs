@@ -157,12 +157,25 @@ impl<'de> Deserialize<'de> for ConnectionPoolConfig {
 /// A duration written with its unit.
 pub(crate) struct Human(pub(crate) Duration);
 
-/// For `#[serde(deserialize_with)]`: an optional duration written with its unit.
+/// For `#[serde(deserialize_with)]` in `adapters::settings` (which exists with an adapter):
+/// an optional duration written with its unit.
+#[cfg(any(
+    feature = "postgres",
+    feature = "tokio-postgres",
+    feature = "redis",
+    feature = "rusqlite"
+))]
 pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Human::deserialize(d).map(|h| Some(h.0))
 }
 
 /// For `#[serde(deserialize_with)]`: a duration, or `"off"` for none; absent means the default.
+#[cfg(any(
+    feature = "postgres",
+    feature = "tokio-postgres",
+    feature = "redis",
+    feature = "rusqlite"
+))]
 pub(crate) fn limit_opt<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<Duration>>, D::Error> {
