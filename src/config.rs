@@ -78,6 +78,7 @@ pub enum MaintenanceMode {
 /// | `check_timeout` (validate, is_healthy, reset) | 5 s |
 /// | `destroy_timeout` | 5 s |
 /// | `max_concurrent_creates` | 2 |
+/// | `fairness_bound` | 1 ms |
 /// | `create_backoff` | 10 ms doubling up to 5 s, with jitter |
 /// | `max_lifetime_jitter` | 20% of `max_lifetime` |
 /// | `leak_detection_threshold` | off |
@@ -118,6 +119,7 @@ pub struct ConnectionPoolConfig {
     check_timeout: Duration,
     destroy_timeout: Duration,
     max_concurrent_creates: usize,
+    fairness_bound: Duration,
     create_backoff_initial: Duration,
     create_backoff_max: Duration,
     max_lifetime_jitter: Option<Duration>,
@@ -142,6 +144,7 @@ impl Default for ConnectionPoolConfig {
             check_timeout: Duration::from_secs(5),
             destroy_timeout: Duration::from_secs(5),
             max_concurrent_creates: 2,
+            fairness_bound: Duration::from_millis(1),
             create_backoff_initial: Duration::from_millis(10),
             create_backoff_max: Duration::from_secs(5),
             max_lifetime_jitter: None,
@@ -310,6 +313,32 @@ impl ConnectionPoolConfig {
     /// ```
     pub fn destroy_timeout(&self) -> Duration {
         self.destroy_timeout
+    }
+
+    /// How long a caller may wait before it is served ahead of everyone younger.
+    ///
+    /// Waiters are queued first come, first served, but a caller that arrives while a
+    /// connection sits idle may take it even though others wait, as long as the oldest waiter
+    /// has waited less than this bound. A caller that is already running uses the connection at
+    /// once, where handing it to a parked thread costs a wake-up (tens of microseconds) during
+    /// which nobody can use it: with more threads than connections, strict hand-off convoys
+    /// every thread through the scheduler. Once the oldest waiter has waited this long, newcomers
+    /// stand back and each returned connection goes to it (and then to the next such waiter), so
+    /// no caller waits longer than this bound past its first-come turn, plus the time until the
+    /// next connection comes back and the time its thread or task takes to wake.
+    ///
+    /// Zero is strict first come, first served: every returned connection goes to the oldest
+    /// waiter. A bound longer than half of `acquire_timeout` counts as half of it, so that a
+    /// waiter always becomes due well before its wait times out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// assert_eq!(nexus_pool::ConnectionPoolConfig::default().fairness_bound(), Duration::from_millis(1));
+    /// ```
+    pub fn fairness_bound(&self) -> Duration {
+        self.fairness_bound
     }
 
     /// The most creates in flight at once, so a recovering database meets no stampede.
@@ -707,6 +736,23 @@ impl ConnectionPoolConfigBuilder {
     /// ```
     pub fn destroy_timeout(mut self, timeout: Duration) -> Self {
         self.config.destroy_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a caller may wait before it is served ahead of everyone younger (default
+    /// 1 ms; zero for strict first come, first served). See
+    /// [`ConnectionPoolConfig::fairness_bound`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = nexus_pool::ConnectionPoolConfig::builder().fairness_bound(Duration::ZERO).build()?;
+    /// assert_eq!(c.fairness_bound(), Duration::ZERO);
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn fairness_bound(mut self, bound: Duration) -> Self {
+        self.config.fairness_bound = bound;
         self
     }
 

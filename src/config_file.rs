@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `name` | a string |
 //! | `min_connections`, `max_connections`, `max_concurrent_creates`, `max_connections_ceiling` | a whole number |
-//! | `acquire_timeout`, `create_timeout`, `check_timeout`, `destroy_timeout`, `max_lifetime_jitter` | a duration |
+//! | `acquire_timeout`, `create_timeout`, `check_timeout`, `destroy_timeout`, `max_lifetime_jitter`, `fairness_bound` | a duration |
 //! | `idle_timeout`, `max_lifetime`, `health_check_interval`, `leak_detection_threshold` | a duration, or `"off"` |
 //! | `checkout_validation` | `"never"`, `"always"`, or a duration (validate connections idle that long) |
 //! | `create_backoff` | `{ initial = "10ms", max = "5s" }` |
@@ -41,6 +41,7 @@ struct Fields {
     create_timeout: Option<Human>,
     check_timeout: Option<Human>,
     destroy_timeout: Option<Human>,
+    fairness_bound: Option<Human>,
     max_concurrent_creates: Option<usize>,
     create_backoff: Option<Backoff>,
     max_lifetime_jitter: Option<Human>,
@@ -125,6 +126,9 @@ impl<'de> Deserialize<'de> for ConnectionPoolConfig {
         }
         if let Some(v) = f.destroy_timeout {
             b = b.destroy_timeout(v.0);
+        }
+        if let Some(v) = f.fairness_bound {
+            b = b.fairness_bound(v.0);
         }
         if let Some(v) = f.max_concurrent_creates {
             b = b.max_concurrent_creates(v);

@@ -83,11 +83,14 @@ const FAIL_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::
 type TestConn<'p> = PooledConnection<'p, TestFactory>;
 type TestResult<'p> = Result<TestConn<'p>, PoolError<CreateFailed>>;
 
+/// Strict first come, first served (`fairness_bound` zero): these tests check the order itself,
+/// and that cancellation never breaks it. `tests/fairness.rs` covers the default bounded mode.
 fn config(max: usize, acquire_timeout: Duration) -> ConnectionPoolConfig {
     ConnectionPoolConfig::builder()
         .max_connections(max)
         .min_connections(0)
         .acquire_timeout(acquire_timeout)
+        .fairness_bound(Duration::ZERO)
         .build()
         .unwrap()
 }

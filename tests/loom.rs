@@ -3,13 +3,16 @@
 //!
 //! Each model builds a small pool whose connections exist up front (no maintenance loop runs
 //! under loom: it needs timers) and explores every interleaving of the threads below, within
-//! the preemption bound. A lost wake-up shows up as a deadlock, a stranded connection as a
+//! the preemption bound, under strict FIFO (`fairness_bound` zero: every returned connection is
+//! handed to the oldest waiter) and under bounded fairness with waiters that are due at once or
+//! stay young (see `BOUNDS`). A lost wake-up shows up as a deadlock, a stranded connection as a
 //! failed `try_acquire` at the end.
 #![cfg(loom)]
 
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use loom::thread;
 use nexus_pool::{
@@ -28,9 +31,27 @@ impl ConnectionFactory for Numbers {
     }
 }
 
+/// The fairness bounds every model runs under: strict FIFO; a bound every waiter passes at once
+/// (due waiters: hand-off, and `HANDOFF` when a newcomer took the connection first); and a
+/// bound no model outlives (young waiters race newcomers).
+const BOUNDS: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_nanos(1),
+    Duration::from_secs(10),
+];
+
+/// Explores `model` under each of `BOUNDS`.
+fn each_mode(model: fn(Duration)) {
+    for bound in BOUNDS {
+        loom::model(move || model(bound));
+    }
+}
+
 /// A pool of `n` ready connections with nothing time-driven switched on.
-fn pool(n: usize) -> Arc<ConnectionPool<Numbers>> {
+fn pool(n: usize, bound: Duration) -> Arc<ConnectionPool<Numbers>> {
     let config = ConnectionPoolConfig::builder()
+        .acquire_timeout(Duration::from_secs(60))
+        .fairness_bound(bound)
         .max_connections(n)
         .min_connections(n)
         .idle_timeout(None)
@@ -70,8 +91,8 @@ fn assert_whole(pool: &ConnectionPool<Numbers>, n: usize) {
 /// A release racing a waiter that registers: the waiter is always woken.
 #[test]
 fn release_during_acquire() {
-    loom::model(|| {
-        let pool = pool(1);
+    each_mode(|bound| {
+        let pool = pool(1, bound);
         let held = pool.try_acquire().unwrap();
         let waiter = thread::spawn({
             let pool = pool.clone();
@@ -89,8 +110,8 @@ fn release_during_acquire() {
 /// An acquire polled once (registered) and then dropped while the connection is released.
 #[test]
 fn concurrent_cancel() {
-    loom::model(|| {
-        let pool = pool(1);
+    each_mode(|bound| {
+        let pool = pool(1, bound);
         let held = pool.try_acquire().unwrap();
         let canceller = thread::spawn({
             let pool = pool.clone();
@@ -112,8 +133,8 @@ fn concurrent_cancel() {
 /// A connection handed to a waiter that is being cancelled goes to the next waiter.
 #[test]
 fn handover_to_cancelled_waiter() {
-    loom::model(|| {
-        let pool = pool(1);
+    each_mode(|bound| {
+        let pool = pool(1, bound);
         let held = pool.try_acquire().unwrap();
         let second = thread::spawn({
             let pool = pool.clone();
@@ -142,8 +163,8 @@ fn handover_to_cancelled_waiter() {
 /// Close racing an acquire and a release: the waiter gets the connection or `Closed`, never hangs.
 #[test]
 fn concurrent_close() {
-    loom::model(|| {
-        let pool = pool(1);
+    each_mode(|bound| {
+        let pool = pool(1, bound);
         let held = pool.try_acquire().unwrap();
         let waiter = thread::spawn({
             let pool = pool.clone();
@@ -169,8 +190,8 @@ fn concurrent_close() {
 /// A blocking waiter and an async waiter queued together are both served.
 #[test]
 fn two_facades_waiting() {
-    loom::model(|| {
-        let pool = pool(1);
+    each_mode(|bound| {
+        let pool = pool(1, bound);
         let held = pool.try_acquire().unwrap();
         let blocking = thread::spawn({
             let pool = pool.clone();
@@ -205,8 +226,8 @@ impl std::task::Wake for Noop {
 /// is current, or is kept for the next poll, and the waiter is served.
 #[test]
 fn new_waker_during_release() {
-    loom::model(|| {
-        let pool = pool(1);
+    each_mode(|bound| {
+        let pool = pool(1, bound);
         let held = pool.try_acquire().unwrap();
         let waiter = thread::spawn({
             let pool = pool.clone();
@@ -226,6 +247,35 @@ fn new_waker_during_release() {
             }
         });
         drop(held);
+        waiter.join().unwrap();
+        assert_whole(&pool, 1);
+    });
+}
+
+/// Under bounded fairness, a newcomer racing a young waiter for a returned connection: whoever
+/// takes it, the waiter is served once it comes back, and nothing is stranded.
+#[test]
+fn newcomer_races_woken_waiter() {
+    each_mode(|bound| {
+        let pool = pool(1, bound);
+        let held = pool.try_acquire().unwrap();
+        let waiter = thread::spawn({
+            let pool = pool.clone();
+            move || {
+                let conn = loom::future::block_on(pool.acquire()).unwrap();
+                assert_eq!(*conn, 7);
+            }
+        });
+        let newcomer = thread::spawn({
+            let pool = pool.clone();
+            move || {
+                if let Ok(conn) = pool.try_acquire() {
+                    drop(conn);
+                }
+            }
+        });
+        drop(held);
+        newcomer.join().unwrap();
         waiter.join().unwrap();
         assert_whole(&pool, 1);
     });

@@ -1354,10 +1354,11 @@ fn try_acquire_never_waits_or_creates() {
 }
 
 #[test]
-fn try_acquire_yields_to_waiters() {
+fn try_acquire_yields_to_waiters_under_strict_fifo() {
     let _watchdog = watchdog();
     let config = builder(1)
         .acquire_timeout(Duration::from_secs(30))
+        .fairness_bound(Duration::ZERO)
         .build()
         .unwrap();
     let (pool, _counts) = common::pool(config);

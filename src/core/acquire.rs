@@ -58,6 +58,8 @@ pub(crate) struct SlowAcquire<'a, F: ConnectionFactory, S: Deref<Target = Shared
     served: bool,
     /// The checks running on a candidate (user callbacks).
     vetting: Option<BoxFuture<'a, Option<Entry<F::Connection>>>>,
+    /// Woken while linked and not yet looked at why: perhaps to take an idle connection itself.
+    woken: bool,
 }
 
 impl<'a, F, S> SlowAcquire<'a, F, S>
@@ -79,6 +81,7 @@ where
             candidate,
             served: false,
             vetting: None,
+            woken: false,
         }
     }
 
@@ -144,12 +147,23 @@ where
                 self.shared.signal_demand();
                 continue;
             }
-            // Ready: woken since the last look (served, expired, closed, keeper stopped): look
-            // again.
+            // Woken with nothing handed over: a young front waiter may take an idle connection
+            // itself (bounded fairness); otherwise it keeps its place.
+            if std::mem::take(&mut self.woken) {
+                if let Some(entry) = self.slot.as_ref().and_then(|s| self.shared.compete(s)) {
+                    self.queued = false;
+                    self.served = true;
+                    self.candidate = self.shared.inspect(entry);
+                    continue;
+                }
+            }
+            // Ready: woken since the last look (served, expired, closed, keeper stopped, asked
+            // to compete): look again.
             if let Some(slot) = &self.slot {
                 if slot.poll_wait(cx).is_pending() {
                     return Poll::Pending;
                 }
+                self.woken = true;
             }
         }
     }

@@ -6,7 +6,8 @@ use std::panic::Location;
 use std::time::Duration;
 
 use super::{
-    CLOSED, DestroyReason, Entry, LeakId, Millis, Popped, SHRINK, Shared, Stats, WAITERS, clock,
+    CLOSED, DestroyReason, Entry, HANDOFF, LeakId, Millis, Offer, Popped, SHRINK, Shared, Stats,
+    WAITERS, clock,
 };
 use crate::ConnectionFactory;
 use crate::events::emit;
@@ -22,11 +23,12 @@ impl<F: ConnectionFactory> Shared<F> {
         now
     }
 
-    /// Pops an idle connection if nobody waits and the pool is open and not shrinking. Expired
-    /// and evicted connections are retired on the way.
+    /// Pops an idle connection if the pool is open and not shrinking and no waiter stands
+    /// before this caller: nobody waits (strict FIFO), or no waiter is due yet (bounded
+    /// fairness). Expired and evicted connections are retired on the way.
     #[inline]
     pub(crate) fn try_take_idle(&self) -> Option<Popped<F::Connection>> {
-        if self.hot.gate.load(Ordering::Relaxed) != 0 {
+        if self.hot.gate.load(Ordering::Relaxed) & self.hot.barred != 0 {
             return None;
         }
         self.pop_live()
@@ -138,7 +140,7 @@ impl<F: ConnectionFactory> Shared<F> {
             return self.retire(entry, reason);
         }
         entry.last_used_at = now;
-        self.push_idle(entry);
+        self.push_idle(entry, Offer::Returned);
     }
 
     #[cold]
@@ -156,35 +158,37 @@ impl<F: ConnectionFactory> Shared<F> {
 
     /// Returns a connection taken from a queue but not lent.
     pub(crate) fn put_back(&self, entry: Entry<F::Connection>) {
-        self.push_idle(entry);
+        self.push_idle(entry, Offer::Oldest);
     }
 
-    /// Puts a healthy connection into `idle`, then serves a waiter or honours `close`/`resize`.
+    /// Puts a healthy connection into `idle`, then serves a waiter (as `offer` says) or honours
+    /// `close`/`resize`.
     #[inline]
-    pub(crate) fn push_idle(&self, entry: Entry<F::Connection>) {
+    pub(crate) fn push_idle(&self, entry: Entry<F::Connection>, offer: Offer) {
         if let Err(entry) = self.idle.push(entry) {
             // Cannot happen while every connection is in one place and the queue holds the
             // ceiling; closing the surplus keeps the count honest if it ever did.
             return self.retire(entry, DestroyReason::Closed);
         }
-        // Publish, then look for waiters. Pairs with the fence in `Waiter::listen`.
+        // Publish, then look for waiters. Pairs with the fence in `Shared::enqueue`.
         fence(Ordering::SeqCst);
         let gate = self.hot.gate.load(Ordering::Relaxed);
         if gate != 0 {
-            self.release_slow(gate);
+            self.release_slow(gate, offer);
         }
     }
 
     #[cold]
-    fn release_slow(&self, gate: usize) {
+    fn release_slow(&self, gate: usize, offer: Offer) {
         if gate & CLOSED != 0 {
             return self.drain_idle(DestroyReason::Closed);
         }
         if gate & SHRINK != 0 && self.shrink_one() {
             return;
         }
-        if gate & WAITERS != 0 {
-            self.serve_waiters();
+        // `HANDOFF` alone: the list emptied while it was being cleared; serving clears it.
+        if gate & (WAITERS | HANDOFF) != 0 {
+            self.serve_waiters(offer);
         }
     }
 

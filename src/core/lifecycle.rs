@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 
 use super::{
-    CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Interrupted, Millis, RetireOnDrop,
+    CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Interrupted, Millis, Offer, RetireOnDrop,
     SHRINK, Shared, Stats, WAITERS, with_timeout,
 };
 use crate::events::emit;
@@ -111,7 +111,7 @@ impl<F: ConnectionFactory> Shared<F> {
                 if self.is_closed() {
                     self.retire(entry, DestroyReason::Closed);
                 } else {
-                    self.push_idle(entry);
+                    self.push_idle(entry, Offer::Oldest);
                 }
                 return Ok(());
             }
@@ -388,7 +388,7 @@ impl<F: ConnectionFactory> Shared<F> {
             });
             if scrubbed {
                 if let Some(entry) = guard.entry.take() {
-                    self.push_idle(entry);
+                    self.push_idle(entry, Offer::Oldest);
                 }
             }
             drop(guard);
@@ -503,7 +503,7 @@ impl Sweep {
                 self.retired += 1;
                 continue;
             }
-            shared.push_idle(entry);
+            shared.push_idle(entry, Offer::Oldest);
         }
         self.left > 0
     }

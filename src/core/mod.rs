@@ -5,22 +5,37 @@
 //!
 //! Idle connections sit in a lock-free `ArrayQueue` (`idle`). The uncontended path is one `pop` to
 //! acquire and one `push` to release, guarded by a single load of `gate`, the word that holds the
-//! number of waiters in the list and the `CLOSED` and `SHRINK` bits. While `gate` is zero nobody waits and the
-//! pool is open, so the queue is all there is.
+//! number of waiters in the list and the `CLOSED`, `SHRINK` and `HANDOFF` bits. While `gate` is
+//! zero nobody waits and the pool is open, so the queue is all there is.
 //!
-//! # Why waiters are served first-come first-served
+//! # Who is served: first come, first served within a bound
 //!
 //! A caller that finds nothing joins the wait list (`waitlist`): under its short lock it links a
 //! slot at the back and counts itself in `gate`, then (still under the lock) serves the front of
-//! the list from `idle`. From then on:
+//! the list from `idle`. Waiters are served in their order; what a *newcomer* may do while they
+//! wait depends on `fairness_bound`:
 //!
-//! * a newcomer that sees waiters in `gate` may not pop `idle` or create a connection; it queues;
-//! * a release that sees waiters after its push (a `SeqCst` fence separates the push from the load
-//!   of `gate`; a waiter does the mirror image: count itself, fence, then look at `idle`) takes the
-//!   lock, pops the front slot and an idle connection, uncounts the waiter and puts the connection
-//!   into the slot, then wakes that waiter on the slot's own event. A connection is never handed
-//!   to anyone but the oldest waiter, and no waiter is woken without one (except by `close`).
-//! * a waiter whose connection fails its checks queues again at the front: it was the oldest.
+//! * **Strict** (bound zero): a newcomer that sees waiters in `gate` may not pop `idle`; it
+//!   queues. A release that sees waiters after its push (a `SeqCst` fence separates the push from
+//!   the load of `gate`; a waiter does the mirror image: count itself, fence, then look at
+//!   `idle`) takes the lock, pops the front slot and an idle connection, uncounts the waiter and
+//!   puts the connection into the slot, then wakes that waiter.
+//! * **Bounded** (the default, 1 ms): a returned connection is handed over like that only to a
+//!   waiter that is *due*, i.e. has waited the bound. While the oldest waiter is younger, the
+//!   release leaves the connection in `idle` and wakes that waiter to take it itself (one such
+//!   *competing* waiter at a time); a newcomer that is running may take it first. With more
+//!   threads than connections, strict hand-off gives every connection to a parked thread and
+//!   parks the running one: each use then costs a context switch (the lock-convoy problem, 10x
+//!   below r2d2 in issue 13's measurements). Barging within a bound is how locks solve it (Go's
+//!   `sync.Mutex` after 1 ms, parking_lot's fair unlock every 0.5 ms). A due front waiter that a
+//!   newcomer beat to a connection sets `HANDOFF` in `gate`: newcomers then queue until it is
+//!   served, so the next returned connection is its own. No caller thus waits longer than the
+//!   bound past its first-come turn, plus one return and its own wake-up.
+//!
+//! Either way, a connection the maintenance loop made or checked, or one a leaving waiter hands
+//! back (`Offer::Oldest`), goes to the oldest waiter whatever its age: nobody else is about to
+//! come back for it, and demand for it was counted for that waiter. A waiter whose connection
+//! fails its checks queues again at the front: it was the oldest.
 //!
 //! # Cancellation
 //!
@@ -60,6 +75,8 @@ mod surplus;
 mod sync;
 mod waitlist;
 
+pub(crate) use waitlist::Offer;
+
 pub(crate) use acquire::Acquired;
 #[cfg(feature = "async")]
 pub(crate) use acquire::SlowAcquire;
@@ -89,8 +106,11 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 /// The `SHRINK` bit of `gate`: `resize` lowered `max` below `total`, so returned connections are
 /// retired until it is reached.
 const SHRINK: usize = 1 << (usize::BITS - 2);
+/// The `HANDOFF` bit of `gate`: the oldest waiter has waited `fairness_bound` and was not served
+/// yet, so nobody may take an idle connection ahead of it (see `waitlist`, bounded fairness).
+const HANDOFF: usize = 1 << (usize::BITS - 3);
 /// The bits of `gate` that count registered waiters.
-const WAITERS: usize = !(CLOSED | SHRINK);
+const WAITERS: usize = !(CLOSED | SHRINK | HANDOFF);
 
 /// How long a connection never lent counts as known good after it was made (HikariCP's bypass
 /// window for recently used connections, applied to new ones).
@@ -99,9 +119,12 @@ const FRESH_FOR: Duration = Duration::from_millis(500);
 /// What the hot paths read on every call, on one cache line.
 #[derive(Debug)]
 struct Hot {
-    /// Registered waiters, plus the `CLOSED` and `SHRINK` bits. Zero means: the fast path may
-    /// run.
+    /// Registered waiters, plus the `CLOSED`, `SHRINK` and `HANDOFF` bits.
     gate: AtomicUsize,
+    /// The bits of `gate` that keep the fast path out: all of them under strict FIFO (anyone
+    /// waiting), only `CLOSED | SHRINK | HANDOFF` under bounded fairness (set once, read with
+    /// `gate` on the same line).
+    barred: usize,
     /// Bumped by `evict_all`; connections created under an older one are replaced.
     generation: AtomicU64,
 }
@@ -143,6 +166,10 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     /// The same for a connection never lent: making it proved it works, so it is validated only
     /// once it has sat idle `FRESH_FOR` as well.
     validate_new_after: Millis,
+    /// Bounded fairness (`fairness_bound` not zero): a waiter is due, served ahead of anyone
+    /// younger, once its deadline is this close (`acquire_timeout - fairness_bound`). `None`:
+    /// strict FIFO, every waiter is due at once.
+    fairness: Option<Duration>,
     /// Connections on loan, when leak detection is on.
     leaks: Option<leaks::Registry>,
     pub(crate) stats: Stats,
@@ -180,9 +207,16 @@ impl<F: ConnectionFactory> Shared<F> {
             CheckoutValidation::IdleFor(d) => clock::millis(d),
         };
         let detailed = config.detailed_statistics();
+        // A waiter is due (served ahead of younger callers) this long before its deadline.
+        // (The bound counts as at most half the wait, so a waiter is due well before it ends.)
+        let fairness = (!config.fairness_bound().is_zero()).then(|| {
+            let timeout = config.acquire_timeout();
+            timeout - config.fairness_bound().min(timeout / 2)
+        });
         let bookkeeping =
             detailed || !events.is_empty() || config.leak_detection_threshold().is_some();
         Shared {
+            fairness,
             bookkeeping,
             leaks: config
                 .leak_detection_threshold()
@@ -198,6 +232,11 @@ impl<F: ConnectionFactory> Shared<F> {
             clock: Clock::new(clock),
             hot: CachePadded::new(Hot {
                 gate: AtomicUsize::new(0),
+                barred: if fairness.is_some() {
+                    CLOSED | SHRINK | HANDOFF
+                } else {
+                    usize::MAX
+                },
                 generation: AtomicU64::new(0),
             }),
             idle: ArrayQueue::new(capacity),

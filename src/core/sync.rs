@@ -97,5 +97,9 @@ mod loom_queue {
         pub(crate) fn len(&self) -> usize {
             self.items.lock().unwrap().len()
         }
+
+        pub(crate) fn is_empty(&self) -> bool {
+            self.items.lock().unwrap().is_empty()
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! The waiter list: callers waiting for a connection, oldest first, each with its own slot that a
 //! connection is handed into; and the deadlines of their waits.
 //!
-//! Order is kept by the list alone: a returned connection is moved straight into the slot of the
-//! waiter at the front, under the list's lock, so no waiter can be passed over, woken for nothing
-//! or lose its place by racing another (the event-per-pool design this replaced could, when a
-//! release raced a waiter leaving). Each slot keeps its waiter's `Waker`, which both facades
+//! Order among waiters is kept by the list alone: a connection is moved straight into the slot
+//! of the waiter at the front, under the list's lock, so no waiter can be passed over by another
+//! waiter or lose its place by racing one (the event-per-pool design this replaced could, when a
+//! release raced a waiter leaving). Under bounded fairness (see `core`) a returned connection
+//! is handed over like that only to a *due* waiter; a young front waiter is instead woken to
+//! `compete` for it in `idle` with newcomers, keeping its place if it loses. One waiter competes
+//! at a time; a competing waiter that leaves, or wins with more left idle, passes the turn on. Each slot keeps its waiter's `Waker`, which both facades
 //! wait on: a task awaits it, a thread blocks on it with a deadline (the blocking facade's waker
 //! unparks it). No lock is held while a waker is cloned, woken or dropped (see `Slot`).
 //!
@@ -31,7 +34,7 @@ use std::time::Instant;
 use event_listener::Event;
 
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
-use super::{Entry, Shared};
+use super::{Entry, HANDOFF, Shared};
 use crate::ConnectionFactory;
 
 /// The queue of waiting callers, oldest at the front, and the state of the deadline keeper.
@@ -44,13 +47,46 @@ pub(crate) struct WaitList<C> {
 }
 
 struct Inner<C> {
-    /// Each waiter's slot with the deadline of its wait.
-    queue: VecDeque<(Instant, Arc<Slot<C>>)>,
+    /// The waiters, oldest first.
+    queue: VecDeque<Waiting<C>>,
     /// Slots whose waiters are gone, for the next waiters: a wait then allocates nothing.
     free: Vec<Arc<Slot<C>>>,
     /// When the keeper will next look at the list, if it will; a waiter with an earlier deadline
     /// sets it to its own and wakes the keeper.
     armed: Option<Instant>,
+    /// Whether a linked waiter is `competing` (at most one is at a time).
+    competing: bool,
+}
+
+/// One linked waiter.
+struct Waiting<C> {
+    /// When its wait ends.
+    deadline: Instant,
+    slot: Arc<Slot<C>>,
+    /// Woken to take an idle connection itself (bounded fairness), and has not looked yet.
+    competing: bool,
+}
+
+/// To whom a connection put into `idle` is offered first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// The oldest waiter, whatever its age: a connection the maintenance loop made or checked,
+    /// or one handed back by a waiter that left. Nobody is about to come back for it.
+    Oldest,
+    /// A connection a caller returned; that caller may be back for it at once, so under bounded
+    /// fairness a young waiter races newcomers for it, and only a due waiter is handed it.
+    Returned,
+}
+
+/// What serving the front of the list came to; the caller wakes the slot once the list is
+/// unlocked.
+enum Served<C> {
+    /// A connection was put into the slot.
+    Handed(Arc<Slot<C>>),
+    /// The waiter is young and may take an idle connection itself (it races newcomers).
+    Compete(Arc<Slot<C>>),
+    /// Nobody to serve, or nothing to serve them with.
+    Nothing,
 }
 
 impl<C> WaitList<C> {
@@ -60,6 +96,7 @@ impl<C> WaitList<C> {
                 queue: VecDeque::new(),
                 free: Vec::new(),
                 armed: None,
+                competing: false,
             }),
             keeper_wanted: Event::new(),
             keeper: AtomicBool::new(false),
@@ -205,16 +242,27 @@ impl<F: ConnectionFactory> Shared<F> {
         if self.is_closed() {
             return false;
         }
+        let waiting = Waiting {
+            deadline,
+            slot: Arc::clone(slot),
+            competing: false,
+        };
         if front {
-            inner.queue.push_front((deadline, Arc::clone(slot)));
+            inner.queue.push_front(waiting);
         } else {
-            inner.queue.push_back((deadline, Arc::clone(slot)));
+            inner.queue.push_back(waiting);
         }
         self.hot.gate.fetch_add(1, Ordering::SeqCst);
         // Count, then re-check `idle`. Pairs with the fence in `Shared::push_idle`: either the
-        // release sees this waiter and serves the list, or this look sees its connection.
+        // release sees this waiter and serves the list, or this look sees its connection. A
+        // waiter alone in the list takes what it sees; behind others, the list's order decides.
         fence(Ordering::SeqCst);
-        let served = self.serve_one(&mut inner);
+        let served = if inner.queue.len() == 1 {
+            self.serve_one(&mut inner)
+                .map_or(Served::Nothing, Served::Handed)
+        } else {
+            self.serve_front(&mut inner, Offer::Oldest)
+        };
         let wake_keeper = self.waitlist.keeper.load(Ordering::Relaxed)
             && inner.armed.is_none_or(|at| at > deadline);
         if wake_keeper {
@@ -224,10 +272,14 @@ impl<F: ConnectionFactory> Shared<F> {
         if wake_keeper {
             self.waitlist.keeper_wanted.notify(1);
         }
-        if let Some(served) = served {
-            served.wake();
-            // More may sit idle (rare: a release that saw no waiter): serve on.
-            self.serve_waiters();
+        match served {
+            Served::Handed(slot) => {
+                slot.wake();
+                // More may sit idle (rare: a release that saw no waiter): serve on.
+                self.serve_waiters(Offer::Oldest);
+            }
+            Served::Compete(slot) => slot.wake(),
+            Served::Nothing => {}
         }
         true
     }
@@ -259,24 +311,74 @@ impl<F: ConnectionFactory> Shared<F> {
     /// Unlinks `slot` if it is still linked (a waiter giving up).
     pub(crate) fn dequeue(&self, slot: &Arc<Slot<F::Connection>>) {
         let mut inner = self.waitlist.lock();
-        if let Some(at) = inner.queue.iter().position(|(_, s)| Arc::ptr_eq(s, slot)) {
-            // The list's reference is dropped under the lock: the waiter still holds its own,
-            // so this never drops the slot (and the waker in it).
-            inner.queue.remove(at);
-            self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        let Some(at) = inner.queue.iter().position(|w| Arc::ptr_eq(&w.slot, slot)) else {
+            return;
+        };
+        // The list's reference is dropped under the lock: the waiter still holds its own,
+        // so this never drops the slot (and the waker in it).
+        let gone = inner.queue.remove(at);
+        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        let competing = gone.is_some_and(|w| w.competing);
+        if competing {
+            inner.competing = false;
+        }
+        drop(inner);
+        // Under bounded fairness the front may have changed: the next waiter may be due (or
+        // nobody, lifting `HANDOFF`), or should take what the one that left was woken for.
+        if self.fairness.is_some() && (at == 0 || competing) {
+            self.serve_waiters(Offer::Returned);
         }
     }
 
-    /// Hands idle connections to the oldest waiters, as long as there are both. Each waiter is
+    /// Serves the list after a release: hands idle connections to waiters that are due, and
+    /// wakes a young front waiter to take one itself (see "Bounded fairness"). Each waiter is
     /// woken after the lock is released: a wake-up can run an executor's scheduling code, and
     /// holding the list through it made releases and arrivals queue on the lock (seen with
     /// `perf` in `benches/contended.rs`).
-    pub(crate) fn serve_waiters(&self) {
+    pub(crate) fn serve_waiters(&self, offer: Offer) {
         loop {
-            let served = self.serve_one(&mut self.waitlist.lock());
+            let served = self.serve_front(&mut self.waitlist.lock(), offer);
             match served {
-                Some(slot) => slot.wake(),
-                None => return,
+                Served::Handed(slot) => slot.wake(),
+                Served::Compete(slot) => return slot.wake(),
+                Served::Nothing => return,
+            }
+        }
+    }
+
+    /// Serves the front waiter as `offer` and its age decide: a due one (any, under strict
+    /// FIFO) is handed an idle connection; a young one is woken to take a returned connection
+    /// itself, unless another waiter already is, and is handed any other. Keeps `HANDOFF` set
+    /// exactly while a due front waiter could not be served.
+    fn serve_front(&self, inner: &mut Inner<F::Connection>, offer: Offer) -> Served<F::Connection> {
+        let Some(front) = inner.queue.front_mut() else {
+            self.set_handoff(false);
+            return Served::Nothing;
+        };
+        let due = self.fairness.is_none_or(|due_within| {
+            Instant::now()
+                .checked_add(due_within)
+                .is_none_or(|at| front.deadline <= at)
+        });
+        if !due {
+            self.set_handoff(false);
+            if offer == Offer::Returned {
+                if inner.competing || self.idle.is_empty() {
+                    return Served::Nothing;
+                }
+                front.competing = true;
+                inner.competing = true;
+                return Served::Compete(Arc::clone(&front.slot));
+            }
+        }
+        match self.serve_one(inner) {
+            Some(slot) => Served::Handed(slot),
+            None => {
+                // A newcomer took what was released first: the next release is this waiter's.
+                if due && self.fairness.is_some() {
+                    self.set_handoff(true);
+                }
+                Served::Nothing
             }
         }
     }
@@ -288,27 +390,71 @@ impl<F: ConnectionFactory> Shared<F> {
     /// check (`inspect`, as on the fast path); one found stale is retired there and the waiter
     /// queues again at the front.
     fn serve_one(&self, inner: &mut Inner<F::Connection>) -> Option<Arc<Slot<F::Connection>>> {
-        let (deadline, slot) = inner.queue.pop_front()?;
+        let waiting = inner.queue.pop_front()?;
         let Some(entry) = self.idle.pop() else {
             // Nothing idle: the waiter keeps its place at the front.
-            inner.queue.push_front((deadline, slot));
+            inner.queue.push_front(waiting);
             return None;
         };
         self.surplus.note(self.idle.len());
         // Uncount before the waiter runs, or the creator would see a waiter already served and
         // make a connection nobody needs (found by the fuzzer).
         self.hot.gate.fetch_sub(1, Ordering::SeqCst);
-        slot.fill(entry);
-        Some(slot)
+        if waiting.competing {
+            inner.competing = false;
+        }
+        waiting.slot.fill(entry);
+        Some(waiting.slot)
+    }
+
+    /// For a waiter woken with nothing in its slot: if it was woken to take an idle connection
+    /// itself (a young front waiter under bounded fairness), takes one and unlinks the waiter.
+    /// `None` leaves it linked, in its place: newcomers took what was idle, or the wake-up was
+    /// for something else.
+    pub(crate) fn compete(&self, slot: &Arc<Slot<F::Connection>>) -> Option<Entry<F::Connection>> {
+        let mut inner = self.waitlist.lock();
+        if !inner.competing {
+            return None;
+        }
+        let at = inner.queue.iter().position(|w| w.competing)?;
+        if !Arc::ptr_eq(&inner.queue[at].slot, slot) {
+            return None;
+        }
+        inner.queue[at].competing = false;
+        inner.competing = false;
+        let entry = self.idle.pop()?;
+        self.surplus.note(self.idle.len());
+        // The list keeps a reference until here; the waiter holds its own (see `dequeue`).
+        drop(inner.queue.remove(at));
+        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        let more = inner.queue.is_empty() || !self.idle.is_empty();
+        drop(inner);
+        // More idle for the next waiter, or nobody left (lifting `HANDOFF`): serve on.
+        if more {
+            self.serve_waiters(Offer::Returned);
+        }
+        Some(entry)
+    }
+
+    /// Sets or clears `HANDOFF` (with the list locked, so setters never race).
+    fn set_handoff(&self, on: bool) {
+        let set = self.hot.gate.load(Ordering::Relaxed) & HANDOFF != 0;
+        if on && !set {
+            self.hot.gate.fetch_or(HANDOFF, Ordering::SeqCst);
+        } else if !on && set {
+            self.hot.gate.fetch_and(!HANDOFF, Ordering::SeqCst);
+        }
     }
 
     /// Wakes every waiter for `close`, and the keeper; each then sees the `CLOSED` bit.
     pub(crate) fn wake_all_waiters(&self) {
         let mut inner = self.waitlist.lock();
         let unlinked = std::mem::take(&mut inner.queue);
+        inner.competing = false;
         self.hot.gate.fetch_sub(unlinked.len(), Ordering::SeqCst);
+        self.set_handoff(false);
         drop(inner);
-        unlinked.iter().for_each(|(_, slot)| slot.wake());
+        unlinked.iter().for_each(|w| w.slot.wake());
         self.waitlist.keeper_wanted.notify(usize::MAX);
     }
 
@@ -336,7 +482,7 @@ impl<F: ConnectionFactory> Shared<F> {
         }
         // Woken after the lock is released (invariant 7); a waiter that links after the store
         // sees it and arms its own timer.
-        let linked: Vec<_> = inner.queue.iter().map(|(_, slot)| slot.clone()).collect();
+        let linked: Vec<_> = inner.queue.iter().map(|w| w.slot.clone()).collect();
         drop(inner);
         linked.iter().for_each(|slot| slot.wake());
     }
@@ -350,10 +496,13 @@ impl<F: ConnectionFactory> Shared<F> {
         let mut expired = Vec::new();
         let mut at = 0;
         while at < inner.queue.len() {
-            if inner.queue[at].0 <= now {
-                if let Some((_, slot)) = inner.queue.remove(at) {
-                    slot.expire();
-                    expired.push(slot);
+            if inner.queue[at].deadline <= now {
+                if let Some(w) = inner.queue.remove(at) {
+                    if w.competing {
+                        inner.competing = false;
+                    }
+                    w.slot.expire();
+                    expired.push(w.slot);
                 }
             } else {
                 at += 1;
@@ -362,10 +511,14 @@ impl<F: ConnectionFactory> Shared<F> {
         if !expired.is_empty() {
             self.hot.gate.fetch_sub(expired.len(), Ordering::SeqCst);
         }
-        inner.armed = inner.queue.iter().map(|(at, _)| *at).min();
+        inner.armed = inner.queue.iter().map(|w| w.deadline).min();
         let next = inner.armed;
         drop(inner);
         expired.iter().for_each(|slot| slot.wake());
+        // The front changed: settle `HANDOFF` and the competing waiter for the new one.
+        if self.fairness.is_some() && !expired.is_empty() {
+            self.serve_waiters(Offer::Returned);
+        }
         next
     }
 }

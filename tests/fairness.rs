@@ -1,0 +1,283 @@
+//! Bounded fairness (`fairness_bound`, the default): a caller that finds a returned connection
+//! idle may take it ahead of a waiter that has waited less than the bound; once a waiter has
+//! waited the bound, the next returned connection is its own, and waiters keep their order.
+//!
+//! Waiters here are async acquires polled by hand, so "woken" and "served" are observed, not
+//! raced: a woken future does nothing until the test polls it. The only sleeps make a waiter
+//! due (waited past the bound); sleeping longer only makes it more due, so no assertion depends
+//! on their length.
+
+#![cfg(all(feature = "async", feature = "blocking"))]
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Counts, TestFactory};
+use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError, PooledConnection};
+
+/// A bound no test outlives: every waiter stays young.
+const YOUNG: Duration = Duration::from_secs(20);
+/// A short bound, and a sleep well past it: the waiter is due.
+const SHORT: Duration = Duration::from_millis(1);
+const PAST_SHORT: Duration = Duration::from_millis(10);
+
+type Conn<'p> = PooledConnection<'p, TestFactory>;
+type Acquired<'p> = Result<Conn<'p>, PoolError<common::CreateFailed>>;
+
+fn pool(max: usize, bound: Duration) -> (ConnectionPool<TestFactory>, Arc<Counts>) {
+    let config = ConnectionPoolConfig::builder()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(60))
+        .fairness_bound(bound)
+        .build()
+        .unwrap();
+    common::pool(config)
+}
+
+/// Takes every connection of `pool` (creating them), so that the next acquire waits.
+fn hold_all(pool: &ConnectionPool<TestFactory>, max: usize) -> Vec<Conn<'_>> {
+    (0..max).map(|_| pool.acquire_blocking().unwrap()).collect()
+}
+
+/// Counts the wake-ups of one hand-polled future.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An acquire polled by hand.
+struct Waiter<'p> {
+    fut: Pin<Box<dyn Future<Output = Acquired<'p>> + 'p>>,
+    wakes: Arc<Wakes>,
+}
+
+impl<'p> Waiter<'p> {
+    /// Starts an acquire and polls it once: it must queue.
+    fn queue(pool: &'p ConnectionPool<TestFactory>) -> Self {
+        let mut w = Waiter {
+            fut: Box::pin(pool.acquire()),
+            wakes: Arc::default(),
+        };
+        assert!(w.poll().is_none(), "the acquire queues");
+        w
+    }
+
+    fn poll(&mut self) -> Option<Acquired<'p>> {
+        let waker = Waker::from(self.wakes.clone());
+        match self.fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
+    }
+
+    fn wakes(&self) -> usize {
+        self.wakes.0.load(Ordering::SeqCst)
+    }
+
+    fn served(&mut self) -> Conn<'p> {
+        match self.poll() {
+            Some(Ok(conn)) => conn,
+            Some(Err(e)) => panic!("the waiter failed: {e}"),
+            None => panic!("the waiter was not served"),
+        }
+    }
+}
+
+/// Fails the test after ten seconds of `cond` not holding (1 ms sleeps).
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_young_waiter_races_newcomers_for_a_returned_connection() {
+    let (pool, _) = pool(1, YOUNG);
+    let mut held = hold_all(&pool, 1);
+    let mut waiter = Waiter::queue(&pool);
+    drop(held.pop());
+    assert_eq!(waiter.wakes(), 1, "the waiter is woken to take it");
+    // It has not run yet; a caller that is running takes the connection first.
+    let newcomer = pool
+        .try_acquire()
+        .expect("a newcomer takes the idle connection");
+    assert!(
+        waiter.poll().is_none(),
+        "the waiter finds nothing and waits on"
+    );
+    assert_eq!(pool.current_metrics().waiting, 1, "in its place");
+    drop(newcomer);
+    assert_eq!(waiter.wakes(), 2);
+    let conn = waiter.served();
+    assert_eq!(pool.current_metrics().waiting, 0);
+    drop(conn);
+    assert!(pool.try_acquire().is_ok(), "nothing lost");
+}
+
+#[test]
+fn a_due_waiter_is_handed_the_next_returned_connection() {
+    let (pool, _) = pool(1, SHORT);
+    let mut held = hold_all(&pool, 1);
+    let mut waiter = Waiter::queue(&pool);
+    thread::sleep(PAST_SHORT);
+    drop(held.pop());
+    assert!(
+        matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
+        "a due waiter's connection is not a newcomer's"
+    );
+    drop(waiter.served());
+    assert!(pool.try_acquire().is_ok());
+}
+
+#[test]
+fn due_waiters_are_served_in_order() {
+    let (pool, _) = pool(1, SHORT);
+    let mut held = hold_all(&pool, 1);
+    let mut waiters: Vec<_> = (0..4).map(|_| Waiter::queue(&pool)).collect();
+    thread::sleep(PAST_SHORT);
+    let mut conn = held.pop().unwrap();
+    for i in 0..waiters.len() {
+        drop(conn);
+        for (j, w) in waiters.iter().enumerate().skip(i + 1) {
+            assert_eq!(w.wakes(), 0, "waiter {j} is not woken before waiter {i}");
+        }
+        assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)));
+        conn = waiters[i].served();
+    }
+}
+
+#[test]
+fn young_waiters_keep_their_order_when_nobody_barges() {
+    let (pool, _) = pool(1, YOUNG);
+    let mut held = hold_all(&pool, 1);
+    let mut first = Waiter::queue(&pool);
+    let mut second = Waiter::queue(&pool);
+    drop(held.pop());
+    assert_eq!((first.wakes(), second.wakes()), (1, 0), "only the oldest");
+    let conn = first.served();
+    assert!(second.poll().is_none());
+    drop(conn);
+    assert_eq!(second.wakes(), 1);
+    drop(second.served());
+}
+
+#[test]
+fn a_woken_waiter_that_leaves_passes_its_turn_on() {
+    let (pool, _) = pool(1, YOUNG);
+    let mut held = hold_all(&pool, 1);
+    let first = Waiter::queue(&pool);
+    let mut second = Waiter::queue(&pool);
+    drop(held.pop());
+    assert_eq!(first.wakes(), 1);
+    drop(first); // cancelled before it looked
+    assert_eq!(second.wakes(), 1, "the next waiter is woken in its place");
+    drop(second.served());
+    assert_eq!(pool.current_metrics().waiting, 0);
+    assert!(pool.try_acquire().is_ok());
+}
+
+#[test]
+fn a_connection_made_for_a_waiter_is_handed_to_it() {
+    // The pool starts empty: the waiter's demand makes a connection, which is handed to it
+    // whatever its age (nobody else is about to come back for it), so no second one is made.
+    let (pool, counts) = pool(2, YOUNG);
+    let mut waiter = Waiter::queue(&pool);
+    wait_until("the waiter is served", || waiter.wakes() > 0);
+    assert!(
+        counts.created() == 1,
+        "one connection for one waiter (made {})",
+        counts.created()
+    );
+    let conn = waiter.served();
+    assert_eq!(conn.id, 0);
+    assert_eq!(pool.current_metrics().total, 1);
+}
+
+#[test]
+fn a_zero_bound_is_strict_first_come_first_served() {
+    let (pool, _) = pool(1, Duration::ZERO);
+    let mut held = hold_all(&pool, 1);
+    let mut waiter = Waiter::queue(&pool);
+    drop(held.pop());
+    assert!(
+        matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
+        "every returned connection goes to the oldest waiter"
+    );
+    drop(waiter.served());
+}
+
+#[test]
+fn blocking_and_async_waiters_share_the_rule() {
+    // A thread waiting in `acquire_blocking` is due like a task: once it has waited the
+    // bound, the next returned connection is its own.
+    let (pool, _) = pool(1, SHORT);
+    let mut held = hold_all(&pool, 1);
+    thread::scope(|s| {
+        let waiter = s.spawn(|| pool.acquire_blocking().map(|c| c.id).ok());
+        wait_until("the thread waits", || pool.current_metrics().waiting == 1);
+        thread::sleep(PAST_SHORT);
+        drop(held.pop());
+        assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)));
+        assert_eq!(waiter.join().unwrap(), Some(0));
+    });
+}
+
+#[test]
+fn no_thread_starves_with_more_threads_than_connections() {
+    // Threads outnumber connections 8 to 1 and take them back at once after each use; a
+    // barging pool can starve some for the whole run. Each thread here must be served many
+    // times within the run, and nobody times out.
+    const THREADS: usize = 16;
+    const EACH: usize = 200;
+    let config = ConnectionPoolConfig::builder()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(30))
+        .fairness_bound(SHORT)
+        .build()
+        .unwrap();
+    let (pool, _) = common::pool(config);
+    let longest = thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut longest = Duration::ZERO;
+                    for _ in 0..EACH {
+                        let t = Instant::now();
+                        let conn = pool.acquire_blocking().expect("no acquire times out");
+                        longest = longest.max(t.elapsed());
+                        std::hint::black_box(&conn);
+                        thread::yield_now();
+                    }
+                    longest
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    let m = pool.current_metrics();
+    assert_eq!((m.waiting, m.active), (0, 0), "{m:?}");
+    eprintln!("{THREADS} threads x {EACH} acquires on 2 connections: longest wait {longest:?}");
+}
