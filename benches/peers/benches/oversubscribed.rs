@@ -9,17 +9,19 @@
 //!   thread per core), the connection held across one `tokio::task::yield_now().await`. Pools:
 //!   nexus `acquire().await`, deadpool `get().await`, barging `acquire().await`.
 //!
-//! Each worker loops acquire, hold, release: first for a warm-up (a strictly FIFO hand-off's
-//! convoy takes a random 0.1 to 1 s to form: the measured window should see the steady state, not
-//! the start), then for the measured window. It records, per acquire, its
-//! start (ns since an `Instant` taken before the workers start) and its wait (the time spent in
-//! the acquire call), in a preallocated `Vec` of its own: nothing shared is written on the hot
-//! path. Reported per cell: throughput, the wait's p50 / p99 / p99.9, the fewest and the most
-//! acquires a worker made, and **overtaking**: after the run all acquires are sorted by start, and
-//! an acquire X was overtaken by `X.served − min(served of every acquire that started after X)`
-//! (0 if none was served before it; served = start + wait), that is how long callers younger than
-//! X were served ahead of it. A strictly FIFO pool overtakes only by the scheduling noise between
-//! a caller's clock reads and its place in the queue; the p99.9 and the maximum are reported.
+//! Each worker loops acquire, hold, release: first for a warm-up (a strict hand-off's convoy
+//! forms only once enough holders have been preempted, tens of milliseconds to over a second after
+//! the start on 2 cores: the measured window should see the steady state, not the start), then for
+//! the measured window. It records, per acquire, its start (ns since an `Instant` taken before
+//! the workers start) and its wait (the time spent in the acquire call), in a preallocated `Vec`
+//! of its own: nothing shared is written on the hot path. Reported per cell: throughput, the
+//! wait's p50 / p99 / p99.9, the fewest and the most acquires a worker made, and **overtaking**:
+//! after the run all acquires are sorted by start, and an acquire X was overtaken by
+//! `X.served − min(served of every acquire that started after X)` (0 if none was served before
+//! it; served = start + wait), that is how long callers younger than X were served ahead of it.
+//! A strictly FIFO pool overtakes only by the scheduler's delays (a thread preempted between its
+//! clock reads and its place in the queue, or woken late); the p99.9 and the maximum are
+//! reported.
 //!
 //! Every (configuration, pool) cell runs once per round on a fresh pool warmed to its full size,
 //! the pools' order rotating each round; a figure is the median over rounds and a ratio the
@@ -242,10 +244,10 @@ fn capacity(workers: usize, dur: Duration) -> usize {
 
 /// Per acquire X, how long younger acquires were served ahead of it:
 /// `max(0, X.served − min(served of the acquires that started strictly after X))`.
-/// Sorts `recs` by start.
+/// Sorts `recs` by start; the overtakes are in that order.
 fn overtakes(recs: &mut [Rec]) -> Vec<u32> {
     recs.sort_unstable_by_key(|r| r.start);
-    let mut out = Vec::with_capacity(recs.len());
+    let mut out = vec![0u32; recs.len()];
     let mut min_after = u64::MAX;
     let mut end = recs.len();
     while end > 0 {
@@ -257,9 +259,9 @@ fn overtakes(recs: &mut [Rec]) -> Vec<u32> {
             begin -= 1;
         }
         let mut group_min = u64::MAX;
-        for r in &recs[begin..end] {
+        for (r, o) in recs[begin..end].iter().zip(&mut out[begin..end]) {
             let served = r.start + u64::from(r.wait);
-            out.push(u32::try_from(served.saturating_sub(min_after)).unwrap_or(u32::MAX));
+            *o = u32::try_from(served.saturating_sub(min_after)).unwrap_or(u32::MAX);
             group_min = group_min.min(served);
         }
         min_after = min_after.min(group_min);
@@ -285,10 +287,11 @@ impl Window {
     }
 }
 
-/// Keeps the acquires that started in the window (and the few that started after it: a worker
-/// may begin one more acquire as it is told to stop): throughput, waits and spread count the
-/// acquires started in the window; an acquire's overtake is measured against every acquire
-/// younger than it, so none before the window is needed.
+/// Throughput and the spread of acquires per worker count the acquires that started in the window.
+/// The waits and overtakes are those of the acquires that were waiting at some time in the window
+/// (started before its end, served after its start): a caller starved since the warm-up, served
+/// only after the stop, counts. An acquire's overtake is measured against every acquire younger
+/// than it, warm-up and stop included.
 fn summarize(results: Vec<Vec<Rec>>, window: Window) -> Cell {
     let ops: Vec<u64> = results
         .iter()
@@ -299,19 +302,33 @@ fn summarize(results: Vec<Vec<Rec>>, window: Window) -> Cell {
         })
         .collect();
     let total: u64 = ops.iter().sum();
-    let mut recs: Vec<Rec> = Vec::with_capacity(total as usize);
+    let mut recs: Vec<Rec> = Vec::with_capacity(results.iter().map(Vec::len).sum());
     for r in results {
-        recs.extend(r.into_iter().filter(|x| x.start >= window.from));
+        recs.extend_from_slice(&r);
     }
     let bins = (window.to - window.from).div_ceil(TIMELINE_BIN.as_nanos() as u64) as usize;
     let mut timeline = vec![0u64; bins];
-    for r in recs.iter().filter(|x| x.start < window.to) {
+    for r in recs
+        .iter()
+        .filter(|x| x.start >= window.from && x.start < window.to)
+    {
         timeline[((r.start - window.from) / TIMELINE_BIN.as_nanos() as u64) as usize] += 1;
     }
-    let mut waits: Vec<u32> = recs.iter().map(|r| r.wait).collect();
+    let all_overtakes = overtakes(&mut recs);
+    let in_window = |r: &Rec| r.start < window.to && r.start + u64::from(r.wait) >= window.from;
+    let mut waits: Vec<u32> = recs
+        .iter()
+        .filter(|r| in_window(r))
+        .map(|r| r.wait)
+        .collect();
     let p = percentiles(&mut waits, &[50.0, 99.0, 99.9]);
     drop(waits);
-    let mut over = overtakes(&mut recs);
+    let mut over: Vec<u32> = recs
+        .iter()
+        .zip(all_overtakes)
+        .filter(|(r, _)| in_window(r))
+        .map(|(_, o)| o)
+        .collect();
     drop(recs);
     let overtake_max = over.iter().copied().max().unwrap_or(0);
     let overtake_p999 = percentiles(&mut over, &[99.9])[0];
@@ -479,29 +496,46 @@ fn run_cell(rt: &tokio::runtime::Runtime, which: &str, config: Config, time: Tim
 
 fn main() {
     let args = Args::parse();
-    let (rounds, time) = if args.quick {
+    // Threads get the longer warm-up: their convoy takes time to form; tasks have none.
+    let ms = Duration::from_millis;
+    let (rounds, threads_time, tasks_time) = if args.quick {
+        let measure = ms(100);
         (
             3,
             Timing {
-                warmup: Duration::from_millis(150),
-                measure: Duration::from_millis(100),
+                warmup: ms(200),
+                measure,
+            },
+            Timing {
+                warmup: ms(50),
+                measure,
             },
         )
     } else {
+        let measure = ms(350);
         (
             5,
             Timing {
-                warmup: Duration::from_millis(300),
-                measure: Duration::from_millis(400),
+                warmup: ms(450),
+                measure,
+            },
+            Timing {
+                warmup: ms(100),
+                measure,
             },
         )
     };
+    let time_for = |kind: Kind| match kind {
+        Kind::Threads => threads_time,
+        Kind::Tasks => tasks_time,
+    };
     println!(
-        "# oversubscribed ({} mode: {rounds} rounds; per cell {:?} of warm-up, then {:?} measured; \
-fairness bound {FAIRNESS_BOUND_MS} ms)",
+        "# oversubscribed ({} mode: {rounds} rounds; per cell {} of warm-up (threads) or {} \
+(tasks), then {} measured; fairness bound {FAIRNESS_BOUND_MS} ms)",
         args.mode(),
-        time.warmup,
-        time.measure
+        fmt_ms(threads_time.warmup),
+        fmt_ms(tasks_time.warmup),
+        fmt_ms(threads_time.measure)
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -531,7 +565,7 @@ fairness bound {FAIRNESS_BOUND_MS} ms)",
             .map_or(10.0, |s| s.parse().expect("SECONDS is a number"));
         let time = Timing {
             measure: Duration::from_secs_f64(secs),
-            ..time
+            ..time_for(kind)
         };
         let c = run_cell(&rt, &pool, config, time);
         println!(
@@ -589,7 +623,7 @@ overtake p99.9 {} max {}",
             let pools = config.pools();
             for j in 0..pools.len() {
                 let pi = (round + ci + j) % pools.len();
-                let cell = run_cell(&rt, pools[pi], config, time);
+                let cell = run_cell(&rt, pools[pi], config, time_for(config.kind));
                 cells[ci][pi].push(cell);
             }
         }
@@ -629,10 +663,11 @@ overtake p99.9 {} max {}",
         md,
         "## Oversubscribed acquire + release (issue 13)\n\n\
 More workers than connections, or as many. Each worker loops acquire, hold, release: for {} of \
-warm-up, then {} measured; only the acquires that start in the measured window count. The warm-up \
-lets the window see the steady state rather than the start: a strict hand-off's convoy (threads) \
-forms only once enough holders have been preempted, from tens of milliseconds to over a second \
-after the start on 2 cores (`--profile` prints a cell's acquires per 100 ms). **Threads** (pool sizes {THREAD_SIZES:?} × {THREAD_WORKERS:?} OS threads): the hold is \
+warm-up (threads; tasks {}), then {} measured; only the acquires that start in the measured \
+window count. The warm-up lets the window see the steady state rather than the start: a strict \
+hand-off's convoy (threads) forms only once enough holders have been preempted, from tens of \
+milliseconds to over a second after the start on 2 cores, and under load it can break up and \
+form again (`--profile` prints a cell's acquires per 100 ms). **Threads** (pool sizes {THREAD_SIZES:?} × {THREAD_WORKERS:?} OS threads): the hold is \
 *increment* (a local counter incremented through `black_box`; no yield) or *yield* (one \
 `std::thread::yield_now()`); pools: nexus `acquire_blocking()`, r2d2 `get()`, barging \
 `acquire_blocking()`. **Tasks** (pool sizes {TASK_SIZES:?} × {TASK_WORKERS:?} tasks on one tokio \
@@ -655,8 +690,9 @@ inside the timed acquire: even a strictly FIFO pool with no more threads than co
 shows maxima of tens of milliseconds there on a loaded 2-core machine; the *yield* cells, where \
 threads give up their core every cycle, show the pool's own ordering far better. nexus-pool's \
 stated fairness bound, used by the targets: {FAIRNESS_BOUND_MS} ms.\n",
-        fmt_ms(time.warmup),
-        fmt_ms(time.measure),
+        fmt_ms(threads_time.warmup),
+        fmt_ms(tasks_time.warmup),
+        fmt_ms(threads_time.measure),
         took.as_secs_f64()
     );
     md.push_str(&common::mem_config_table_of(
