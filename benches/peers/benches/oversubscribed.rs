@@ -512,7 +512,7 @@ fn main() {
             },
         )
     } else {
-        let measure = ms(350);
+        let measure = ms(300);
         (
             5,
             Timing {
