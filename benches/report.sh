@@ -41,9 +41,13 @@ cargo bench --manifest-path "$peers/Cargo.toml" --no-run "${bench_args[@]}" 2>&1
 declare -A exe
 for b in "${benches[@]}"; do
   exe[$b]=$(sed -nE "s#^ *Executable benches/$b\.rs \((.*)\)\$#\1#p" "$out/build.log" | tail -1)
-  # Cargo names the executable relative to the package it built.
-  case "${exe[$b]}" in /*|"") ;; *) exe[$b]="$peers/${exe[$b]}" ;; esac
-  if [ -z "${exe[$b]}" ]; then
+  # Cargo names the executable relative to the directory it ran in (this one) or, in some
+  # versions, to the package it built: take whichever exists.
+  case "${exe[$b]}" in
+    /*|"") ;;
+    *) if [ -x "$root/${exe[$b]}" ]; then exe[$b]="$root/${exe[$b]}"; else exe[$b]="$peers/${exe[$b]}"; fi ;;
+  esac
+  if [ -z "${exe[$b]}" ] || [ ! -x "${exe[$b]}" ]; then
     echo "could not find the executable of bench $b in the build output" >&2
     exit 1
   fi
