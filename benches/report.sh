@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs the comparison benches of issue 7 and writes BENCHMARKS.md (and BENCHMARKS-throughput.svg)
-# in the repository root.
+# Runs the comparison benches of issues 7 and 13 and writes BENCHMARKS.md (and
+# BENCHMARKS-throughput.svg) in the repository root.
 #
-#   benches/report.sh            # full run: under 15 minutes on 2 cores (after the build)
-#   benches/report.sh --quick    # quick run: under 2 minutes (after the build)
+#   benches/report.sh            # full run: under 19 minutes on 2 cores (after the build)
+#   benches/report.sh --quick    # quick run: under 3 minutes (after the build)
 #
 # The PostgreSQL section needs NEXUS_POOL_PG_URL, e.g.
 #   NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick
@@ -28,7 +28,7 @@ out="$root/target/bench-report"
 rm -rf "$out"
 mkdir -p "$out"
 
-benches=(peers contended postgres spike)
+benches=(peers contended oversubscribed postgres spike)
 bench_args=()
 for b in "${benches[@]}"; do bench_args+=(--bench "$b"); done
 
@@ -41,9 +41,13 @@ cargo bench --manifest-path "$peers/Cargo.toml" --no-run "${bench_args[@]}" 2>&1
 declare -A exe
 for b in "${benches[@]}"; do
   exe[$b]=$(sed -nE "s#^ *Executable benches/$b\.rs \((.*)\)\$#\1#p" "$out/build.log" | tail -1)
-  # Cargo names the executable relative to the package it built.
-  case "${exe[$b]}" in /*|"") ;; *) exe[$b]="$peers/${exe[$b]}" ;; esac
-  if [ -z "${exe[$b]}" ]; then
+  # Cargo names the executable relative to the directory it ran in (this one) or, in some
+  # versions, to the package it built: take whichever exists.
+  case "${exe[$b]}" in
+    /*|"") ;;
+    *) if [ -x "$root/${exe[$b]}" ]; then exe[$b]="$root/${exe[$b]}"; else exe[$b]="$peers/${exe[$b]}"; fi ;;
+  esac
+  if [ -z "${exe[$b]}" ] || [ ! -x "${exe[$b]}" ]; then
     echo "could not find the executable of bench $b in the build output" >&2
     exit 1
   fi
@@ -101,9 +105,9 @@ Written by \`benches/report.sh${mode:+ --quick}\` ($mode_name run) on $when, at 
 Every number below comes from this one run; nothing is copied from elsewhere. Run it again with:
 
 \`\`\`sh
-NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh          # full, < 15 min on 2 cores
-NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick  # quick, < 2 min
-(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, postgres, spike
+NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh          # full, < 19 min on 2 cores
+NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick  # quick, < 3 min
+(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, oversubscribed, postgres, spike
 \`\`\`
 
 The machines these run on have 2 cores whose speed (cross-core latency above all) changes by
@@ -123,13 +127,13 @@ figures from different minutes, or from different runs, are not comparable.
 | profile | \`cargo bench\` (release, optimized) |
 | database | ${pg_server:-not measured (NEXUS_POOL_PG_URL unset)} |
 | load average (1, 5, 15 min) | $load_start at the start, $load_end at the end (other work on the machine shows here) |
-| run time | ${elapsed} s (uncontended $(secs peers) s, contended $(secs contended) s, PostgreSQL $(secs postgres) s, spike $(secs spike) s), build excluded |
+| run time | ${elapsed} s (uncontended $(secs peers) s, contended $(secs contended) s, oversubscribed $(secs oversubscribed) s, PostgreSQL $(secs postgres) s, spike $(secs spike) s), build excluded |
 
 | crate | version (Cargo.lock) |
 |---|---|
 $versions
 
-## Targets of issue 7
+## Targets of issues 7 and 13
 
 | target | measured in this run | |
 |---|---|---|

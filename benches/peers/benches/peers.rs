@@ -7,7 +7,10 @@
 //! - `nexus async`: `acquire().await` + drop on a tokio current-thread runtime;
 //! - `nexus try`: `try_acquire()` + drop;
 //! - `deadpool`, `bb8`, `mobc`: `get().await` + drop on the same current-thread runtime;
-//! - `r2d2`: `get()` + drop, on this thread.
+//! - `r2d2`: `get()` + drop, on this thread;
+//! - `barging blocking`, `barging async`: the reference of issue 13 (`common::BargingPool`, an
+//!   `ArrayQueue` + `event_listener::Event` pool without FIFO or bookkeeping), `acquire_blocking()`
+//!   on this thread and `acquire().await` on the current-thread runtime.
 //!
 //! The async loops run a whole batch inside one `block_on`, so the runtime's entry cost is spread
 //! over the batch. The targets are interleaved round-robin (the order rotates every round), one
@@ -73,6 +76,7 @@ fn main() {
     });
     let r2d2 = common::r2d2_mem(MAX);
     drop(r2d2.get().unwrap());
+    let barging = common::BargingPool::new(MAX);
 
     let rt = &rt;
     // A target timing one batch of `n` cycles (`$batch`, with `$n` in scope).
@@ -120,6 +124,8 @@ fn main() {
         tasks!("bb8", bb8.get().await.unwrap()),
         tasks!("mobc", mobc.get().await.unwrap()),
         threads!("r2d2", r2d2.get().unwrap()),
+        threads!("barging blocking", barging.acquire_blocking()),
+        tasks!("barging async", barging.acquire().await),
     ];
 
     // `--profile NAME`: run only that target, for 10 s, e.g. under `perf record -g`.
@@ -187,11 +193,17 @@ fn main() {
 One caller, a pool of {MAX} in-memory `u64` connections, acquire then release. The async targets \
 run on a tokio current-thread runtime, a whole batch per `block_on`. {rounds} rounds, each running \
 every target for one batch of about {} (order rotated each round); a ratio is the median of \
-the per-round ratios, so it compares samples taken milliseconds apart. Measured for {:.1} s.\n",
+the per-round ratios, so it compares samples taken milliseconds apart. The *barging* rows are the \
+reference pool of issue 13 (an `ArrayQueue` and an `event_listener::Event`, no FIFO, no \
+bookkeeping), through the same facade as the nexus row they are compared with. Measured for \
+{:.1} s.\n",
         fmt_ns(batch.as_nanos() as f64),
         took.as_secs_f64()
     );
-    md.push_str(&common::mem_config_table("16"));
+    md.push_str(&common::mem_config_table_of(
+        "16",
+        &["nexus-pool", "deadpool", "bb8", "r2d2", "mobc", "barging"],
+    ));
     md.push_str(
         "\n| target | median per cycle | best round | vs floor | vs nexus async | vs nexus blocking |\n\
 |---|---:|---:|---:|---:|---:|\n",
@@ -248,6 +260,26 @@ below 1 is faster than X, above 1 slower.\n",
             &format!("uncontended nexus {facade} at least 8x faster than {peer}"),
             format!("{peer} takes {} as long", fmt_ratio(r)),
             r >= 8.0,
+        );
+    }
+    md.push('\n');
+    for (facade, mine, reference) in [
+        ("blocking", nb, idx("barging blocking")),
+        ("async", na, idx("barging async")),
+    ] {
+        let r = ratio(mine, reference);
+        let line = format!(
+            "nexus {facade} / barging {facade}: {} (median of per-round ratios of time per cycle)",
+            fmt_ratio(r)
+        );
+        println!("{line}");
+        let _ = writeln!(md, "- {line}");
+        tg.add(
+            &format!(
+                "uncontended nexus {facade} within 1.3x the barging reference pool ({facade})"
+            ),
+            format!("{} of the barging pool's time per cycle", fmt_ratio(r)),
+            r <= 1.3,
         );
     }
     args.write("peers", &md, &tg);

@@ -1,5 +1,6 @@
-//! Shared by the comparison benches (`peers`, `contended`, `postgres`, `spike`): argument parsing,
-//! statistics, the in-memory connection managers of every pool compared, and the report files.
+//! Shared by the comparison benches (`peers`, `contended`, `oversubscribed`, `postgres`, `spike`):
+//! argument parsing, statistics, the in-memory connection managers of every pool compared, the
+//! barging reference pool, and the report files.
 //!
 //! Each bench binary prints its results and, given `--out DIR`, writes `DIR/<name>.md` (its
 //! section of `BENCHMARKS.md`) and `DIR/<name>.targets.md` (its rows of the targets table);
@@ -12,6 +13,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crossbeam_queue::ArrayQueue;
+use event_listener::{Event, Listener};
 use nexus_pool::{CheckoutValidation, ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
 
 // ----- arguments -------------------------------------------------------------------------------
@@ -60,7 +63,7 @@ impl Args {
     }
 }
 
-/// Rows of the targets table: what issue 7 asks, what this run measured, met or not.
+/// Rows of the targets table: what issues 7 and 13 ask, what this run measured, met or not.
 #[derive(Debug, Default)]
 pub struct Targets {
     pub rows: String,
@@ -352,14 +355,122 @@ pub fn mobc_mem(max: usize) -> mobc::Pool<MobcMem> {
         .build(MobcMem)
 }
 
+// ----- the barging reference pool (issue 13) ---------------------------------------------------
+
+/// The reference of issue 13: "a pool that lets any caller take any idle connection". An
+/// `ArrayQueue` of connections and an `event_listener::Event`; acquire pops, or registers a
+/// listener, pops again, and waits; release pushes and notifies one listener. No FIFO (a running
+/// caller takes an idle connection ahead of any woken one), no accounting, no timeout, no checks:
+/// the least a pool can cost, and the throughput a pool gets by letting callers barge.
+pub struct BargingPool {
+    idle: ArrayQueue<u64>,
+    returned: Event,
+}
+
+/// A connection of a [`BargingPool`], returned to it on drop.
+pub struct BargingGuard<'a> {
+    pool: &'a BargingPool,
+    conn: u64,
+}
+
+impl std::ops::Deref for BargingGuard<'_> {
+    type Target = u64;
+
+    fn deref(&self) -> &u64 {
+        &self.conn
+    }
+}
+
+impl Drop for BargingGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.pool.release(self.conn);
+    }
+}
+
+impl BargingPool {
+    /// A pool holding `size` open connections.
+    pub fn new(size: usize) -> BargingPool {
+        let idle = ArrayQueue::new(size);
+        for i in 0..size {
+            idle.push(i as u64).expect("room for every connection");
+        }
+        BargingPool {
+            idle,
+            returned: Event::new(),
+        }
+    }
+
+    #[inline]
+    fn guard(&self, conn: u64) -> BargingGuard<'_> {
+        BargingGuard { pool: self, conn }
+    }
+
+    /// Acquires a connection, parking this thread while none is idle.
+    #[inline]
+    pub fn acquire_blocking(&self) -> BargingGuard<'_> {
+        loop {
+            if let Some(c) = self.idle.pop() {
+                return self.guard(c);
+            }
+            let listener = self.returned.listen();
+            if let Some(c) = self.idle.pop() {
+                return self.guard(c);
+            }
+            listener.wait();
+        }
+    }
+
+    /// Acquires a connection, waiting asynchronously while none is idle.
+    #[inline]
+    pub async fn acquire(&self) -> BargingGuard<'_> {
+        loop {
+            if let Some(c) = self.idle.pop() {
+                return self.guard(c);
+            }
+            let listener = self.returned.listen();
+            if let Some(c) = self.idle.pop() {
+                return self.guard(c);
+            }
+            listener.await;
+        }
+    }
+
+    #[inline]
+    fn release(&self, conn: u64) {
+        self.idle
+            .push(conn)
+            .expect("a connection returns to the pool it came from");
+        self.returned.notify(1);
+    }
+}
+
 /// The configuration table every section repeats, so a reader sees what each pool ran with.
 pub fn mem_config_table(max: &str) -> String {
+    mem_config_table_of(max, &["nexus-pool", "deadpool", "bb8", "r2d2", "mobc"])
+}
+
+/// The configuration table of just the pools named (`nexus-pool`, `deadpool`, `bb8`, `r2d2`,
+/// `mobc`, `barging`), in that table's order.
+pub fn mem_config_table_of(max: &str, pools: &[&str]) -> String {
+    let all = mem_config_rows(max);
+    let mut table = String::from("| pool | configuration |\n|---|---|\n");
+    for row in all.lines() {
+        if pools.iter().any(|p| row.starts_with(&format!("| {p} |"))) {
+            table.push_str(row);
+            table.push('\n');
+        }
+    }
+    table
+}
+
+fn mem_config_rows(max: &str) -> String {
     format!(
-        "| pool | configuration |\n|---|---|\n\
-| nexus-pool | `max_connections({max})`, `acquire_timeout(30 s)`, `checkout_validation(Never)`, no health check, idle_timeout 10 min / max_lifetime 30 min (defaults) |\n\
+        "| nexus-pool | `max_connections({max})`, `acquire_timeout(30 s)`, `checkout_validation(Never)`, no health check, idle_timeout 10 min / max_lifetime 30 min (defaults) |\n\
 | deadpool | `max_size({max})`, `wait_timeout(30 s)`, `Runtime::Tokio1`, `recycle` returns `Ok(())` (always called), `QueueMode::Fifo` (default) |\n\
 | bb8 | `max_size({max})`, `connection_timeout(30 s)`, `test_on_check_out(false)` (`is_valid` is a no-op anyway), idle_timeout 10 min / max_lifetime 30 min (defaults) |\n\
 | r2d2 | `max_size({max})`, `connection_timeout(30 s)`, `test_on_check_out(false)` (`is_valid` is a no-op anyway), min_idle = max (default), idle_timeout 10 min / max_lifetime 30 min (defaults) |\n\
-| mobc | `max_open({max})`, `max_idle({max})`, `get_timeout(30 s)`, `test_on_check_out(false)` (`check` is a no-op anyway) |\n"
+| mobc | `max_open({max})`, `max_idle({max})`, `get_timeout(30 s)`, `test_on_check_out(false)` (`check` is a no-op anyway) |\n\
+| barging | the reference of issue 13, in `benches/peers/benches/common`: {max} connections in a `crossbeam_queue::ArrayQueue`, an `event_listener::Event`; acquire = pop, else listen, pop again, wait; release = push, `notify(1)`. No FIFO, no accounting, no timeout, no checks |\n"
     )
 }
