@@ -106,7 +106,7 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
         destroy_timeout(timeout: std::time::Duration) = "std::time::Duration::from_secs(1)";
         /// how many creates may run at once (default 2)
         max_concurrent_creates(n: usize) = "4";
-        /// how long a caller may wait before it is served ahead of everyone younger; zero for strict FIFO (default 1 ms)
+        /// how long a waiting thread may be passed over by newcomers; zero for strict FIFO (default 1 ms)
         fairness_bound(bound: std::time::Duration) = "std::time::Duration::ZERO";
         /// the pause after a failed create, doubling up to the second value (default 10 ms to 5 s)
         create_backoff(initial: std::time::Duration, max: std::time::Duration) = "std::time::Duration::from_millis(50), std::time::Duration::from_secs(2)";

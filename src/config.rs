@@ -315,21 +315,23 @@ impl ConnectionPoolConfig {
         self.destroy_timeout
     }
 
-    /// How long a caller may wait before it is served ahead of everyone younger.
+    /// How long a waiting thread may be passed over before it is served ahead of everyone
+    /// younger.
     ///
-    /// Waiters are queued first come, first served, but a caller that arrives while a
-    /// connection sits idle may take it even though others wait, as long as the oldest waiter
-    /// has waited less than this bound. A caller that is already running uses the connection at
-    /// once, where handing it to a parked thread costs a wake-up (tens of microseconds) during
-    /// which nobody can use it: with more threads than connections, strict hand-off convoys
-    /// every thread through the scheduler. Once the oldest waiter has waited this long, newcomers
-    /// stand back and each returned connection goes to it (and then to the next such waiter), so
-    /// no caller waits longer than this bound past its first-come turn, plus the time until the
-    /// next connection comes back and the time its thread or task takes to wake.
+    /// Waiters are queued first come, first served. A waiting *task* (`acquire().await`) is
+    /// handed the next returned connection, always: waking it costs its executor little. A
+    /// waiting *thread* (`acquire_blocking`) is parked, and waking it costs a context switch
+    /// (tens of microseconds) during which nobody can use a connection handed to it: with more
+    /// threads than connections, strict hand-off convoys every thread through the scheduler. So
+    /// while the oldest waiter is a thread that has waited less than this bound, a returned
+    /// connection is left idle and that thread is woken to take it itself; a caller that is
+    /// already running may take it first. Once the thread has waited the bound, newcomers stand
+    /// back and the next returned connection is its own. No caller thus waits longer than this
+    /// bound past its first-come turn, plus the time until a connection comes back and the time
+    /// it takes to wake.
     ///
-    /// Zero is strict first come, first served: every returned connection goes to the oldest
-    /// waiter. A bound longer than half of `acquire_timeout` counts as half of it, so that a
-    /// waiter always becomes due well before its wait times out.
+    /// Zero is strict first come, first served for threads too. A bound longer than half of
+    /// `acquire_timeout` counts as half of it, so that a waiter is due well before it times out.
     ///
     /// # Examples
     ///
@@ -739,8 +741,8 @@ impl ConnectionPoolConfigBuilder {
         self
     }
 
-    /// Sets how long a caller may wait before it is served ahead of everyone younger (default
-    /// 1 ms; zero for strict first come, first served). See
+    /// Sets how long a waiting thread may be passed over before it is served ahead of everyone
+    /// younger (default 1 ms; zero for strict first come, first served). See
     /// [`ConnectionPoolConfig::fairness_bound`].
     ///
     /// # Examples

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
 
-use crate::core::{Acquired, Popped, Shared, SlowAcquire, Timer};
+use crate::core::{Acquired, Popped, Shared, SlowAcquire, Timer, WaiterKind};
 use crate::pool::{record_slow, timeout_error};
 use crate::{
     ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
@@ -195,7 +195,7 @@ where
         let started = Instant::now();
         let deadline = started + shared.config.acquire_timeout();
         Slow {
-            wait: SlowAcquire::new(shared, candidate, deadline),
+            wait: SlowAcquire::new(shared, candidate, deadline, WaiterKind::Task),
             timer: None,
             started,
             deadline,

@@ -4,8 +4,8 @@
 //! Each model builds a small pool whose connections exist up front (no maintenance loop runs
 //! under loom: it needs timers) and explores every interleaving of the threads below, within
 //! the preemption bound, under strict FIFO (`fairness_bound` zero: every returned connection is
-//! handed to the oldest waiter) and under bounded fairness with waiters that are due at once or
-//! stay young (see `BOUNDS`). A lost wake-up shows up as a deadlock, a stranded connection as a
+//! handed to the oldest waiter) and under bounded fairness with waiting threads that are due at
+//! once or stay young (see `BOUNDS`; tasks are always due at once). A lost wake-up shows up as a deadlock, a stranded connection as a
 //! failed `try_acquire` at the end.
 #![cfg(loom)]
 
@@ -252,8 +252,9 @@ fn new_waker_during_release() {
     });
 }
 
-/// Under bounded fairness, a newcomer racing a young waiter for a returned connection: whoever
-/// takes it, the waiter is served once it comes back, and nothing is stranded.
+/// A newcomer racing a waiting thread for a returned connection (under bounded fairness a young
+/// thread is woken to take it itself, and the newcomer may take it first): whoever takes it,
+/// the thread is served once it comes back, and nothing is stranded.
 #[test]
 fn newcomer_races_woken_waiter() {
     each_mode(|bound| {
@@ -262,7 +263,7 @@ fn newcomer_races_woken_waiter() {
         let waiter = thread::spawn({
             let pool = pool.clone();
             move || {
-                let conn = loom::future::block_on(pool.acquire()).unwrap();
+                let conn = pool.acquire_blocking().unwrap();
                 assert_eq!(*conn, 7);
             }
         });

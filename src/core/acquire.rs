@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use super::WaiterKind;
 use super::sync::Arc;
 use super::waitlist::Slot;
 use super::{DestroyReason, Entry, Interrupted, Popped, RetireOnDrop, Shared, with_timeout};
@@ -31,7 +32,7 @@ impl<F: ConnectionFactory> Shared<F> {
         candidate: Option<Popped<F::Connection>>,
         deadline: Instant,
     ) -> Option<Acquired<F>> {
-        let mut slow = SlowAcquire::new(self, candidate, deadline);
+        let mut slow = SlowAcquire::new(self, candidate, deadline, WaiterKind::Thread);
         futures_lite::future::poll_fn(|cx| slow.poll(cx)).await
     }
 }
@@ -46,6 +47,8 @@ impl<F: ConnectionFactory> Shared<F> {
 pub(crate) struct SlowAcquire<'a, F: ConnectionFactory, S: Deref<Target = Shared<F>>> {
     shared: S,
     deadline: Instant,
+    /// What waking this caller costs, which decides when it is due (see `WaiterKind`).
+    kind: WaiterKind,
     /// Taken from the list's free list on first use and kept across re-queueing.
     slot: Option<Arc<Slot<F::Connection>>>,
     /// Whether the slot may be linked in the list (it may have been served or unlinked by
@@ -72,10 +75,12 @@ where
         shared: S,
         candidate: Option<Popped<F::Connection>>,
         deadline: Instant,
+        kind: WaiterKind,
     ) -> Self {
         SlowAcquire {
             shared,
             deadline,
+            kind,
             slot: None,
             queued: false,
             candidate,
@@ -173,7 +178,7 @@ where
     fn enqueue(&mut self, front: bool) -> bool {
         let shared = &*self.shared;
         let slot = self.slot.get_or_insert_with(|| shared.slot());
-        self.queued = self.shared.enqueue(slot, self.deadline, front);
+        self.queued = self.shared.enqueue(slot, self.deadline, self.kind, front);
         self.queued
     }
 

@@ -21,16 +21,18 @@
 //!   `idle`) takes the lock, pops the front slot and an idle connection, uncounts the waiter and
 //!   puts the connection into the slot, then wakes that waiter.
 //! * **Bounded** (the default, 1 ms): a returned connection is handed over like that only to a
-//!   waiter that is *due*, i.e. has waited the bound. While the oldest waiter is younger, the
-//!   release leaves the connection in `idle` and wakes that waiter to take it itself (one such
-//!   *competing* waiter at a time); a newcomer that is running may take it first. With more
-//!   threads than connections, strict hand-off gives every connection to a parked thread and
-//!   parks the running one: each use then costs a context switch (the lock-convoy problem, 10x
-//!   below r2d2 in issue 13's measurements). Barging within a bound is how locks solve it (Go's
-//!   `sync.Mutex` after 1 ms, parking_lot's fair unlock every 0.5 ms). A due front waiter that a
-//!   newcomer beat to a connection sets `HANDOFF` in `gate`: newcomers then queue until it is
-//!   served, so the next returned connection is its own. No caller thus waits longer than the
-//!   bound past its first-come turn, plus one return and its own wake-up.
+//!   waiter that is *due*: a task at once (its wake-up is cheap), a thread once it has waited the
+//!   bound. While the oldest waiter is a younger thread, the release leaves the connection in
+//!   `idle` and wakes that thread to take it itself (one such *competing* waiter at a time); a
+//!   newcomer that is running may take it first. With more threads than connections, strict
+//!   hand-off gives every connection to a parked thread and parks the running one: each use then
+//!   costs a context switch (the lock-convoy problem, 10x below r2d2 in issue 13's
+//!   measurements). Barging within a bound is how locks solve it (Go's `sync.Mutex` after 1 ms,
+//!   parking_lot's fair unlock every 0.5 ms). For tasks barging bought throughput but cost the
+//!   tail (a p99 wait of the bound), so tasks stay strictly first come, first served. A due
+//!   front waiter that a newcomer beat to a connection sets `HANDOFF` in `gate`: newcomers then
+//!   queue until it is served, so the next returned connection is its own. No caller thus waits
+//!   longer than the bound past its first-come turn, plus one return and its own wake-up.
 //!
 //! Either way, a connection the maintenance loop made or checked, or one a leaving waiter hands
 //! back (`Offer::Oldest`), goes to the oldest waiter whatever its age: nobody else is about to
@@ -75,7 +77,7 @@ mod surplus;
 mod sync;
 mod waitlist;
 
-pub(crate) use waitlist::Offer;
+pub(crate) use waitlist::{Offer, WaiterKind};
 
 pub(crate) use acquire::Acquired;
 #[cfg(feature = "async")]

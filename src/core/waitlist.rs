@@ -58,10 +58,22 @@ struct Inner<C> {
     competing: bool,
 }
 
+/// Who waits, as far as waking it costs: this decides when a waiter is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaiterKind {
+    /// A task: its executor polls it on a thread that is already running, so a hand-off costs
+    /// little. Tasks are due at once: served strictly first come, first served.
+    Task,
+    /// A parked thread: waking it costs a context switch, during which nobody can use a
+    /// connection handed to it. Due once it has waited `fairness_bound`.
+    Thread,
+}
+
 /// One linked waiter.
 struct Waiting<C> {
     /// When its wait ends.
     deadline: Instant,
+    kind: WaiterKind,
     slot: Arc<Slot<C>>,
     /// Woken to take an idle connection itself (bounded fairness), and has not looked yet.
     competing: bool,
@@ -234,6 +246,7 @@ impl<F: ConnectionFactory> Shared<F> {
         &self,
         slot: &Arc<Slot<F::Connection>>,
         deadline: Instant,
+        kind: WaiterKind,
         front: bool,
     ) -> bool {
         let mut inner = self.waitlist.lock();
@@ -244,6 +257,7 @@ impl<F: ConnectionFactory> Shared<F> {
         }
         let waiting = Waiting {
             deadline,
+            kind,
             slot: Arc::clone(slot),
             competing: false,
         };
@@ -355,11 +369,12 @@ impl<F: ConnectionFactory> Shared<F> {
             self.set_handoff(false);
             return Served::Nothing;
         };
-        let due = self.fairness.is_none_or(|due_within| {
-            Instant::now()
-                .checked_add(due_within)
-                .is_none_or(|at| front.deadline <= at)
-        });
+        let due = front.kind == WaiterKind::Task
+            || self.fairness.is_none_or(|due_within| {
+                Instant::now()
+                    .checked_add(due_within)
+                    .is_none_or(|at| front.deadline <= at)
+            });
         if !due {
             self.set_handoff(false);
             if offer == Offer::Returned {
@@ -520,5 +535,174 @@ impl<F: ConnectionFactory> Shared<F> {
             self.serve_waiters(Offer::Returned);
         }
         next
+    }
+}
+
+/// The bounded-fairness rule for waiting *threads*, whose wait (the state machine
+/// `acquire_blocking` parks on) is polled by hand here, so that "woken" and "served" are
+/// observed rather than raced. `tests/fairness.rs` covers the rest through the public API.
+#[cfg(all(test, not(loom), feature = "blocking"))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use super::super::acquire::SlowAcquire;
+    use super::super::{Acquired, LeakId, Shared};
+    use super::WaiterKind;
+    use crate::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+
+    struct Numbers;
+
+    impl ConnectionFactory for Numbers {
+        type Connection = u32;
+        type Error = std::io::Error;
+
+        async fn create(&self) -> Result<u32, std::io::Error> {
+            Ok(7)
+        }
+    }
+
+    /// A pool of one connection, created and idle, whose waiting threads stay young.
+    fn pool() -> ConnectionPool<Numbers> {
+        let config = ConnectionPoolConfig::builder()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(60))
+            .fairness_bound(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let pool = ConnectionPool::new(Numbers, config);
+        drop(pool.acquire_blocking().unwrap());
+        pool
+    }
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A waiting thread's acquire, polled by hand.
+    struct ThreadWait<'p> {
+        wait: SlowAcquire<'p, Numbers, &'p Shared<Numbers>>,
+        wakes: Arc<Wakes>,
+    }
+
+    impl<'p> ThreadWait<'p> {
+        fn queue(pool: &'p ConnectionPool<Numbers>) -> Self {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut w = ThreadWait {
+                wait: SlowAcquire::new(pool.shared(), None, deadline, WaiterKind::Thread),
+                wakes: Arc::default(),
+            };
+            assert!(w.poll().is_none(), "the acquire queues");
+            w
+        }
+
+        fn poll(&mut self) -> Option<Acquired<Numbers>> {
+            let waker = Waker::from(self.wakes.clone());
+            match self.wait.poll(&mut Context::from_waker(&waker)) {
+                Poll::Ready(done) => Some(done.expect("no wait here reaches its deadline")),
+                Poll::Pending => None,
+            }
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
+        }
+
+        /// Polls it, expecting a connection, and returns that to the pool.
+        fn served(&mut self, pool: &ConnectionPool<Numbers>) {
+            let entry = self.poll().expect("served").expect("a connection");
+            pool.shared().release(entry, None, LeakId::NONE);
+        }
+    }
+
+    #[test]
+    fn a_young_thread_races_newcomers_for_a_returned_connection() {
+        let pool = pool();
+        let held = pool.try_acquire().unwrap();
+        let mut waiter = ThreadWait::queue(&pool);
+        drop(held);
+        assert_eq!(waiter.wakes(), 1, "woken to take it itself");
+        // It has not run yet; a caller that is running takes the connection first.
+        let newcomer = pool
+            .try_acquire()
+            .expect("a newcomer takes the idle connection");
+        assert!(
+            waiter.poll().is_none(),
+            "the thread finds nothing and waits on"
+        );
+        assert_eq!(pool.current_metrics().waiting, 1, "in its place");
+        drop(newcomer);
+        assert_eq!(waiter.wakes(), 2);
+        waiter.served(&pool);
+        assert_eq!(pool.current_metrics().waiting, 0);
+        assert!(pool.try_acquire().is_ok(), "nothing lost");
+    }
+
+    #[test]
+    fn young_threads_keep_their_order_when_nobody_barges() {
+        let pool = pool();
+        let held = pool.try_acquire().unwrap();
+        let mut first = ThreadWait::queue(&pool);
+        let mut second = ThreadWait::queue(&pool);
+        drop(held);
+        assert_eq!((first.wakes(), second.wakes()), (1, 0), "only the oldest");
+        assert!(
+            pool.try_acquire().is_ok(),
+            "the connection waits in `idle`, not in a slot"
+        );
+        // (That newcomer returned it at once: the oldest is still the one woken.)
+        assert_eq!((first.wakes(), second.wakes()), (1, 0));
+        first.served(&pool);
+        assert_eq!(second.wakes(), 1, "then the next");
+        second.served(&pool);
+    }
+
+    #[test]
+    fn a_woken_thread_that_leaves_passes_its_turn_on() {
+        let pool = pool();
+        let held = pool.try_acquire().unwrap();
+        let first = ThreadWait::queue(&pool);
+        let mut second = ThreadWait::queue(&pool);
+        drop(held);
+        assert_eq!(first.wakes(), 1);
+        drop(first); // gave up before it looked
+        assert_eq!(second.wakes(), 1, "the next thread is woken in its place");
+        second.served(&pool);
+        assert_eq!(pool.current_metrics().waiting, 0);
+        assert!(pool.try_acquire().is_ok(), "nothing lost");
+    }
+
+    #[test]
+    fn a_task_ahead_of_threads_bars_newcomers() {
+        // A task is due at once: a connection returned while it is first in line is handed
+        // to it, though the threads behind it are young.
+        let pool = pool();
+        let held = pool.try_acquire().unwrap();
+        let mut task = Box::pin(pool.acquire());
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert!(
+            task.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let mut thread = ThreadWait::queue(&pool);
+        drop(held);
+        assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)));
+        assert_eq!((wakes.0.load(Ordering::SeqCst), thread.wakes()), (1, 0));
+        let Poll::Ready(Ok(conn)) = task.as_mut().poll(&mut Context::from_waker(&waker)) else {
+            panic!("the task is served");
+        };
+        drop(conn);
+        assert_eq!(thread.wakes(), 1);
+        thread.served(&pool);
     }
 }
