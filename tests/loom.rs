@@ -31,9 +31,9 @@ impl ConnectionFactory for Numbers {
     }
 }
 
-/// The fairness bounds every model runs under: strict FIFO; a bound every waiter passes at once
-/// (due waiters: hand-off, and `HANDOFF` when a newcomer took the connection first); and a
-/// bound no model outlives (young waiters race newcomers).
+/// The fairness bounds every model runs under: strict FIFO; a bound every waiting thread passes
+/// at once (due: handed the next returned connection while newcomers may take what is idle);
+/// and a bound no model outlives (young threads race newcomers).
 const BOUNDS: [Duration; 3] = [
     Duration::ZERO,
     Duration::from_nanos(1),

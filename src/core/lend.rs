@@ -6,8 +6,8 @@ use std::panic::Location;
 use std::time::Duration;
 
 use super::{
-    CLOSED, DestroyReason, Entry, HANDOFF, LeakId, Millis, Offer, Popped, SHRINK, Shared, Stats,
-    WAITERS, clock,
+    CLOSED, DestroyReason, Entry, LeakId, Millis, Offer, Popped, SHRINK, Shared, Stats, WAITERS,
+    clock,
 };
 use crate::ConnectionFactory;
 use crate::events::emit;
@@ -165,6 +165,17 @@ impl<F: ConnectionFactory> Shared<F> {
     /// `close`/`resize`.
     #[inline]
     pub(crate) fn push_idle(&self, entry: Entry<F::Connection>, offer: Offer) {
+        // Someone waits (and the pool is open and not shrinking): a due waiter at the front is
+        // handed this very connection, so no newcomer can take it on its way through `idle`.
+        let gate = self.hot.gate.load(Ordering::Relaxed);
+        let entry = if gate != 0 && gate & (CLOSED | SHRINK) == 0 {
+            match self.hand_to_due(entry, offer) {
+                Ok(()) => return,
+                Err(entry) => entry,
+            }
+        } else {
+            entry
+        };
         if let Err(entry) = self.idle.push(entry) {
             // Cannot happen while every connection is in one place and the queue holds the
             // ceiling; closing the surplus keeps the count honest if it ever did.
@@ -186,8 +197,7 @@ impl<F: ConnectionFactory> Shared<F> {
         if gate & SHRINK != 0 && self.shrink_one() {
             return;
         }
-        // `HANDOFF` alone: the list emptied while it was being cleared; serving clears it.
-        if gate & (WAITERS | HANDOFF) != 0 {
+        if gate & WAITERS != 0 {
             self.serve_waiters(offer);
         }
     }

@@ -5,8 +5,8 @@
 //!
 //! Idle connections sit in a lock-free `ArrayQueue` (`idle`). The uncontended path is one `pop` to
 //! acquire and one `push` to release, guarded by a single load of `gate`, the word that holds the
-//! number of waiters in the list and the `CLOSED`, `SHRINK` and `HANDOFF` bits. While `gate` is
-//! zero nobody waits and the pool is open, so the queue is all there is.
+//! number of waiters in the list and the `CLOSED` and `SHRINK` bits. While `gate` is zero nobody
+//! waits and the pool is open, so the queue is all there is.
 //!
 //! # Who is served: first come, first served within a bound
 //!
@@ -16,23 +16,25 @@
 //! wait depends on `fairness_bound`:
 //!
 //! * **Strict** (bound zero): a newcomer that sees waiters in `gate` may not pop `idle`; it
-//!   queues. A release that sees waiters after its push (a `SeqCst` fence separates the push from
-//!   the load of `gate`; a waiter does the mirror image: count itself, fence, then look at
-//!   `idle`) takes the lock, pops the front slot and an idle connection, uncounts the waiter and
-//!   puts the connection into the slot, then wakes that waiter.
+//!   queues. A release that sees waiters takes the lock, unlinks the front slot, uncounts the
+//!   waiter and puts the connection into the slot, then wakes that waiter. (A release that saw
+//!   nobody pushes to `idle`, and a `SeqCst` fence separates the push from its second look at
+//!   `gate`; a waiter does the mirror image: count itself, fence, then look at `idle`. Either
+//!   the release sees the waiter and serves the list, or the waiter sees the connection.)
 //! * **Bounded** (the default, 1 ms): a returned connection is handed over like that only to a
 //!   waiter that is *due*: a task at once (its wake-up is cheap), a thread once it has waited the
-//!   bound. While the oldest waiter is a younger thread, the release leaves the connection in
+//!   bound. While the oldest waiter is a younger thread, the release puts the connection in
 //!   `idle` and wakes that thread to take it itself (one such *competing* waiter at a time); a
 //!   newcomer that is running may take it first. With more threads than connections, strict
 //!   hand-off gives every connection to a parked thread and parks the running one: each use then
 //!   costs a context switch (the lock-convoy problem, 10x below r2d2 in issue 13's
 //!   measurements). Barging within a bound is how locks solve it (Go's `sync.Mutex` after 1 ms,
 //!   parking_lot's fair unlock every 0.5 ms). For tasks barging bought throughput but cost the
-//!   tail (a p99 wait of the bound), so tasks stay strictly first come, first served. A due
-//!   front waiter that a newcomer beat to a connection sets `HANDOFF` in `gate`: newcomers then
-//!   queue until it is served, so the next returned connection is its own. No caller thus waits
-//!   longer than the bound past its first-come turn, plus one return and its own wake-up.
+//!   tail (a p99 wait of the bound), so tasks stay strictly first come, first served. Newcomers
+//!   are never barred (unlike Go's starvation mode, which convoyed the oldest threads here):
+//!   they can only take what sits in `idle`, and a release that finds a due waiter in front
+//!   hands its connection over without passing it through `idle`. No caller thus waits longer
+//!   than the bound past its first-come turn, plus one return and its own wake-up.
 //!
 //! Either way, a connection the maintenance loop made or checked, or one a leaving waiter hands
 //! back (`Offer::Oldest`), goes to the oldest waiter whatever its age: nobody else is about to
@@ -108,11 +110,8 @@ const CLOSED: usize = 1 << (usize::BITS - 1);
 /// The `SHRINK` bit of `gate`: `resize` lowered `max` below `total`, so returned connections are
 /// retired until it is reached.
 const SHRINK: usize = 1 << (usize::BITS - 2);
-/// The `HANDOFF` bit of `gate`: the oldest waiter has waited `fairness_bound` and was not served
-/// yet, so nobody may take an idle connection ahead of it (see `waitlist`, bounded fairness).
-const HANDOFF: usize = 1 << (usize::BITS - 3);
 /// The bits of `gate` that count registered waiters.
-const WAITERS: usize = !(CLOSED | SHRINK | HANDOFF);
+const WAITERS: usize = !(CLOSED | SHRINK);
 
 /// How long a connection never lent counts as known good after it was made (HikariCP's bypass
 /// window for recently used connections, applied to new ones).
@@ -121,10 +120,10 @@ const FRESH_FOR: Duration = Duration::from_millis(500);
 /// What the hot paths read on every call, on one cache line.
 #[derive(Debug)]
 struct Hot {
-    /// Registered waiters, plus the `CLOSED`, `SHRINK` and `HANDOFF` bits.
+    /// Registered waiters, plus the `CLOSED` and `SHRINK` bits.
     gate: AtomicUsize,
     /// The bits of `gate` that keep the fast path out: all of them under strict FIFO (anyone
-    /// waiting), only `CLOSED | SHRINK | HANDOFF` under bounded fairness (set once, read with
+    /// waiting), only `CLOSED | SHRINK` under bounded fairness (set once, read with
     /// `gate` on the same line).
     barred: usize,
     /// Bumped by `evict_all`; connections created under an older one are replaced.
@@ -235,7 +234,7 @@ impl<F: ConnectionFactory> Shared<F> {
             hot: CachePadded::new(Hot {
                 gate: AtomicUsize::new(0),
                 barred: if fairness.is_some() {
-                    CLOSED | SHRINK | HANDOFF
+                    CLOSED | SHRINK
                 } else {
                     usize::MAX
                 },

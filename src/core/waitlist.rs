@@ -34,7 +34,7 @@ use std::time::Instant;
 use event_listener::Event;
 
 use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
-use super::{Entry, HANDOFF, Shared};
+use super::{Entry, Shared};
 use crate::ConnectionFactory;
 
 /// The queue of waiting callers, oldest at the front, and the state of the deadline keeper.
@@ -337,8 +337,8 @@ impl<F: ConnectionFactory> Shared<F> {
             inner.competing = false;
         }
         drop(inner);
-        // Under bounded fairness the front may have changed: the next waiter may be due (or
-        // nobody, lifting `HANDOFF`), or should take what the one that left was woken for.
+        // Under bounded fairness the front may have changed: the next waiter may be due, or
+        // should take what the one that left was woken for.
         if self.fairness.is_some() && (at == 0 || competing) {
             self.serve_waiters(Offer::Returned);
         }
@@ -360,42 +360,63 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
-    /// Serves the front waiter as `offer` and its age decide: a due one (any, under strict
-    /// FIFO) is handed an idle connection; a young one is woken to take a returned connection
-    /// itself, unless another waiter already is, and is handed any other. Keeps `HANDOFF` set
-    /// exactly while a due front waiter could not be served.
+    /// Serves the front waiter as `offer` and its age decide: a due one is handed an idle
+    /// connection; a young thread is woken to take a returned connection itself, unless another
+    /// waiter already is, and is handed any other.
     fn serve_front(&self, inner: &mut Inner<F::Connection>, offer: Offer) -> Served<F::Connection> {
         let Some(front) = inner.queue.front_mut() else {
-            self.set_handoff(false);
             return Served::Nothing;
         };
-        let due = front.kind == WaiterKind::Task
+        if offer == Offer::Returned && !self.is_due(front) {
+            if inner.competing || self.idle.is_empty() {
+                return Served::Nothing;
+            }
+            front.competing = true;
+            inner.competing = true;
+            return Served::Compete(Arc::clone(&front.slot));
+        }
+        self.serve_one(inner)
+            .map_or(Served::Nothing, Served::Handed)
+    }
+
+    /// Whether `waiting` is served ahead of newcomers: a task at once, a thread once it has
+    /// waited `fairness_bound` (at once under strict FIFO).
+    fn is_due(&self, waiting: &Waiting<F::Connection>) -> bool {
+        waiting.kind == WaiterKind::Task
             || self.fairness.is_none_or(|due_within| {
                 Instant::now()
                     .checked_add(due_within)
-                    .is_none_or(|at| front.deadline <= at)
-            });
-        if !due {
-            self.set_handoff(false);
-            if offer == Offer::Returned {
-                if inner.competing || self.idle.is_empty() {
-                    return Served::Nothing;
-                }
-                front.competing = true;
-                inner.competing = true;
-                return Served::Compete(Arc::clone(&front.slot));
-            }
+                    .is_none_or(|at| waiting.deadline <= at)
+            })
+    }
+
+    /// Hands `entry` straight to the front waiter if it is due (any waiter, for
+    /// `Offer::Oldest`), without passing it through `idle` where a newcomer could take it.
+    /// Gives it back if there is no such waiter.
+    pub(crate) fn hand_to_due(
+        &self,
+        entry: Entry<F::Connection>,
+        offer: Offer,
+    ) -> Result<(), Entry<F::Connection>> {
+        let mut inner = self.waitlist.lock();
+        let due = inner
+            .queue
+            .front()
+            .is_some_and(|front| offer == Offer::Oldest || self.is_due(front));
+        if !due || self.is_closed() {
+            return Err(entry);
         }
-        match self.serve_one(inner) {
-            Some(slot) => Served::Handed(slot),
-            None => {
-                // A newcomer took what was released first: the next release is this waiter's.
-                if due && self.fairness.is_some() {
-                    self.set_handoff(true);
-                }
-                Served::Nothing
-            }
+        let Some(waiting) = inner.queue.pop_front() else {
+            return Err(entry);
+        };
+        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        if waiting.competing {
+            inner.competing = false;
         }
+        waiting.slot.fill(entry);
+        drop(inner);
+        waiting.slot.wake();
+        Ok(())
     }
 
     /// Moves one idle connection into the front waiter's slot and unlinks it, if there are
@@ -442,23 +463,13 @@ impl<F: ConnectionFactory> Shared<F> {
         // The list keeps a reference until here; the waiter holds its own (see `dequeue`).
         drop(inner.queue.remove(at));
         self.hot.gate.fetch_sub(1, Ordering::SeqCst);
-        let more = inner.queue.is_empty() || !self.idle.is_empty();
+        let more = !inner.queue.is_empty() && !self.idle.is_empty();
         drop(inner);
-        // More idle for the next waiter, or nobody left (lifting `HANDOFF`): serve on.
+        // More idle for the next waiter: serve on.
         if more {
             self.serve_waiters(Offer::Returned);
         }
         Some(entry)
-    }
-
-    /// Sets or clears `HANDOFF` (with the list locked, so setters never race).
-    fn set_handoff(&self, on: bool) {
-        let set = self.hot.gate.load(Ordering::Relaxed) & HANDOFF != 0;
-        if on && !set {
-            self.hot.gate.fetch_or(HANDOFF, Ordering::SeqCst);
-        } else if !on && set {
-            self.hot.gate.fetch_and(!HANDOFF, Ordering::SeqCst);
-        }
     }
 
     /// Wakes every waiter for `close`, and the keeper; each then sees the `CLOSED` bit.
@@ -467,7 +478,6 @@ impl<F: ConnectionFactory> Shared<F> {
         let unlinked = std::mem::take(&mut inner.queue);
         inner.competing = false;
         self.hot.gate.fetch_sub(unlinked.len(), Ordering::SeqCst);
-        self.set_handoff(false);
         drop(inner);
         unlinked.iter().for_each(|w| w.slot.wake());
         self.waitlist.keeper_wanted.notify(usize::MAX);
@@ -530,7 +540,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let next = inner.armed;
         drop(inner);
         expired.iter().for_each(|slot| slot.wake());
-        // The front changed: settle `HANDOFF` and the competing waiter for the new one.
+        // The front changed: the next waiter may be due, or should compete.
         if self.fairness.is_some() && !expired.is_empty() {
             self.serve_waiters(Offer::Returned);
         }
