@@ -23,6 +23,17 @@
 //! clock reads and its place in the queue, or woken late); the p99.9 and the maximum are
 //! reported.
 //!
+//! **Acquires still waiting when the window ends** are not dropped (that would flatter a pool that
+//! starves some callers): each worker publishes the start of its in-flight acquire in a slot of
+//! its own (a cache-padded `AtomicU64`, stored with `Relaxed` before the acquire call and cleared
+//! after it returns: a store to a worker-private cache line, no shared write), and the slots are
+//! read when the window ends, just after `stop` is set and before the workers are joined. An
+//! acquire still waiting then counts with the time it had waited so far (window end − its start,
+//! a lower bound) in the wait percentiles, and in the overtakes as served at the window end, that
+//! is overtaken by every younger acquire served before the end; it replaces the record the worker
+//! makes when that acquire completes after the stop. Reported per cell also: *stuck*, the longest
+//! any worker was still waiting when the window ended (0 if none was).
+//!
 //! Every (configuration, pool) cell runs once per round on a fresh pool warmed to its full size,
 //! the pools' order rotating each round; a figure is the median over rounds and a ratio the
 //! median of per-round ratios.
@@ -38,7 +49,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -138,27 +149,56 @@ struct Rec {
 }
 
 #[inline]
-fn rec(base: Instant, t: Instant, waited: Duration) -> Rec {
+fn rec(start: u64, waited: Duration) -> Rec {
     Rec {
-        start: t.saturating_duration_since(base).as_nanos() as u64,
+        start,
         wait: nanos32(waited),
     }
 }
 
+/// `t` in ns since `base`.
+#[inline]
+fn since(base: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(base).as_nanos() as u64
+}
+
+/// A worker's in-flight slot: the start (ns since the cell's base instant) of the acquire it is
+/// waiting in, or [`NOT_WAITING`]. Padded to its own cache lines, so that a worker's stores do
+/// not touch a line another worker writes.
+#[repr(align(128))]
+struct Slot(AtomicU64);
+
+/// A [`Slot`]'s value while its worker is not in an acquire call.
+const NOT_WAITING: u64 = u64::MAX;
+
+fn slots(workers: usize) -> Arc<[Slot]> {
+    (0..workers)
+        .map(|_| Slot(AtomicU64::new(NOT_WAITING)))
+        .collect()
+}
+
+/// The start of each worker's in-flight acquire (or [`NOT_WAITING`]), read when the window ends.
+fn in_flight(slots: &[Slot]) -> Vec<u64> {
+    slots.iter().map(|s| s.0.load(Ordering::Relaxed)).collect()
+}
+
 /// A pool whose workers are OS threads: acquire, hold, release; returns the acquire's record.
 trait SyncPool: Sync {
-    fn cycle(&self, base: Instant, hold: Hold, counter: &mut u64) -> Rec;
+    fn cycle(&self, base: Instant, slot: &AtomicU64, hold: Hold, counter: &mut u64) -> Rec;
 }
 
 /// A pool whose workers are tasks: acquire, hold across one `yield_now().await`, release.
 trait AsyncPool: Send + Sync + 'static {
-    fn cycle(&self, base: Instant) -> impl Future<Output = Rec> + Send;
+    fn cycle(&self, base: Instant, slot: &AtomicU64) -> impl Future<Output = Rec> + Send;
 }
 
 macro_rules! sync_cycle {
-    ($base:ident, $hold:ident, $counter:ident, $acquire:expr) => {{
+    ($base:ident, $slot:ident, $hold:ident, $counter:ident, $acquire:expr) => {{
         let t = Instant::now();
+        let start = since($base, t);
+        $slot.store(start, Ordering::Relaxed);
         let c = $acquire;
+        $slot.store(NOT_WAITING, Ordering::Relaxed);
         let waited = t.elapsed();
         match $hold {
             Hold::Increment => *$counter = black_box(*$counter + 1),
@@ -166,55 +206,58 @@ macro_rules! sync_cycle {
         }
         black_box(&c);
         drop(c);
-        rec($base, t, waited)
+        rec(start, waited)
     }};
 }
 
 macro_rules! async_cycle {
-    ($base:ident, $acquire:expr) => {{
+    ($base:ident, $slot:ident, $acquire:expr) => {{
         let t = Instant::now();
+        let start = since($base, t);
+        $slot.store(start, Ordering::Relaxed);
         let c = $acquire;
+        $slot.store(NOT_WAITING, Ordering::Relaxed);
         let waited = t.elapsed();
         tokio::task::yield_now().await;
         black_box(&c);
         drop(c);
-        rec($base, t, waited)
+        rec(start, waited)
     }};
 }
 
 impl SyncPool for ConnectionPool<common::MemFactory> {
-    fn cycle(&self, base: Instant, hold: Hold, counter: &mut u64) -> Rec {
-        sync_cycle!(base, hold, counter, self.acquire_blocking().unwrap())
+    fn cycle(&self, base: Instant, slot: &AtomicU64, hold: Hold, counter: &mut u64) -> Rec {
+        sync_cycle!(base, slot, hold, counter, self.acquire_blocking().unwrap())
     }
 }
 
 impl SyncPool for r2d2::Pool<common::R2d2Mem> {
-    fn cycle(&self, base: Instant, hold: Hold, counter: &mut u64) -> Rec {
-        sync_cycle!(base, hold, counter, self.get().unwrap())
+    fn cycle(&self, base: Instant, slot: &AtomicU64, hold: Hold, counter: &mut u64) -> Rec {
+        sync_cycle!(base, slot, hold, counter, self.get().unwrap())
     }
 }
 
 impl SyncPool for BargingPool {
-    fn cycle(&self, base: Instant, hold: Hold, counter: &mut u64) -> Rec {
-        sync_cycle!(base, hold, counter, self.acquire_blocking())
+    fn cycle(&self, base: Instant, slot: &AtomicU64, hold: Hold, counter: &mut u64) -> Rec {
+        sync_cycle!(base, slot, hold, counter, self.acquire_blocking())
     }
 }
 
 impl AsyncPool for ConnectionPool<common::MemFactory> {
-    async fn cycle(&self, base: Instant) -> Rec {
-        async_cycle!(base, self.acquire().await.unwrap())
+    async fn cycle(&self, base: Instant, slot: &AtomicU64) -> Rec {
+        async_cycle!(base, slot, self.acquire().await.unwrap())
     }
 }
 
 impl AsyncPool for common::DeadpoolPool {
-    async fn cycle(&self, base: Instant) -> Rec {
-        async_cycle!(base, self.get().await.unwrap())
+    async fn cycle(&self, base: Instant, slot: &AtomicU64) -> Rec {
+        async_cycle!(base, slot, self.get().await.unwrap())
     }
 }
 
 impl AsyncPool for BargingPool {
-    async fn cycle(&self, base: Instant) -> Rec {
-        async_cycle!(base, self.acquire().await)
+    async fn cycle(&self, base: Instant, slot: &AtomicU64) -> Rec {
+        async_cycle!(base, slot, self.acquire().await)
     }
 }
 
@@ -228,6 +271,9 @@ struct Cell {
     max_ops: u64,
     overtake_p999: u32,
     overtake_max: u32,
+    /// The longest any worker was still waiting when the window ended (its censored wait, ns;
+    /// 0 if none was).
+    stuck: u64,
     /// Acquires started in each [`TIMELINE_BIN`] of the measured window (printed by `--profile`).
     timeline: Vec<u64>,
 }
@@ -292,7 +338,32 @@ impl Window {
 /// (started before its end, served after its start): a caller starved since the warm-up, served
 /// only after the stop, counts. An acquire's overtake is measured against every acquire younger
 /// than it, warm-up and stop included.
-fn summarize(results: Vec<Vec<Rec>>, window: Window) -> Cell {
+///
+/// `in_flight[i]` is the start of worker `i`'s acquire still waiting when the window ended (read
+/// from its slot then), or [`NOT_WAITING`]: that acquire counts with the time it had waited so
+/// far, `window.to − start` (a lower bound), and as served at `window.to` for the overtakes; this
+/// censored record replaces the one the worker made when the acquire completed after the stop.
+fn summarize(mut results: Vec<Vec<Rec>>, in_flight: &[u64], window: Window) -> Cell {
+    let mut stuck = 0u64;
+    for (r, &start) in results.iter_mut().zip(in_flight) {
+        // NOT_WAITING, or an acquire started after the window's end: nothing in flight at it.
+        if start >= window.to {
+            continue;
+        }
+        let waited = window.to - start;
+        let censored = Rec {
+            start,
+            wait: u32::try_from(waited).unwrap_or(u32::MAX),
+        };
+        match r.iter().rposition(|x| x.start == start) {
+            // Served at or before the window's end, its slot not yet cleared when read: its own
+            // record stands.
+            Some(i) if r[i].start + u64::from(r[i].wait) <= window.to => continue,
+            Some(i) => r[i] = censored,
+            None => r.push(censored),
+        }
+        stuck = stuck.max(waited);
+    }
     let ops: Vec<u64> = results
         .iter()
         .map(|r| {
@@ -341,6 +412,7 @@ fn summarize(results: Vec<Vec<Rec>>, window: Window) -> Cell {
         max_ops: ops.iter().copied().max().unwrap_or(0),
         overtake_p999,
         overtake_max,
+        stuck,
         timeline,
     }
 }
@@ -349,11 +421,13 @@ fn run_threads<P: SyncPool>(pool: P, workers: usize, hold: Hold, time: Timing) -
     let stop = AtomicBool::new(false);
     let barrier = std::sync::Barrier::new(workers + 1);
     let cap = capacity(workers, time.warmup + time.measure);
+    let slots = slots(workers);
     let base = Instant::now();
-    let (results, window) = std::thread::scope(|s| {
+    let (results, in_flight, window) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
-            .map(|_| {
+            .map(|i| {
                 let (pool, stop, barrier) = (&pool, &stop, &barrier);
+                let slot = &slots[i].0;
                 std::thread::Builder::new()
                     .stack_size(256 * 1024)
                     .spawn_scoped(s, move || {
@@ -361,7 +435,7 @@ fn run_threads<P: SyncPool>(pool: P, workers: usize, hold: Hold, time: Timing) -
                         let mut counter = 0u64;
                         barrier.wait();
                         while !stop.load(Ordering::Relaxed) {
-                            recs.push(pool.cycle(base, hold, &mut counter));
+                            recs.push(pool.cycle(base, slot, hold, &mut counter));
                         }
                         black_box(counter);
                         recs
@@ -375,10 +449,11 @@ fn run_threads<P: SyncPool>(pool: P, workers: usize, hold: Hold, time: Timing) -
         std::thread::sleep(time.measure);
         let to = Instant::now();
         stop.store(true, Ordering::Relaxed);
+        let in_flight = in_flight(&slots);
         let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        (results, Window::new(base, from, to))
+        (results, in_flight, Window::new(base, from, to))
     });
-    summarize(results, window)
+    summarize(results, &in_flight, window)
 }
 
 fn run_tasks<P: AsyncPool>(
@@ -391,16 +466,18 @@ fn run_tasks<P: AsyncPool>(
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(tokio::sync::Barrier::new(workers + 1));
     let cap = capacity(workers, time.warmup + time.measure);
+    let slots = slots(workers);
     let base = Instant::now();
-    let (results, window) = rt.block_on(async {
+    let (results, in_flight, window) = rt.block_on(async {
         let handles: Vec<_> = (0..workers)
-            .map(|_| {
+            .map(|i| {
                 let (pool, stop, barrier) = (pool.clone(), stop.clone(), barrier.clone());
+                let slots = slots.clone();
                 tokio::spawn(async move {
                     let mut recs = Vec::with_capacity(cap);
                     barrier.wait().await;
                     while !stop.load(Ordering::Relaxed) {
-                        recs.push(pool.cycle(base).await);
+                        recs.push(pool.cycle(base, &slots[i].0).await);
                     }
                     recs
                 })
@@ -412,13 +489,14 @@ fn run_tasks<P: AsyncPool>(
         tokio::time::sleep(time.measure).await;
         let to = Instant::now();
         stop.store(true, Ordering::Relaxed);
+        let in_flight = in_flight(&slots);
         let mut results = Vec::with_capacity(workers);
         for h in handles {
             results.push(h.await.unwrap());
         }
-        (results, Window::new(base, from, to))
+        (results, in_flight, Window::new(base, from, to))
     });
-    summarize(results, window)
+    summarize(results, &in_flight, window)
 }
 
 /// How long a cell's workers run before the measured window (so that the window sees the steady
@@ -570,7 +648,7 @@ fn main() {
         let c = run_cell(&rt, &pool, config, time);
         println!(
             "profiled {pool}, {}: {}, wait p50 {} p99 {} p99.9 {}, ops per worker {}..{}, \
-overtake p99.9 {} max {}",
+overtake p99.9 {} max {}, stuck {}",
             config.label(),
             fmt_rate(c.throughput),
             fmt_ns(c.p50 as f64),
@@ -580,6 +658,7 @@ overtake p99.9 {} max {}",
             c.max_ops,
             fmt_ns(c.overtake_p999 as f64),
             fmt_ns(c.overtake_max as f64),
+            fmt_ns(c.stuck as f64),
         );
         println!(
             "acquires started per {TIMELINE_BIN:?} of the window: {:?}",
@@ -777,12 +856,17 @@ Acquire + release cycles per second.\n\n\
         "\n### Acquire wait, spread and overtaking\n\n\
 p50 / p99 / p99.9 of the time spent in the acquire call; *ops/worker* the fewest and the most \
 acquires one worker made in the cell (in the measured window); *overtake* p99.9 and maximum \
-over all acquires of the cell (medians over rounds).\n\n\
-| kind | size | workers | hold | pool | p50 | p99 | p99.9 | ops/worker min | max | overtake p99.9 | overtake max |\n\
-|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+over all acquires of the cell; *stuck* the longest any worker was still waiting when the window \
+ended (medians over rounds). The waits and overtakes are those of every acquire that waited in \
+the window: an acquire still waiting when the window ends counts with the time it had waited so \
+far (a lower bound), and as served at the window's end for the overtakes (overtaken by every \
+younger acquire served before the end), so a pool cannot look better by leaving callers \
+waiting.\n\n\
+| kind | size | workers | hold | pool | p50 | p99 | p99.9 | ops/worker min | max | overtake p99.9 | overtake max | stuck |\n\
+|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     println!(
-        "\n{:<8} {:>4} {:>5} {:<9} {:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "\n{:<8} {:>4} {:>5} {:<9} {:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}",
         "kind",
         "size",
         "workers",
@@ -794,7 +878,8 @@ over all acquires of the cell (medians over rounds).\n\n\
         "ops min",
         "ops max",
         "ovt p99.9",
-        "ovt max"
+        "ovt max",
+        "stuck"
     );
     for (ci, c) in configs.iter().enumerate() {
         let kind = match c.kind {
@@ -810,6 +895,7 @@ over all acquires of the cell (medians over rounds).\n\n\
                 format!("{:.0}", med(ci, pi, &|c| c.max_ops as f64)),
                 fmt_ns(med(ci, pi, &|c| c.overtake_p999 as f64)),
                 fmt_ns(med(ci, pi, &|c| c.overtake_max as f64)),
+                fmt_ns(med(ci, pi, &|c| c.stuck as f64)),
             ];
             let _ = writeln!(
                 md,
@@ -820,7 +906,7 @@ over all acquires of the cell (medians over rounds).\n\n\
                 cols.join(" | ")
             );
             println!(
-                "{kind:<8} {:>4} {:>5} {:<9} {p:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                "{kind:<8} {:>4} {:>5} {:<9} {p:<17} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}",
                 c.size,
                 c.workers,
                 c.hold.name(),
@@ -830,7 +916,8 @@ over all acquires of the cell (medians over rounds).\n\n\
                 cols[3],
                 cols[4],
                 cols[5],
-                cols[6]
+                cols[6],
+                cols[7]
             );
         }
     }
