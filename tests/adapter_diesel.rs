@@ -21,7 +21,9 @@ use adapter_support::{config, eventually, unique};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use nexus_pool::ConnectionPool;
-use nexus_pool::adapters::diesel::{DieselConnection, DieselConnectionFactory, connection_lost};
+use nexus_pool::adapters::diesel::{
+    DieselConnection, DieselConnectionFactory, DieselReset, connection_lost,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -708,6 +710,42 @@ macro_rules! scenarios {
                 drop(next);
                 pool.close_blocking();
                 assert_eq!(server.rows(&tag), 0, "and never committed");
+                server.cleanup(&tag);
+            }
+
+            /// `DieselReset::Rollback` ends a transaction left open and leaves the session as it
+            /// was.
+            #[test]
+            fn rollback_mode_ends_transactions_and_keeps_the_session() {
+                let Some(mut server) =
+                    server("rollback_mode_ends_transactions_and_keeps_the_session")
+                else {
+                    return;
+                };
+                let tag = unique("rollback_mode");
+                let factory = DieselConnectionFactory::<Conn>::new(&server.url);
+                let check = factory.health_check().reset_mode(DieselReset::Rollback);
+                let pool = factory
+                    .pool_builder()
+                    .health_check(check)
+                    .config(config(1))
+                    .build()
+                    .unwrap();
+                let mut conn = pool.acquire_blocking().unwrap();
+                change_setting(&mut conn);
+                conn.batch_execute("BEGIN").unwrap();
+                insert(&mut conn, &tag, 1).unwrap();
+                drop(conn);
+
+                let mut next = pool.acquire_blocking().unwrap();
+                assert_eq!(next.use_count(), 2);
+                // Committed whatever the session's autocommit (MySQL's was turned off above).
+                next.transaction(|c| insert(c, &tag, 2)).unwrap();
+                let kept = !setting_is_default(&mut next);
+                drop(next);
+                assert_eq!(server.rows(&tag), 1, "the first insert was rolled back");
+                assert!(kept, "the session state was left as it was");
+                pool.close_blocking();
                 server.cleanup(&tag);
             }
 

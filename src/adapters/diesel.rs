@@ -50,15 +50,19 @@
 //! Then the session, per backend, including a transaction opened with raw SQL (`BEGIN` through
 //! `batch_execute`), which Diesel does not track:
 //!
-//! * **PostgreSQL**: a probe (`SELECT transaction_timestamp() = statement_timestamp()`) finds a
-//!   block left open or failed, which gets a `ROLLBACK` (never sent outside one, so the server logs
-//!   no warning); then, in one simple query, everything `DISCARD ALL` does except deallocating
-//!   prepared statements (Diesel caches its own, and would fail on the next use of one):
+//! * **PostgreSQL**: one simple query, one round trip: a probe for a block left open (inside one,
+//!   `transaction_timestamp()` is earlier than `statement_timestamp()`), then everything `DISCARD
+//!   ALL` does except deallocating prepared statements (Diesel caches its own, and would fail on
+//!   the next use of one) and `DISCARD PLANS` (which would make each of those plan again):
 //!   `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT
-//!   pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES`, and Diesel's own
-//!   session settings again (`SET TIME ZONE 'UTC'; SET CLIENT_ENCODING TO 'UTF8'`). Two round
-//!   trips per reuse. Not reset: prepared statements (Diesel's cache; yours too, if you
-//!   `PREPARE`d some by hand).
+//!   pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES`, and Diesel's own session
+//!   settings again (`SET TIME ZONE 'UTC'; SET CLIENT_ENCODING TO 'UTF8'`). A block left open
+//!   (or failed) fails the probe, so nothing else in it runs, and a second query sends `ROLLBACK`
+//!   and the same cleaning: the `ROLLBACK` is never sent outside a block, so the server logs no
+//!   warning on a clean reuse; a block left open shows in its log as the probe's error
+//!   (`invalid input syntax for type integer: "nexus-pool: a transaction block was left open
+//!   since ..."`). Not reset: prepared statements (Diesel's cache; yours too, if you `PREPARE`d
+//!   some by hand).
 //! * **MySQL / MariaDB**: one multi-statement batch: `ROLLBACK` (harmless outside a
 //!   transaction), `UNLOCK TABLES`, `SET autocommit = 1` and Diesel's session settings again
 //!   (`time_zone = '+00:00'`, `utf8mb4` for `character_set_client`, `_connection`, `_results`).
@@ -71,6 +75,11 @@
 //!   tables, views and triggers dropped, `busy_timeout` and `foreign_keys = ON` set again. No
 //!   network: microseconds. The `journal_mode` and `synchronous` pragmas are the file's and the
 //!   factory's, and are not checked again.
+//!
+//! [`DieselReset::Rollback`] (`factory.health_check().reset_mode(..)`) keeps only the first part
+//! of each: the transactions are ended (PostgreSQL: the probe alone, and `ROLLBACK` into a block
+//! it finds; MySQL: one `ROLLBACK`; SQLite: `ROLLBACK`), session state is left as the last user
+//! left it. It is cheaper, and right for code that never changes session state.
 //!
 //! A reset that fails in any step destroys the connection. Each reset clears the session, so the
 //! pool's `on_connect` hook runs again after it.
@@ -166,7 +175,11 @@ mod sealed {
         fn ping(&mut self) -> QueryResult<()>;
         /// Ends a transaction opened with raw SQL and clears the session (the module docs say
         /// what, per backend). Diesel's tracked transactions are rolled back before this runs.
-        fn reset_session(&mut self, busy_timeout: Duration) -> QueryResult<()>;
+        fn reset_session(
+            &mut self,
+            busy_timeout: Duration,
+            mode: super::DieselReset,
+        ) -> QueryResult<()>;
     }
 }
 
@@ -329,6 +342,7 @@ impl<C: DieselConnection> DieselConnectionFactory<C> {
     pub fn health_check(&self) -> DieselHealthCheck<C> {
         DieselHealthCheck {
             busy_timeout: self.busy_timeout,
+            mode: DieselReset::Clean,
             _connection: PhantomData,
         }
     }
@@ -423,6 +437,7 @@ fn broken<C: DieselConnection>(conn: &mut C) -> bool {
 /// ```
 pub struct DieselHealthCheck<C> {
     busy_timeout: Duration,
+    mode: DieselReset,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -430,9 +445,56 @@ impl<C> Clone for DieselHealthCheck<C> {
     fn clone(&self) -> Self {
         DieselHealthCheck {
             busy_timeout: self.busy_timeout,
+            mode: self.mode,
             _connection: PhantomData,
         }
     }
+}
+
+impl<C> DieselHealthCheck<C> {
+    /// Chooses what `reset` clears: [`DieselReset::Clean`] by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "diesel-sqlite")] {
+    /// use diesel::SqliteConnection;
+    /// use nexus_pool::adapters::diesel::{DieselConnectionFactory, DieselReset};
+    ///
+    /// let factory = DieselConnectionFactory::<SqliteConnection>::new("app.db");
+    /// let check = factory.health_check().reset_mode(DieselReset::Rollback);
+    /// let pool = factory.pool_builder().health_check(check).min_connections(0).build()?;
+    /// # drop(pool);
+    /// # }
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn reset_mode(mut self, mode: DieselReset) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// What [`DieselHealthCheck`]'s `reset` clears on every reuse; see the
+/// [module docs](self#what-reset-does-per-backend) for each backend.
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::diesel::DieselReset;
+///
+/// assert_eq!(DieselReset::default(), DieselReset::Clean);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DieselReset {
+    /// Transactions ended (tracked and raw) and the session cleared, as the module docs list
+    /// per backend. The default.
+    #[default]
+    Clean,
+    /// Transactions ended (tracked and raw), nothing else: session settings, temporary tables
+    /// and the rest stay for the next user. Cheaper (PostgreSQL: the probe alone, one `SELECT`;
+    /// MySQL: one `ROLLBACK`), and right when the code never changes session state.
+    Rollback,
 }
 
 impl<C> fmt::Debug for DieselHealthCheck<C> {
@@ -440,6 +502,7 @@ impl<C> fmt::Debug for DieselHealthCheck<C> {
         f.debug_struct("DieselHealthCheck")
             .field("connection", &std::any::type_name::<C>())
             .field("busy_timeout", &self.busy_timeout)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -454,7 +517,7 @@ impl<C: DieselConnection> ConnectionHealthCheck<C> for DieselHealthCheck<C> {
             Tracked::Broken => false,
             // A test transaction holds the test's writes: keep it, and the session with it.
             Tracked::TestTransaction => true,
-            Tracked::Clean => conn.reset_session(self.busy_timeout).is_ok(),
+            Tracked::Clean => conn.reset_session(self.busy_timeout, self.mode).is_ok(),
         }
     }
 }
@@ -496,23 +559,26 @@ fn rollback_tracked<C: DieselConnection>(conn: &mut C) -> Tracked {
 mod pg {
     use std::time::Duration;
 
+    use super::DieselReset;
     use ::diesel::connection::{Connection, SimpleConnection};
     use ::diesel::pg::PgConnection;
     use ::diesel::prelude::*;
     use ::diesel::result::{ConnectionResult, DatabaseErrorKind, Error, QueryResult};
     use ::diesel::sql_types::Integer;
 
-    /// `DISCARD ALL` minus `DEALLOCATE ALL` (Diesel's statement cache must survive), then the
-    /// settings `PgConnection::establish` makes, which `RESET ALL` undid. The same text as the
-    /// other PostgreSQL adapters' clean reset, plus Diesel's settings.
-    pub(super) const CLEAN_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
-         UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
+    /// `DISCARD ALL` minus `DEALLOCATE ALL` (Diesel's statement cache must survive) and minus
+    /// `DISCARD PLANS` (which would make every statement in that cache plan again on its next
+    /// use; the server replans by itself when a setting or the schema it depends on changes),
+    /// then the settings `PgConnection::establish` makes, which `RESET ALL` undid.
+    const CLEAN_SQL: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+         UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; \
          DISCARD SEQUENCES; SET TIME ZONE 'UTC'; SET CLIENT_ENCODING TO 'UTF8'";
 
     /// What the probe's error says; the server logs it when a block was left open.
     const LEFT_OPEN: &str = "nexus-pool: a transaction block was left open";
 
-    /// The probe, then the clean reset, as one simple query (one round trip). Sent as a simple
+    /// The probe for a block left open, sent before the clean reset in the same simple query
+    /// (one round trip), or alone for [`DieselReset::Rollback`](super::DieselReset). Sent as a simple
     /// query, every statement of it has the statement timestamp of the one message, so the
     /// implicit transaction outside a block began with it; inside a block left open,
     /// `transaction_timestamp()` is when that block began, earlier. There the probe fails (with
@@ -521,13 +587,10 @@ mod pg {
     /// `ROLLBACK` follows, never sent outside a block, so the server logs no warning. (Diesel's
     /// own queries use the extended protocol, where the two timestamps differ even outside a
     /// block, so the probe cannot be one of them.)
-    const PROBE_CLEAN_SQL: &str = concat!(
+    const PROBE_SQL: &str = concat!(
         "SELECT CASE WHEN transaction_timestamp() = statement_timestamp() THEN 1 ",
         "ELSE CAST(concat('nexus-pool: a transaction block was left open since ', ",
-        "transaction_timestamp()) AS int) END; ",
-        "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; ",
-        "UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; ",
-        "DISCARD SEQUENCES; SET TIME ZONE 'UTC'; SET CLIENT_ENCODING TO 'UTF8'"
+        "transaction_timestamp()) AS int) END"
     );
 
     /// Defaults for libpq's socket settings, each added unless the URL names it.
@@ -568,15 +631,19 @@ mod pg {
                 .map(drop)
         }
 
-        fn reset_session(&mut self, _: Duration) -> QueryResult<()> {
-            match self.batch_execute(PROBE_CLEAN_SQL) {
+        fn reset_session(&mut self, _: Duration, mode: DieselReset) -> QueryResult<()> {
+            let (probe, after_rollback) = match mode {
+                DieselReset::Clean => (format!("{PROBE_SQL}; {CLEAN_SQL}"), CLEAN_SQL),
+                DieselReset::Rollback => (PROBE_SQL.to_owned(), ""),
+            };
+            match self.batch_execute(&probe) {
                 Ok(()) => Ok(()),
                 // The probe found a block (and failed it), or it was already failed.
                 Err(Error::DatabaseError(DatabaseErrorKind::Unknown, info))
                     if info.message().contains(LEFT_OPEN)
                         || info.message().contains("current transaction is aborted") =>
                 {
-                    self.batch_execute(&format!("ROLLBACK; {CLEAN_SQL}"))
+                    self.batch_execute(&format!("ROLLBACK; {after_rollback}"))
                 }
                 Err(e) => Err(e),
             }
@@ -590,6 +657,7 @@ mod pg {
 mod mysql {
     use std::time::Duration;
 
+    use super::DieselReset;
     use ::diesel::connection::{Connection, SimpleConnection};
     use ::diesel::mysql::MysqlConnection;
     use ::diesel::prelude::*;
@@ -619,8 +687,13 @@ mod mysql {
                 .map(drop)
         }
 
-        fn reset_session(&mut self, _: Duration) -> QueryResult<()> {
-            self.batch_execute(RESET_SQL)
+        fn reset_session(&mut self, _: Duration, mode: DieselReset) -> QueryResult<()> {
+            match mode {
+                DieselReset::Clean => self.batch_execute(RESET_SQL),
+                // Harmless outside a transaction; a prepared statement, not a batch (which
+                // Diesel sends as three round trips).
+                DieselReset::Rollback => ::diesel::sql_query("ROLLBACK").execute(self).map(drop),
+            }
         }
     }
 
@@ -631,6 +704,7 @@ mod mysql {
 mod sqlite {
     use std::time::Duration;
 
+    use super::DieselReset;
     use ::diesel::connection::{Connection, SimpleConnection};
     use ::diesel::prelude::*;
     use ::diesel::result::{ConnectionError, ConnectionResult, QueryResult};
@@ -688,7 +762,7 @@ mod sqlite {
                 .map(drop)
         }
 
-        fn reset_session(&mut self, busy_timeout: Duration) -> QueryResult<()> {
+        fn reset_session(&mut self, busy_timeout: Duration, mode: DieselReset) -> QueryResult<()> {
             // A transaction opened with raw SQL: SQLite refuses `BEGIN` inside one, and a
             // `SAVEPOINT` then `ROLLBACK` would not tell either; `ROLLBACK` outside one fails
             // harmlessly with "no transaction is active".
@@ -696,6 +770,9 @@ mod sqlite {
                 if !e.to_string().contains("no transaction is active") {
                     return Err(e);
                 }
+            }
+            if mode == DieselReset::Rollback {
+                return Ok(());
             }
             let attached = ::diesel::sql_query(
                 "SELECT name FROM pragma_database_list WHERE name NOT IN ('main', 'temp')",
@@ -742,12 +819,5 @@ mod tests {
             Pg::prepare_url(""),
             "connect_timeout=10 tcp_user_timeout=30000 keepalives_idle=60"
         );
-    }
-
-    /// The clean reset says what the other PostgreSQL adapters' does, and then Diesel's settings.
-    #[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
-    #[test]
-    fn pg_clean_reset_matches_the_other_adapters() {
-        assert!(super::pg::CLEAN_SQL.starts_with(super::super::pg_common::CLEAN_SQL));
     }
 }

@@ -11,6 +11,8 @@
 //!   .pool_builder()` with 8 connections: its health check attached (a reset, one round trip, on
 //!   every reuse), `CheckoutValidation::IdleFor(500 ms)` (the default); OS threads call
 //!   `acquire_blocking()`.
+//! - the same with `health_check().reset_mode(DieselReset::Rollback)`: transactions ended, the
+//!   session kept (the probe alone, one round trip).
 //! - diesel::r2d2 (threads): its defaults (`test_on_check_out(true)`: a `SELECT 1` on every
 //!   checkout), and with `test_on_check_out(false)`, its fastest setting.
 //! - deadpool-diesel (tasks): its defaults; tokio tasks call `pool.get().await?.interact(..)`,
@@ -34,7 +36,7 @@ use common::{Args, Targets, fmt_ns, fmt_rate, fmt_ratio, median, nanos32, percen
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
 use nexus_pool::ConnectionPool;
-use nexus_pool::adapters::diesel::DieselConnectionFactory;
+use nexus_pool::adapters::diesel::{DieselConnectionFactory, DieselReset};
 
 const SIZE: usize = 8;
 const WORKERS: usize = 16;
@@ -134,8 +136,9 @@ where
 }
 
 /// (name, settings).
-const VARIANTS: [(&str, &str); 5] = [
+const VARIANTS: [(&str, &str); 6] = [
     ("nexus diesel adapter, threads", "README: pool_builder()"),
+    ("nexus diesel Rollback, threads", "reset_mode(Rollback)"),
     ("diesel::r2d2, threads", "defaults (test_on_check_out)"),
     ("diesel::r2d2 no check, threads", "test_on_check_out(false)"),
     ("nexus diesel adapter, tasks", "README: spawn_blocking"),
@@ -165,6 +168,22 @@ fn run_variant(rt: &tokio::runtime::Runtime, which: &str, url: &str, dur: Durati
     match which {
         "nexus diesel adapter, threads" => {
             let pool = nexus(url);
+            let op = || select_one(&mut pool.acquire_blocking().unwrap());
+            run_threads(&op, warm);
+            let r = run_threads(&op, dur);
+            pool.close_blocking();
+            r
+        }
+        "nexus diesel Rollback, threads" => {
+            let factory = DieselConnectionFactory::<PgConnection>::new(url);
+            let check = factory.health_check().reset_mode(DieselReset::Rollback);
+            let pool = factory
+                .pool_builder()
+                .health_check(check)
+                .max_connections(SIZE)
+                .acquire_timeout(TIMEOUT)
+                .build()
+                .unwrap();
             let op = || select_one(&mut pool.acquire_blocking().unwrap());
             run_threads(&op, warm);
             let r = run_threads(&op, dur);
@@ -295,8 +314,8 @@ fn main() {
     };
     // Each nexus row against the peer a user of that kind would otherwise pick.
     let peer_of = |vi: usize| match vi {
-        0 => Some(1),
-        3 => Some(4),
+        0 | 1 => Some(2),
+        4 => Some(5),
         _ => None,
     };
     let mut md = String::new();
@@ -315,8 +334,8 @@ interleaved; a ratio is the median of per-round ratios). Measured for {:.0} s.\n
     for (vi, (name, settings)) in VARIANTS.iter().enumerate() {
         let m = |f: &dyn Fn(&Run) -> f64| median(&runs[vi].iter().map(f).collect::<Vec<_>>());
         let vs = peer_of(vi).map_or(String::new(), |p| fmt_ratio(ratio(vi, p)));
-        let vs_fast = if vi == 0 {
-            fmt_ratio(ratio(0, 2))
+        let vs_fast = if vi <= 1 {
+            fmt_ratio(ratio(vi, 3))
         } else {
             String::new()
         };
@@ -340,7 +359,8 @@ interleaved; a ratio is the median of per-round ratios). Measured for {:.0} s.\n
     md.push_str(
         "\n*vs peer*: throughput ratio against `diesel::r2d2` with its defaults (thread rows) or \
 `deadpool-diesel` (task rows); above 1 is more queries per second. The nexus adapter resets \
-every reused connection (one round trip), `diesel::r2d2` by default pings on every checkout, \
+every reused connection (one round trip: a probe and the session cleaning by default, the probe \
+alone with `Rollback`), `diesel::r2d2` by default pings on every checkout, \
 `deadpool-diesel` checks nothing on reuse. The server runs on the same 2 cores as the bench.\n",
     );
     println!("\n{md}");
