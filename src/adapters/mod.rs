@@ -198,16 +198,7 @@ pub mod redis;
 pub mod redis_async;
 #[cfg(any(feature = "tokio-postgres", feature = "redis-async"))]
 mod runtime;
-// The Diesel adapter takes a URL and has no settings of its own to read.
-#[cfg(all(
-    feature = "serde",
-    any(
-        feature = "postgres",
-        feature = "tokio-postgres",
-        feature = "redis",
-        feature = "rusqlite"
-    )
-))]
+#[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod settings;
 #[cfg(feature = "rusqlite")]
