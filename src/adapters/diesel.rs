@@ -23,6 +23,9 @@
 //! | `reset` | see below | see below | see below |
 //! | `destroy` | closes on a helper thread | closes on a helper thread | closes |
 //!
+//! The health check's `is_healthy`, which the pool's maintenance thread runs on idle connections,
+//! is the same `SELECT ?`, with the same bounds as `validate` below.
+//!
 //! `create` and `destroy` of the network backends run on a helper thread the pool's
 //! `create_timeout` and `destroy_timeout` can abandon, so a silent server never blocks the pool's
 //! maintenance thread. `validate` and `reset` run on the acquiring thread, inside the client's
