@@ -11,8 +11,8 @@
 //! Diesel's connections are blocking: every call does its I/O on the calling thread. Use them
 //! from threads (`acquire_blocking()`, `with_connection_blocking`, a thread-pool server), and from
 //! async code inside a blocking section: tokio's `spawn_blocking`, smol's `unblock`, with
-//! `with_connection_blocking` (or an owned guard moved into the section) inside. Holding a guard
-//! across `.await` while calling Diesel on an executor thread blocks that thread.
+//! `with_connection_blocking` (or an owned guard moved into the section) inside. A Diesel call
+//! made on an executor's own thread blocks that thread, and every task it runs, until it returns.
 //!
 //! # What the pool runs
 //!
@@ -86,6 +86,11 @@
 //!
 //! A reset that fails in any step destroys the connection. Each reset clears the session, so the
 //! pool's `on_connect` hook runs again after it.
+//!
+//! Behind PgBouncer, use session pooling: Diesel prepares and caches named statements, which a
+//! transaction pooler (before PgBouncer 1.21 with `max_prepared_statements`) loses between
+//! transactions, and the clean reset's session commands would clean some other server
+//! connection there.
 //!
 //! After an error that means the server is gone, call `mark_broken()` on the guard
 //! ([`connection_lost`] recognises them): the connection is destroyed at once instead of failing
