@@ -28,7 +28,7 @@ out="$root/target/bench-report"
 rm -rf "$out"
 mkdir -p "$out"
 
-benches=(peers contended oversubscribed postgres spike)
+benches=(peers contended oversubscribed postgres diesel spike)
 bench_args=()
 for b in "${benches[@]}"; do bench_args+=(--bench "$b"); done
 
@@ -84,7 +84,7 @@ versions=$(awk '
   /^name = / { gsub(/"/, "", $3); name = $3 }
   /^version = / && name != "" { gsub(/"/, "", $3); v[name] = (name in v) ? v[name] ", " $3 : $3 }
   END {
-    n = split("nexus-pool deadpool deadpool-postgres bb8 bb8-postgres r2d2 r2d2_postgres mobc tokio tokio-postgres postgres crossbeam-queue event-listener async-io", want, " ")
+    n = split("nexus-pool deadpool deadpool-postgres bb8 bb8-postgres r2d2 r2d2_postgres mobc tokio tokio-postgres postgres diesel deadpool-diesel crossbeam-queue event-listener async-io", want, " ")
     for (i = 1; i <= n; i++) if (want[i] in v) printf "| %s | %s |\n", want[i], v[want[i]]
   }' benches/peers/Cargo.lock)
 
@@ -107,7 +107,7 @@ Every number below comes from this one run; nothing is copied from elsewhere. Ru
 \`\`\`sh
 NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh          # full, < 19 min on 2 cores
 NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick  # quick, < 3 min
-(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, oversubscribed, postgres, spike
+(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, oversubscribed, postgres, diesel, spike
 \`\`\`
 
 The machines these run on have 2 cores whose speed (cross-core latency above all) changes by
@@ -127,7 +127,7 @@ figures from different minutes, or from different runs, are not comparable.
 | profile | \`cargo bench\` (release, optimized) |
 | database | ${pg_server:-not measured (NEXUS_POOL_PG_URL unset)} |
 | load average (1, 5, 15 min) | $load_start at the start, $load_end at the end (other work on the machine shows here) |
-| run time | ${elapsed} s (uncontended $(secs peers) s, contended $(secs contended) s, oversubscribed $(secs oversubscribed) s, PostgreSQL $(secs postgres) s, spike $(secs spike) s), build excluded |
+| run time | ${elapsed} s (uncontended $(secs peers) s, contended $(secs contended) s, oversubscribed $(secs oversubscribed) s, PostgreSQL $(secs postgres) s, Diesel $(secs diesel) s, spike $(secs spike) s), build excluded |
 
 | crate | version (Cargo.lock) |
 |---|---|

@@ -167,7 +167,10 @@ pub(crate) struct Human(pub(crate) Duration);
     feature = "postgres",
     feature = "tokio-postgres",
     feature = "redis",
-    feature = "rusqlite"
+    feature = "rusqlite",
+    feature = "diesel-postgres",
+    feature = "diesel-mysql",
+    feature = "diesel-sqlite"
 ))]
 pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Human::deserialize(d).map(|h| Some(h.0))

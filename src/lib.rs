@@ -29,7 +29,10 @@ mod future;
     feature = "postgres",
     feature = "tokio-postgres",
     feature = "redis",
-    feature = "rusqlite"
+    feature = "rusqlite",
+    feature = "diesel-postgres",
+    feature = "diesel-mysql",
+    feature = "diesel-sqlite"
 ))]
 #[cfg_attr(
     docsrs,
@@ -37,7 +40,10 @@ mod future;
         feature = "postgres",
         feature = "tokio-postgres",
         feature = "redis",
-        feature = "rusqlite"
+        feature = "rusqlite",
+        feature = "diesel-postgres",
+        feature = "diesel-mysql",
+        feature = "diesel-sqlite"
     )))
 )]
 pub mod adapters;

@@ -7,6 +7,7 @@
 //! | `redis` | `redis` | `redis` (blocking) | `redis::Connection` |
 //! | `redis_async` | `redis-async` | `redis` (async, tokio I/O) | `RedisAsyncConnection` |
 //! | `sqlite` | `rusqlite` | `rusqlite` (bundled SQLite) | `rusqlite::Connection` |
+//! | `diesel` | `diesel-postgres`, `diesel-mysql`, `diesel-sqlite` | `diesel` (blocking) | `PgConnection`, `MysqlConnection`, `SqliteConnection` |
 //!
 //! Each adapter has a factory built from a connection string (or the client's own config type),
 //! whose `validate` is a cheap liveness check, and a health check whose `is_healthy` is a real
@@ -165,7 +166,26 @@ mod pg_common;
 #[cfg(feature = "tokio-postgres")]
 mod pg_wire;
 
-#[cfg(feature = "postgres")]
+#[cfg(any(
+    feature = "diesel-postgres",
+    feature = "diesel-mysql",
+    feature = "diesel-sqlite"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "diesel-postgres",
+        feature = "diesel-mysql",
+        feature = "diesel-sqlite"
+    )))
+)]
+pub mod diesel;
+#[cfg(any(
+    feature = "postgres",
+    feature = "diesel-postgres",
+    feature = "diesel-mysql",
+    feature = "diesel-sqlite"
+))]
 mod helper_thread;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -306,3 +306,81 @@ impl RedisAsyncSettings {
         Ok(factory)
     }
 }
+
+/// Settings of [`DieselConnectionFactory`](crate::adapters::diesel::DieselConnectionFactory),
+/// for any of its backends: the backend is the connection type you ask
+/// [`factory`](Self::factory) for.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "diesel-sqlite")] {
+/// use std::time::Duration;
+/// use diesel::SqliteConnection;
+/// use nexus_pool::adapters::settings::DieselSettings;
+///
+/// let settings: DieselSettings =
+///     serde_json::from_str(r#"{ "url": "app.db", "busy_timeout": "250ms" }"#)?;
+/// assert_eq!(settings.busy_timeout, Some(Duration::from_millis(250)));
+/// let factory = settings.factory::<SqliteConnection>();
+/// assert_eq!(factory.url(), "app.db");
+/// # }
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[cfg(any(
+    feature = "diesel-postgres",
+    feature = "diesel-mysql",
+    feature = "diesel-sqlite"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "serde",
+        any(
+            feature = "diesel-postgres",
+            feature = "diesel-mysql",
+            feature = "diesel-sqlite"
+        )
+    )))
+)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DieselSettings {
+    /// The database URL, as the backend's `establish` takes it (an SQLite file path for SQLite).
+    pub url: String,
+    /// SQLite only: how long a statement waits for a lock (the adapter's default if left out).
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub busy_timeout: Option<std::time::Duration>,
+}
+
+#[cfg(any(
+    feature = "diesel-postgres",
+    feature = "diesel-mysql",
+    feature = "diesel-sqlite"
+))]
+impl DieselSettings {
+    /// The factory these settings describe, for connections of type `C`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "diesel-postgres")] {
+    /// # use nexus_pool::adapters::settings::DieselSettings;
+    /// let settings: DieselSettings =
+    ///     serde_json::from_str(r#"{ "url": "postgres://app@db/orders?connect_timeout=3" }"#)?;
+    /// let factory = settings.factory::<diesel::PgConnection>();
+    /// assert!(factory.url().contains("connect_timeout=3&tcp_user_timeout=30000"));
+    /// # }
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory<C: crate::adapters::diesel::DieselConnection>(
+        &self,
+    ) -> crate::adapters::diesel::DieselConnectionFactory<C> {
+        let factory = crate::adapters::diesel::DieselConnectionFactory::new(&self.url);
+        match self.busy_timeout {
+            Some(timeout) => factory.busy_timeout(timeout),
+            None => factory,
+        }
+    }
+}
