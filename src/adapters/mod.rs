@@ -162,6 +162,8 @@
 #[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
 mod pg_common;
 
+#[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
+mod pg_statements;
 #[cfg(feature = "tokio-postgres")]
 mod pg_wire;
 

@@ -111,6 +111,9 @@ pub(crate) struct SessionState {
     /// `Query`, a `FunctionCall`, or a `Sync` after an `Execute`. (A `Sync` after only `Parse`,
     /// `Describe` or `Close`, such as a dropped `Statement` sends, changes nothing.)
     risky: AtomicU64,
+    /// How many `DISCARD ALL` and `DEALLOCATE ALL` the server completed: each drops every
+    /// prepared statement, so the statement cache compares it with the count it was filled at.
+    deallocations: AtomicU64,
 }
 
 impl SessionState {
@@ -125,7 +128,13 @@ impl SessionState {
             status: AtomicU8::new(IDLE),
             changed: AtomicBool::new(false),
             risky: AtomicU64::new(0),
+            deallocations: AtomicU64::new(0),
         }
+    }
+
+    /// How many times the server deallocated every prepared statement of the session.
+    pub(crate) fn deallocations(&self) -> u64 {
+        self.deallocations.load(Ordering::SeqCst)
     }
 
     /// Waits until the connection task is idle (not woken, not running), without a round trip:
@@ -226,7 +235,12 @@ impl SessionState {
                     self.risky.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            b'C' if changes_session(body) => self.changed.store(true, Ordering::SeqCst),
+            b'C' if changes_session(body) => {
+                if deallocates_all(body) {
+                    self.deallocations.fetch_add(1, Ordering::SeqCst);
+                }
+                self.changed.store(true, Ordering::SeqCst);
+            }
             // Before the first `ReadyForQuery` these are the start-up's report of every setting.
             b'S' if started => self.changed.store(true, Ordering::SeqCst),
             _ => {}
@@ -343,6 +357,12 @@ fn changes_session(tag: &[u8]) -> bool {
     !HARMLESS_TAGS
         .iter()
         .any(|known| tag.starts_with(known) && matches!(tag.get(known.len()), None | Some(b' ')))
+}
+
+/// Whether a command tag says every prepared statement of the session is gone.
+fn deallocates_all(tag: &[u8]) -> bool {
+    let tag = tag.split(|&b| b == 0).next().unwrap_or_default();
+    tag == b"DISCARD ALL" || tag == b"DEALLOCATE ALL"
 }
 
 fn mentions_session_words(sql: &[u8]) -> bool {
@@ -588,6 +608,10 @@ mod tests {
         assert!(changes_session(b"SELECTX\0"));
         assert!(changes_session(b"LISTEN\0"));
         assert!(changes_session(b"CREATE TABLE\0"));
+        assert!(deallocates_all(b"DISCARD ALL\0"));
+        assert!(deallocates_all(b"DEALLOCATE ALL\0"));
+        assert!(!deallocates_all(b"DEALLOCATE\0"));
+        assert!(!deallocates_all(b"DISCARD PLANS\0"));
     }
 
     #[test]
