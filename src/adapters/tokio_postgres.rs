@@ -165,7 +165,6 @@ use std::ops::{Deref, DerefMut};
 #[cfg(unix)]
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ::tokio::net::TcpStream;
 use ::tokio::runtime::{Handle, RuntimeFlavor};
@@ -765,61 +764,35 @@ async fn connect_peer(config: &Config, peer: &Peer) -> Result<Connected, TokioPo
 
 /// A connected socket with the config's socket options.
 async fn open_socket(config: &Config, peer: &Peer) -> std::io::Result<pg_wire::Socket> {
-    let timeout = config.get_connect_timeout().copied();
+    let options = pg_wire::SocketOptions {
+        connect_timeout: config.get_connect_timeout().copied(),
+        tcp_user_timeout: config.get_tcp_user_timeout().copied(),
+        keepalive: config.get_keepalives().then(|| {
+            (
+                config.get_keepalives_idle(),
+                config.get_keepalives_interval(),
+                config.get_keepalives_retries(),
+            )
+        }),
+    };
     match peer {
-        Peer::Tcp(addr) => {
-            let stream = within(timeout, TcpStream::connect(addr)).await?;
-            stream.set_nodelay(true)?;
-            let sock = socket2::SockRef::from(&stream);
-            #[cfg(target_os = "linux")]
-            if let Some(user_timeout) = config.get_tcp_user_timeout() {
-                sock.set_tcp_user_timeout(Some(*user_timeout))?;
-            }
-            if config.get_keepalives() {
-                let mut keepalive =
-                    socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
-                #[cfg(not(any(
-                    target_os = "openbsd",
-                    target_os = "redox",
-                    target_os = "solaris"
-                )))]
-                if let Some(interval) = config.get_keepalives_interval() {
-                    keepalive = keepalive.with_interval(interval);
-                }
-                #[cfg(not(any(
-                    target_os = "openbsd",
-                    target_os = "redox",
-                    target_os = "solaris",
-                    target_os = "windows"
-                )))]
-                if let Some(retries) = config.get_keepalives_retries() {
-                    keepalive = keepalive.with_retries(retries);
-                }
-                sock.set_tcp_keepalive(&keepalive)?;
-            }
-            Ok(pg_wire::Socket::Tcp(stream))
-        }
+        Peer::Tcp(addr) => pg_wire::open_tcp(*addr, &options).await,
         #[cfg(unix)]
-        Peer::Unix(path) => Ok(pg_wire::Socket::Unix(
-            within(timeout, ::tokio::net::UnixStream::connect(path)).await?,
-        )),
-    }
-}
-
-async fn within<T>(
-    timeout: Option<Duration>,
-    connect: impl Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    match timeout {
-        None => connect.await,
-        Some(limit) => ::tokio::time::timeout(limit, connect)
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connection timed out",
-                ))
-            }),
+        Peer::Unix(path) => {
+            let connect = ::tokio::net::UnixStream::connect(path);
+            let stream = match options.connect_timeout {
+                None => connect.await?,
+                Some(limit) => ::tokio::time::timeout(limit, connect)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connection timed out",
+                        ))
+                    })?,
+            };
+            Ok(pg_wire::Socket::Unix(stream))
+        }
     }
 }
 
