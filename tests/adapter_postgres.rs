@@ -817,3 +817,21 @@ fn prepare_cached_reuses_statements_and_follows_the_reset() {
     assert!(matches!(err, PrepareCachedError::Refused), "{err:?}");
     pool.close_blocking();
 }
+
+/// The adapter watches only sessions that would be in the clear: asked for TLS with no TLS
+/// connector, the create fails as the driver's own would, never connects unencrypted.
+#[test]
+fn sslmode_require_without_tls_is_never_downgraded() {
+    let Some(url) = pg_url("adapter_postgres::sslmode_require_without_tls_is_never_downgraded")
+    else {
+        return;
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let factory = PostgresConnectionFactory::new(&format!("{url}{separator}sslmode=require"))
+        .expect("the URL parses");
+    let started = block_on(factory.pool_builder().config(start_one()).build_connected());
+    assert!(
+        started.is_err(),
+        "connected without TLS although sslmode=require"
+    );
+}

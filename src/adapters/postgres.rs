@@ -592,9 +592,13 @@ where
 /// (`sslmode=require`, `channel_binding=require`), and every host is a TCP one (the driver
 /// dials Unix sockets without a "TLS" step to hook into).
 fn trackable<T: 'static>(config: &Config, tls: &T) -> bool {
+    // Named positively, so that a mode added later (a stricter one) is never downgraded.
     (tls as &dyn std::any::Any).is::<NoTls>()
-        && config.get_ssl_mode() != SslMode::Require
-        && config.get_channel_binding() != ChannelBinding::Require
+        && matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer)
+        && matches!(
+            config.get_channel_binding(),
+            ChannelBinding::Disable | ChannelBinding::Prefer
+        )
         && !config.get_hosts().is_empty()
         && config
             .get_hosts()
