@@ -12,7 +12,8 @@ use std::time::Duration;
 use adapter_support::{config, driver_error, eventually, pg_url, refused_port, start_one, unique};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::postgres::{
-    PostgresConnectionFactory, PostgresError, PostgresHealthCheck, PostgresReset, connection_lost,
+    PostgresConnectionFactory, PostgresError, PostgresHealthCheck, PostgresReset,
+    PrepareCachedError, connection_lost,
 };
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
@@ -659,4 +660,178 @@ fn a_handler_failing_mid_transaction_leaves_the_next_user_clean() {
 
     assert_eq!(warnings.load(Ordering::SeqCst), 0, "no warning on the way");
     pool.close_blocking();
+}
+
+/// The query `pid`'s session ran last, as the server sees it.
+fn last_query(admin: &mut Client, pid: i32) -> String {
+    admin
+        .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_clean_reuse_is_only_pinged_or_sends_nothing() {
+    let Some(url) = pg_url("adapter_postgres::a_clean_reuse_is_only_pinged_or_sends_nothing")
+    else {
+        return;
+    };
+    let mut admin = admin(&url);
+    // The defaults: a clean reuse gets the bounded ping (an empty query), not a reset.
+    let pool = pool(&url, &unique("np_pg_ping"), 1);
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert!(conn.is_tracked(), "TCP without TLS: the adapter watches it");
+    let pid = backend_pid(&mut conn);
+    conn.simple_query("SELECT 'left clean'").unwrap();
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert_eq!(
+        last_query(&mut admin, pid),
+        "",
+        "the ping, and nothing else"
+    );
+    drop(conn);
+    pool.close_blocking();
+
+    // Without the ping: lent without a word to the server (a ping or a reset would be the
+    // session's last query).
+    let app = unique("np_pg_free");
+    let factory = factory(&url, &app);
+    let check = factory.health_check().ping_clean_reuse(false);
+    let pool = factory
+        .pool_builder()
+        .config(config(1))
+        .health_check(check)
+        .build()
+        .unwrap();
+    let mut conn = pool.acquire_blocking().unwrap();
+    let pid = backend_pid(&mut conn);
+    conn.simple_query("SELECT 'left clean'").unwrap();
+    drop(conn);
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert_eq!(last_query(&mut admin, pid), "SELECT 'left clean'");
+    assert_eq!(backend_pid(&mut conn), pid, "the same session");
+    drop(conn);
+
+    // Killed while idle: the look at the socket sees it, no round trip needed.
+    terminate_all(&mut admin, &app);
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert_ne!(
+        backend_pid(&mut conn),
+        pid,
+        "a new session, not the killed one"
+    );
+    drop(conn);
+    let mut conn = pool.acquire_blocking().unwrap();
+    let pid = backend_pid(&mut conn);
+    drop(conn);
+
+    // A row iterator dropped before its end leaves an answer unread: the reuse reads it first.
+    let mut conn = pool.acquire_blocking().unwrap();
+    {
+        use postgres::fallible_iterator::FallibleIterator;
+        let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
+        let mut rows = conn
+            .query_raw("SELECT generate_series(1, 100000)", params)
+            .unwrap();
+        assert!(rows.next().unwrap().is_some());
+    }
+    drop(conn);
+    let mut conn = pool.acquire_blocking().unwrap();
+    assert_eq!(backend_pid(&mut conn), pid, "the same session, usable");
+    assert!(outside_block(&mut conn));
+    drop(conn);
+    pool.close_blocking();
+}
+
+#[test]
+fn prepare_cached_reuses_statements_and_follows_the_reset() {
+    let Some(url) =
+        pg_url("adapter_postgres::prepare_cached_reuses_statements_and_follows_the_reset")
+    else {
+        return;
+    };
+    let statements = |conn: &mut Client| -> i64 {
+        conn.query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+            .unwrap()
+            .get(0)
+    };
+    // Bounded, kept across checkouts.
+    let pool = factory(&url, &unique("np_pg_cache"))
+        .statement_cache_capacity(2)
+        .pool_builder()
+        .config(config(1))
+        .build()
+        .unwrap();
+    let mut conn = pool.acquire_blocking().unwrap();
+    let stmt = conn.prepare_cached("SELECT $1::int + 1").unwrap();
+    assert_eq!(conn.query_one(&stmt, &[&41]).unwrap().get::<_, i32>(0), 42);
+    drop(conn);
+    let mut conn = pool.acquire_blocking().unwrap();
+    let prepared = statements(&mut conn);
+    let again = conn.prepare_cached("SELECT $1::int + 1").unwrap();
+    assert_eq!(conn.query_one(&again, &[&1]).unwrap().get::<_, i32>(0), 2);
+    conn.prepare_cached("SELECT $1::text").unwrap();
+    conn.prepare_cached("SELECT $1::bigint").unwrap();
+    assert_eq!(conn.statement_cache().len(), 2, "bounded by the capacity");
+    assert!(statements(&mut conn) >= prepared);
+    drop((stmt, again, conn));
+    pool.close_blocking();
+
+    // Cleared when the reset deallocates statements.
+    let pool = factory(&url, &unique("np_pg_cache_discard"))
+        .reset_mode(PostgresReset::DiscardAll)
+        .pool_builder()
+        .config(config(1))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let mut conn = pool.acquire_blocking().unwrap();
+        let stmt = conn.prepare_cached("SELECT $1::int * 2").unwrap();
+        let row = conn
+            .query_one(&stmt, &[&21])
+            .expect("not a deallocated statement");
+        assert_eq!(row.get::<_, i32>(0), 42);
+        conn.batch_execute("SET application_name = 'dirty'")
+            .unwrap();
+    }
+    let mut conn = pool.acquire_blocking().unwrap();
+    conn.batch_execute("DEALLOCATE ALL").unwrap();
+    let stmt = conn.prepare_cached("SELECT $1::int * 2").unwrap();
+    assert_eq!(conn.query_one(&stmt, &[&21]).unwrap().get::<_, i32>(0), 42);
+    drop((stmt, conn));
+    pool.close_blocking();
+
+    // Refused for a transaction pooler.
+    let pool = factory(&url, &unique("np_pg_cache_pooler"))
+        .reset_mode(PostgresReset::TransactionPooler)
+        .pool_builder()
+        .config(config(1))
+        .build()
+        .unwrap();
+    let err = pool
+        .acquire_blocking()
+        .unwrap()
+        .prepare_cached("SELECT 1")
+        .unwrap_err();
+    assert!(matches!(err, PrepareCachedError::Refused), "{err:?}");
+    pool.close_blocking();
+}
+
+/// The adapter watches only sessions that would be in the clear: asked for TLS with no TLS
+/// connector, the create fails as the driver's own would, never connects unencrypted.
+#[test]
+fn sslmode_require_without_tls_is_never_downgraded() {
+    let Some(url) = pg_url("adapter_postgres::sslmode_require_without_tls_is_never_downgraded")
+    else {
+        return;
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let factory = PostgresConnectionFactory::new(&format!("{url}{separator}sslmode=require"))
+        .expect("the URL parses");
+    let started = block_on(factory.pool_builder().config(start_one()).build_connected());
+    assert!(
+        started.is_err(),
+        "connected without TLS although sslmode=require"
+    );
 }

@@ -975,3 +975,155 @@ fn factory_with_own_runtime(
 ) -> Result<Factory, nexus_pool::adapters::tokio_postgres::TokioPostgresError> {
     factory(url, &unique("np_tp_rt_own")).with_own_runtime()
 }
+
+/// How many statements `pid`'s session has prepared, as the server sees them.
+fn server_statements(conn: &PooledConnection<'_, Factory>) -> i64 {
+    let messages =
+        block_on(conn.simple_query("SELECT count(*) FROM pg_prepared_statements")).unwrap();
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn prepare_cached_reuses_statements_across_checkouts_within_its_bound() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::prepare_cached_reuses_statements_across_checkouts_within_its_bound",
+    ) else {
+        return;
+    };
+    let pool = factory(&url, &unique("np_stmt_cache"))
+        .statement_cache_capacity(2)
+        .pool_builder()
+        .config(config(1))
+        .build()
+        .unwrap();
+    let conn = pool.acquire_blocking().unwrap();
+    let before = server_statements(&conn);
+    let first = block_on(conn.prepare_cached("SELECT $1::int + 1")).unwrap();
+    assert_eq!(
+        block_on(conn.query_one(&first, &[&41]))
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
+    assert_eq!(conn.statement_cache().len(), 1);
+    drop(conn);
+
+    // The next checkout (same session, the default reset keeps statements) hits the cache.
+    let conn = pool.acquire_blocking().unwrap();
+    let prepared = server_statements(&conn);
+    let again = block_on(conn.prepare_cached("SELECT $1::int + 1")).unwrap();
+    assert_eq!(
+        server_statements(&conn),
+        prepared,
+        "a hit prepares nothing on the server"
+    );
+    let typed =
+        block_on(conn.prepare_typed_cached("SELECT $1", &[tokio_postgres::types::Type::INT8]))
+            .unwrap();
+    assert_eq!(typed.params(), &[tokio_postgres::types::Type::INT8]);
+    assert_eq!(
+        server_statements(&conn),
+        prepared + 1,
+        "types are part of the key"
+    );
+    assert_eq!(conn.statement_cache().len(), 2);
+    drop((first, again, typed));
+
+    // A third statement evicts the least recently used one, and the server forgets it.
+    let third = block_on(conn.prepare_cached("SELECT $1::text")).unwrap();
+    assert_eq!(conn.statement_cache().len(), 2, "bounded by the capacity");
+    let evicted_first = block_on(conn.prepare_cached("SELECT $1::int + 1")).unwrap();
+    assert_eq!(conn.statement_cache().len(), 2);
+    drop((third, evicted_first));
+    assert!(
+        eventually(Duration::from_secs(5), || server_statements(&conn) - before
+            <= 2),
+        "evicted statements are deallocated on the server: {} more than before",
+        server_statements(&conn) - before
+    );
+    drop(conn);
+    pool.close_blocking();
+}
+
+#[test]
+fn prepare_cached_is_cleared_when_the_session_deallocates_statements() {
+    let Some(url) = pg_url(
+        "adapter_tokio_postgres::prepare_cached_is_cleared_when_the_session_deallocates_statements",
+    ) else {
+        return;
+    };
+    // A reset in `DiscardAll` mode deallocates every statement: the cache follows.
+    let pool = factory(&url, &unique("np_stmt_discard"))
+        .reset_mode(PostgresReset::DiscardAll)
+        .pool_builder()
+        .config(config(1))
+        .build()
+        .unwrap();
+    let conn = pool.acquire_blocking().unwrap();
+    let pid = pid(&conn);
+    block_on(conn.prepare_cached("SELECT $1::int * 2")).unwrap();
+    // Something for the reset to clean, so that it sends `DISCARD ALL`.
+    block_on(conn.batch_execute("SET application_name = 'dirty'")).unwrap();
+    drop(conn);
+    let conn = pool.acquire_blocking().unwrap();
+    assert_eq!(self::pid(&conn), pid, "the same session, reset");
+    let stmt = block_on(conn.prepare_cached("SELECT $1::int * 2")).unwrap();
+    let row = block_on(conn.query_one(&stmt, &[&21])).expect("not a deallocated statement");
+    assert_eq!(row.get::<_, i32>(0), 42);
+
+    // So does a `DEALLOCATE ALL` of the user's own, at once.
+    block_on(conn.batch_execute("DEALLOCATE ALL")).unwrap();
+    let stmt = block_on(conn.prepare_cached("SELECT $1::int * 2")).unwrap();
+    let row = block_on(conn.query_one(&stmt, &[&21])).expect("prepared again");
+    assert_eq!(row.get::<_, i32>(0), 42);
+    drop(conn);
+    pool.close_blocking();
+
+    // The same with the reset on every reuse (the path of a session the adapter does not watch).
+    let factory =
+        factory(&url, &unique("np_stmt_discard_every")).reset_mode(PostgresReset::DiscardAll);
+    let check = factory.health_check().reset_every_reuse(true);
+    let pool = ConnectionPool::builder(factory)
+        .config(config(1))
+        .health_check(check)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let conn = pool.acquire_blocking().unwrap();
+        let stmt = block_on(conn.prepare_cached("SELECT $1::int * 2")).unwrap();
+        let row = block_on(conn.query_one(&stmt, &[&21])).expect("not a deallocated statement");
+        assert_eq!(row.get::<_, i32>(0), 42);
+    }
+    pool.close_blocking();
+}
+
+#[test]
+fn prepare_cached_is_refused_for_a_transaction_pooler() {
+    let Some(url) =
+        pg_url("adapter_tokio_postgres::prepare_cached_is_refused_for_a_transaction_pooler")
+    else {
+        return;
+    };
+    let pool = factory(&url, &unique("np_stmt_pooler"))
+        .reset_mode(PostgresReset::TransactionPooler)
+        .pool_builder()
+        .config(config(1))
+        .build()
+        .unwrap();
+    let conn = pool.acquire_blocking().unwrap();
+    let err = block_on(conn.prepare_cached("SELECT 1")).unwrap_err();
+    assert!(
+        matches!(err, TokioPostgresError::StatementCacheRefused),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("query_typed"), "{err}");
+    assert!(conn.statement_cache().is_empty());
+    drop(conn);
+    pool.close_blocking();
+}

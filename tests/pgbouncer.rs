@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 use adapter_support::{config, host_port, pgbouncer_session_url, pgbouncer_tx_url, unique};
 use futures_lite::future::block_on;
 use nexus_pool::ConnectionPool;
-use nexus_pool::adapters::postgres::PostgresConnectionFactory;
-use nexus_pool::adapters::tokio_postgres::{PostgresReset, TokioPostgresConnectionFactory};
+use nexus_pool::adapters::postgres::{PostgresConnectionFactory, PrepareCachedError};
+use nexus_pool::adapters::tokio_postgres::{
+    PostgresReset, TokioPostgresConnectionFactory, TokioPostgresError,
+};
 use postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
@@ -70,22 +72,24 @@ impl Mode {
     }
 }
 
+/// The factory knows the mode: its health check resets that way, and behind a transaction
+/// pooler its connections refuse `prepare_cached`.
 fn tp_pool(url: &str, mode: Mode, max: usize) -> TpPool {
-    let factory = TokioPostgresConnectionFactory::new(url).expect("the URL parses");
-    let check = factory.health_check().reset_mode(mode.reset());
-    ConnectionPool::builder(factory)
+    TokioPostgresConnectionFactory::new(url)
+        .expect("the URL parses")
+        .reset_mode(mode.reset())
+        .pool_builder()
         .config(config(max))
-        .health_check(check)
         .build()
         .unwrap()
 }
 
 fn pg_pool(url: &str, mode: Mode, max: usize) -> PgPool {
-    let factory = PostgresConnectionFactory::new(url).expect("the URL parses");
-    let check = factory.health_check().reset_mode(mode.reset());
-    ConnectionPool::builder(factory)
+    PostgresConnectionFactory::new(url)
+        .expect("the URL parses")
+        .reset_mode(mode.reset())
+        .pool_builder()
         .config(config(max))
-        .health_check(check)
         .build()
         .unwrap()
 }
@@ -661,6 +665,95 @@ fn server_restart_behind_the_bouncer() {
     }
 }
 
+/// `prepare_cached` through the bouncer: behind a session pooler the cached statements serve
+/// every checkout of the connection (one server session per client); behind a transaction pooler
+/// the adapter refuses it with an error that says what to use, and `query_typed` is what works
+/// there.
+fn tokio_postgres_statement_cache(mode: Mode) {
+    let test = format!("pgbouncer::tokio_postgres_statement_cache_{mode:?}");
+    let Some(url) = mode.url(&test) else { return };
+    let _server = shared();
+    let pool = tp_pool(&url, mode, 2);
+    std::thread::scope(|s| {
+        for worker in 0..3 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..ROUNDS {
+                    let x = worker * 1000 + i;
+                    let conn = pool.acquire_blocking().unwrap();
+                    let row = match block_on(conn.prepare_cached("SELECT $1::int + 1")) {
+                        Ok(stmt) => {
+                            assert_eq!(mode, Mode::Session, "cached only behind a session pooler");
+                            block_on(conn.query_one(&stmt, &[&x])).unwrap()
+                        }
+                        Err(err) => {
+                            assert_eq!(mode, Mode::Transaction, "{err}");
+                            assert!(
+                                matches!(err, TokioPostgresError::StatementCacheRefused),
+                                "{err:?}"
+                            );
+                            block_on(
+                                conn.query_typed_one("SELECT $1::int + 1", &[(&x, Type::INT4)]),
+                            )
+                            .unwrap()
+                        }
+                    };
+                    assert_eq!(row.get::<_, i32>(0), x + 1);
+                    // Inside a transaction block too (one server connection for its length).
+                    let mut conn = conn;
+                    block_on(async {
+                        let tx = conn.transaction().await.unwrap();
+                        let row = tx
+                            .query_typed_one("SELECT $1::int * 2", &[(&x, Type::INT4)])
+                            .await
+                            .unwrap();
+                        assert_eq!(row.get::<_, i32>(0), x * 2);
+                        tx.commit().await.unwrap();
+                    });
+                }
+            });
+        }
+    });
+    if mode == Mode::Session {
+        let conn = pool.acquire_blocking().unwrap();
+        assert_eq!(conn.statement_cache().len(), 1, "one statement, cached");
+    }
+    pool.close_blocking();
+}
+
+/// The blocking adapter's `prepare_cached` through the bouncer, as the async one's above.
+fn postgres_statement_cache(mode: Mode) {
+    let test = format!("pgbouncer::postgres_statement_cache_{mode:?}");
+    let Some(url) = mode.url(&test) else { return };
+    let _server = shared();
+    let pool = pg_pool(&url, mode, 2);
+    std::thread::scope(|s| {
+        for worker in 0..3 {
+            let pool = &pool;
+            s.spawn(move || {
+                for i in 0..ROUNDS {
+                    let x = worker * 1000 + i;
+                    let mut conn = pool.acquire_blocking().unwrap();
+                    let row = match conn.prepare_cached("SELECT $1::int + 1") {
+                        Ok(stmt) => {
+                            assert_eq!(mode, Mode::Session, "cached only behind a session pooler");
+                            conn.query_one(&stmt, &[&x]).unwrap()
+                        }
+                        Err(err) => {
+                            assert_eq!(mode, Mode::Transaction, "{err}");
+                            assert!(matches!(err, PrepareCachedError::Refused), "{err:?}");
+                            conn.query_typed_one("SELECT $1::int + 1", &[(&x, Type::INT4)])
+                                .unwrap()
+                        }
+                    };
+                    assert_eq!(row.get::<_, i32>(0), x + 1);
+                }
+            });
+        }
+    });
+    pool.close_blocking();
+}
+
 /// Each scenario runs as two tests, behind the bouncer in transaction and in session mode.
 macro_rules! in_both_modes {
     ($($scenario:ident => $transaction:ident, $session:ident;)+) => {
@@ -685,4 +778,6 @@ in_both_modes! {
     postgres_transactions => postgres_transactions_transaction, postgres_transactions_session;
     tokio_postgres_reset => tokio_postgres_reset_transaction, tokio_postgres_reset_session;
     postgres_reset => postgres_reset_transaction, postgres_reset_session;
+    tokio_postgres_statement_cache => tokio_postgres_statement_cache_transaction, tokio_postgres_statement_cache_session;
+    postgres_statement_cache => postgres_statement_cache_transaction, postgres_statement_cache_session;
 }

@@ -6,10 +6,10 @@ mod adapter_support;
 
 use std::time::Duration;
 
-use adapter_support::{eventually, pg_url, unique};
+use adapter_support::{eventually, pg_url, pgbouncer_tx_url, unique};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::tokio_postgres::{
-    TokioPostgresConnection, TokioPostgresConnectionFactory,
+    PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory,
 };
 use nexus_pool::store::{NexusStore, PooledPostgresBackend, StoreError};
 use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
@@ -259,5 +259,72 @@ fn killed_mid_operation_is_a_database_error_and_the_connection_is_dropped() {
     );
     block_on(store.save(&1, &account("a", 1))).unwrap();
     assert_eq!(block_on(store.get(&1)).unwrap(), Some(account("a", 1)));
+    pool.close_blocking();
+}
+
+/// Behind PgBouncer in transaction pooling mode (`NEXUS_POOL_PGBOUNCER_TX_URL`), where a named
+/// statement does not survive from one transaction to the next: every operation of the store,
+/// from several threads at once (so the bouncer hands each client's transactions to different
+/// server connections), gives the right answers.
+#[test]
+fn crud_behind_a_transaction_pooler() {
+    const TEST: &str = "store_postgres::crud_behind_a_transaction_pooler";
+    let Some(url) = pg_url(TEST) else {
+        return;
+    };
+    let Some(bouncer) = pgbouncer_tx_url(TEST) else {
+        return;
+    };
+    const WORKERS: usize = 4;
+    const ROUNDS: usize = 20;
+    let table = unique("np_store_pooler");
+    let _admin = Admin::new(&url, &table);
+    let config = ConnectionPoolConfig::builder()
+        .max_connections(WORKERS)
+        .acquire_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let pool = TokioPostgresConnectionFactory::new(&bouncer)
+        .unwrap()
+        .reset_mode(PostgresReset::TransactionPooler)
+        .pool_builder()
+        .config(config)
+        .build()
+        .unwrap();
+    let store: NexusStore<Account, String> =
+        NexusStore::new(block_on(PooledPostgresBackend::new(pool.clone(), &table)).unwrap());
+    std::thread::scope(|s| {
+        for worker in 0..WORKERS {
+            let store = &store;
+            s.spawn(move || {
+                block_on(async {
+                    for round in 0..ROUNDS {
+                        let id = format!("w{worker}r{round}");
+                        let cents = (worker * 1000 + round) as i64;
+                        store.save(&id, &account(&id, cents)).await?;
+                        assert_eq!(store.get(&id).await?, Some(account(&id, cents)));
+                        let pair = [format!("{id}a"), format!("{id}b")];
+                        store
+                            .save_many(&[
+                                (pair[0].clone(), account("a", 1)),
+                                (pair[1].clone(), account("b", 2)),
+                            ])
+                            .await?;
+                        assert_eq!(store.delete_many(&pair).await?, 2);
+                        assert!(store.delete(&id).await?);
+                        assert_eq!(store.get(&id).await?, None);
+                    }
+                    store
+                        .save(&format!("w{worker}"), &account("kept", 7))
+                        .await?;
+                    Ok::<(), StoreError>(())
+                })
+                .unwrap();
+            });
+        }
+    });
+    let all = block_on(store.get_all()).unwrap();
+    let ids: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(ids, ["w0", "w1", "w2", "w3"]);
     pool.close_blocking();
 }

@@ -2,7 +2,7 @@
 //!
 //! | Module | Feature | Client crate | Connection the pool lends |
 //! |---|---|---|---|
-//! | `postgres` | `postgres` | `postgres` (blocking) | `postgres::Client` |
+//! | `postgres` | `postgres` | `postgres` (blocking) | `PostgresConnection` (derefs to `postgres::Client`) |
 //! | `tokio_postgres` | `tokio-postgres` | `tokio-postgres` (async) | `TokioPostgresConnection` |
 //! | `redis` | `redis` | `redis` (blocking) | `redis::Connection` |
 //! | `redis_async` | `redis-async` | `redis` (async, tokio I/O) | `RedisAsyncConnection` |
@@ -163,7 +163,9 @@
 #[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
 mod pg_common;
 
-#[cfg(feature = "tokio-postgres")]
+#[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
+mod pg_statements;
+#[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
 mod pg_wire;
 
 #[cfg(any(

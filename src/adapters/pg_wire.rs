@@ -1,9 +1,11 @@
-//! What the `tokio-postgres` adapter learns about a session by watching its socket, so that a
+//! What the PostgreSQL adapters learn about a session by watching its socket, so that a
 //! reused connection is reset only when its last user left something behind.
 //!
 //! # The algorithm
 //!
-//! The adapter opens the socket itself and hands `tokio-postgres` a [`TrackedStream`] around it.
+//! The adapter opens the socket itself and hands the driver a [`TrackedStream`] around it
+//! (`tokio-postgres`'s `connect_raw`; the blocking client takes it as its "TLS" stream, see
+//! `adapters::postgres`).
 //! The stream forwards every byte unchanged and reads the message framing on the way (a type
 //! byte, a length, a body) in both directions:
 //!
@@ -28,10 +30,12 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::net::TcpStream;
@@ -111,6 +115,9 @@ pub(crate) struct SessionState {
     /// `Query`, a `FunctionCall`, or a `Sync` after an `Execute`. (A `Sync` after only `Parse`,
     /// `Describe` or `Close`, such as a dropped `Statement` sends, changes nothing.)
     risky: AtomicU64,
+    /// How many `DISCARD ALL` and `DEALLOCATE ALL` the server completed: each drops every
+    /// prepared statement, so the statement cache compares it with the count it was filled at.
+    deallocations: AtomicU64,
 }
 
 impl SessionState {
@@ -125,9 +132,16 @@ impl SessionState {
             status: AtomicU8::new(IDLE),
             changed: AtomicBool::new(false),
             risky: AtomicU64::new(0),
+            deallocations: AtomicU64::new(0),
         }
     }
 
+    /// How many times the server deallocated every prepared statement of the session.
+    pub(crate) fn deallocations(&self) -> u64 {
+        self.deallocations.load(Ordering::SeqCst)
+    }
+
+    #[cfg_attr(not(feature = "tokio-postgres"), allow(dead_code))]
     /// Waits until the connection task is idle (not woken, not running), without a round trip:
     /// then every request the client queued before this call has been written. A cross-thread
     /// wake at most; bounded, like the whole reset, by the pool's deadline for the call.
@@ -226,7 +240,12 @@ impl SessionState {
                     self.risky.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            b'C' if changes_session(body) => self.changed.store(true, Ordering::SeqCst),
+            b'C' if changes_session(body) => {
+                if deallocates_all(body) {
+                    self.deallocations.fetch_add(1, Ordering::SeqCst);
+                }
+                self.changed.store(true, Ordering::SeqCst);
+            }
             // Before the first `ReadyForQuery` these are the start-up's report of every setting.
             b'S' if started => self.changed.store(true, Ordering::SeqCst),
             _ => {}
@@ -282,12 +301,16 @@ impl Wake for SessionState {
 
 /// Runs a session's connection future and keeps [`SessionState`]'s `woken` and `busy` true: it
 /// polls the future with a waker that marks the state woken before it wakes the real task.
+/// (The blocking client polls its connection only inside its own calls: nothing is in flight
+/// between them, so it needs none of this.)
+#[cfg_attr(not(feature = "tokio-postgres"), allow(dead_code))]
 pub(crate) struct Watched<F> {
     future: Pin<Box<F>>,
     state: Arc<SessionState>,
     waker: Waker,
 }
 
+#[cfg_attr(not(feature = "tokio-postgres"), allow(dead_code))]
 impl<F> Watched<F> {
     pub(crate) fn new(future: F, state: Arc<SessionState>) -> Self {
         Watched {
@@ -343,6 +366,12 @@ fn changes_session(tag: &[u8]) -> bool {
     !HARMLESS_TAGS
         .iter()
         .any(|known| tag.starts_with(known) && matches!(tag.get(known.len()), None | Some(b' ')))
+}
+
+/// Whether a command tag says every prepared statement of the session is gone.
+fn deallocates_all(tag: &[u8]) -> bool {
+    let tag = tag.split(|&b| b == 0).next().unwrap_or_default();
+    tag == b"DISCARD ALL" || tag == b"DEALLOCATE ALL"
 }
 
 fn mentions_session_words(sql: &[u8]) -> bool {
@@ -442,7 +471,59 @@ impl Framer {
 pub(crate) enum Socket {
     Tcp(TcpStream),
     #[cfg(unix)]
+    #[cfg_attr(not(feature = "tokio-postgres"), allow(dead_code))]
     Unix(UnixStream),
+}
+
+/// The socket options of a connection string, as the drivers apply them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketOptions {
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) tcp_user_timeout: Option<Duration>,
+    /// Keepalive idle time, interval and retries, when keepalives are on.
+    pub(crate) keepalive: Option<(Duration, Option<Duration>, Option<u32>)>,
+}
+
+/// Connects a TCP socket to `addr` within the connect timeout, with Nagle off and the options'
+/// user timeout and keepalives, as the drivers set up their own sockets.
+pub(crate) async fn open_tcp(addr: SocketAddr, options: &SocketOptions) -> io::Result<Socket> {
+    let connect = TcpStream::connect(addr);
+    let stream = match options.connect_timeout {
+        None => connect.await?,
+        Some(limit) => ::tokio::time::timeout(limit, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ))
+            })?,
+    };
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(&stream);
+    #[cfg(target_os = "linux")]
+    if let Some(user_timeout) = options.tcp_user_timeout {
+        sock.set_tcp_user_timeout(Some(user_timeout))?;
+    }
+    if let Some((idle, _interval, _retries)) = options.keepalive {
+        #[allow(unused_mut)]
+        let mut keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        #[cfg(not(any(target_os = "openbsd", target_os = "redox", target_os = "solaris")))]
+        if let Some(interval) = _interval {
+            keepalive = keepalive.with_interval(interval);
+        }
+        #[cfg(not(any(
+            target_os = "openbsd",
+            target_os = "redox",
+            target_os = "solaris",
+            target_os = "windows"
+        )))]
+        if let Some(retries) = _retries {
+            keepalive = keepalive.with_retries(retries);
+        }
+        sock.set_tcp_keepalive(&keepalive)?;
+    }
+    Ok(Socket::Tcp(stream))
 }
 
 /// A socket that reports what passes through it to a [`SessionState`]; see the module docs.
@@ -588,6 +669,10 @@ mod tests {
         assert!(changes_session(b"SELECTX\0"));
         assert!(changes_session(b"LISTEN\0"));
         assert!(changes_session(b"CREATE TABLE\0"));
+        assert!(deallocates_all(b"DISCARD ALL\0"));
+        assert!(deallocates_all(b"DEALLOCATE ALL\0"));
+        assert!(!deallocates_all(b"DEALLOCATE\0"));
+        assert!(!deallocates_all(b"DISCARD PLANS\0"));
     }
 
     #[test]

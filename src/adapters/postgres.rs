@@ -4,8 +4,10 @@
 //!
 //! [`PostgresConnectionFactory`] holds a parsed [`postgres::Config`] and a TLS
 //! connector ([`NoTls`] unless you call
-//! [`with_tls`](PostgresConnectionFactory::with_tls)); `create` is `Config::connect`, so the pool
-//! lends plain [`postgres::Client`]s. `validate` is
+//! [`with_tls`](PostgresConnectionFactory::with_tls)); `create` is `Config::connect` (on a socket
+//! the adapter watches, [below](#a-clean-session-at-no-cost)), and the pool lends a
+//! [`PostgresConnection`], which derefs to the [`postgres::Client`] and keeps the session's
+//! [statement cache](PostgresConnection::prepare_cached). `validate` is
 //! [`Client::is_valid`](::postgres::Client::is_valid): an empty query, one round trip, bounded by
 //! a timeout. [`PostgresHealthCheck`] pings the same way in `is_healthy`, and its `reset` rolls
 //! back a transaction left open and clears the session: everything `DISCARD ALL` does except
@@ -13,16 +15,31 @@
 //! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message). A failed
 //! `create` is a [`PostgresError`]: the driver's error, printed with the server's message.
 //!
-//! # What a reuse costs
+//! # A clean session at no cost
 //!
 //! A reused connection is always clean (no transaction block open or failed, session state reset
-//! as [`PostgresReset`] says), and no checkout makes the server log a warning: the reset asks, in
-//! the same query, whether a block is open (`transaction_timestamp() = statement_timestamp()`)
-//! and sends a `ROLLBACK` only into one. But the blocking client says nothing about the session's
-//! state, so, unlike the `tokio-postgres` adapter (which watches the socket and skips the reset
-//! of a session left clean), this one resets every reuse: with the ping before it (see below),
-//! two round trips per checkout. When that matters more than a clean session, attach a health
-//! check of your own, or use the `tokio-postgres` adapter from threads with `acquire_blocking`.
+//! as [`PostgresReset`] says), and no checkout makes the server log a warning (a `ROLLBACK` is
+//! only ever sent into a block). The blocking client says nothing about the session's state, so
+//! the adapter watches the protocol on the socket, as the `tokio-postgres` adapter does (its
+//! [module docs](super::tokio_postgres#a-clean-session-at-no-cost) tell how, and
+//! [what you must not do](super::tokio_postgres#what-you-must-not-do) holds here too). The hook:
+//! the client's TLS step. `create` connects with `sslmode=require` and `sslnegotiation=direct`
+//! and a "connector" of the adapter's own, to which the driver hands its fresh socket before a
+//! byte is sent; the connector dials the same peer on a socket of its own (the driver's socket
+//! offers no descriptor to look at it between calls; the one it dialled is dropped unused) and
+//! gives the driver a stream that forwards every byte unchanged and reads the transaction status
+//! and command tags on the way. Nothing is encrypted: this is done only for a connection that
+//! would have been in the clear ([`NoTls`], TCP hosts, no `sslmode=require`); any other is
+//! reset on every reuse as before ([`PostgresConnection::is_tracked`] tells).
+//!
+//! On reuse, with the defaults:
+//!
+//! * left clean (the common case): nothing to reset; one non-blocking look at the socket (a
+//!   terminated backend's goodbye waits there unread) and the bounded ping (see below; turn it
+//!   off with [`ping_clean_reuse(false)`](PostgresHealthCheck::ping_clean_reuse) for no round
+//!   trip at all);
+//! * a transaction block open or failed, or session state changed: the ping, then the reset of
+//!   the [mode](PostgresReset) (one round trip: the status is known, no probe needed).
 //!
 //! Behind PgBouncer in transaction pooling mode, use [`PostgresReset::TransactionPooler`] and
 //! `query_typed` / `simple_query` rather than named statements (the variant's docs say why).
@@ -55,10 +72,11 @@
 //!   cut to what is left of the `acquire_timeout`), and never longer than the factory's
 //!   [`check_timeout`](PostgresConnectionFactory::check_timeout) (5 s).
 //! * [`PostgresHealthCheck`]'s `reset` sends that same bounded ping first, and only then the
-//!   reset, which like your queries is a plain query the client offers no timeout for. A peer
-//!   that went silent while the connection sat in the pool fails the ping, and the connection is
-//!   destroyed within the bound; it costs one round trip per reuse. What is left is a peer that
-//!   goes silent between the ping's answer and the reset.
+//!   reset (if one is due), which like your queries is a plain query the client offers no
+//!   timeout for. A peer that went silent while the connection sat in the pool fails the ping,
+//!   and the connection is destroyed within the bound; it costs one round trip per reuse
+//!   (unless [`ping_clean_reuse(false)`](PostgresHealthCheck::ping_clean_reuse)). What is left
+//!   is a peer that goes silent between the ping's answer and the reset.
 //!
 //! Under that, [`new`](PostgresConnectionFactory::new) sets two socket options unless the
 //! string names them, for the reset's remaining window and for your own queries:
@@ -113,15 +131,26 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ::postgres::tls::{MakeTlsConnect, TlsConnect};
-use ::postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket};
+use ::postgres::config::{ChannelBinding, Host, SslMode, SslNegotiation};
+use ::postgres::tls::{self, MakeTlsConnect, TlsConnect, TlsStream};
+use ::postgres::types::Type;
+use ::postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket, Statement};
 
 use super::helper_thread;
 use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
+use super::pg_statements::DEFAULT_CAPACITY;
+pub use super::pg_statements::StatementCache;
+use super::pg_wire::{self, Peek, SessionState, TrackedStream};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
 /// How long `validate` and `is_healthy` wait for the server's answer by default.
@@ -226,6 +255,11 @@ pub struct PostgresConnectionFactory<T = NoTls> {
     config: Config,
     tls: T,
     check_timeout: Duration,
+    /// What the health check resets, and whether a transaction pooler is in front (then the
+    /// connections refuse `prepare_cached`).
+    reset: PostgresReset,
+    /// How many statements each connection's `prepare_cached` keeps.
+    statement_cache_capacity: usize,
 }
 
 impl<T> fmt::Debug for PostgresConnectionFactory<T> {
@@ -234,6 +268,8 @@ impl<T> fmt::Debug for PostgresConnectionFactory<T> {
         f.debug_struct("PostgresConnectionFactory")
             .field("config", &self.config)
             .field("check_timeout", &self.check_timeout)
+            .field("reset", &self.reset)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -301,6 +337,8 @@ impl PostgresConnectionFactory<NoTls> {
             config,
             tls: NoTls,
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            reset: PostgresReset::default(),
+            statement_cache_capacity: DEFAULT_CAPACITY,
         }
     }
 }
@@ -325,6 +363,8 @@ impl<T> PostgresConnectionFactory<T> {
             config: self.config,
             tls,
             check_timeout: self.check_timeout,
+            reset: self.reset,
+            statement_cache_capacity: self.statement_cache_capacity,
         }
     }
 
@@ -394,13 +434,74 @@ impl<T> PostgresConnectionFactory<T> {
     /// # Ok::<(), postgres::Error>(())
     /// ```
     pub fn health_check(&self) -> PostgresHealthCheck {
-        PostgresHealthCheck::new().timeout(self.check_timeout)
+        PostgresHealthCheck::new()
+            .timeout(self.check_timeout)
+            .reset_mode(self.reset)
+    }
+
+    /// Says what sits in front of the server, and so how a reused session is reset: the mode
+    /// of [`health_check`](Self::health_check) (the one every pool built from this factory
+    /// gets). [`PostgresReset::TransactionPooler`] also makes the connections refuse
+    /// [`prepare_cached`](PostgresConnection::prepare_cached) (with
+    /// [`PrepareCachedError::Refused`]): behind a transaction pooler a named statement does not
+    /// outlive its transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::{PostgresConnectionFactory, PostgresReset};
+    ///
+    /// let factory = PostgresConnectionFactory::new("postgres://app@bouncer:6432/orders")?
+    ///     .reset_mode(PostgresReset::TransactionPooler);
+    /// assert_eq!(factory.get_reset_mode(), PostgresReset::TransactionPooler);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn reset_mode(mut self, mode: PostgresReset) -> Self {
+        self.reset = mode;
+        self
+    }
+
+    /// The mode [`reset_mode`](Self::reset_mode) set ([`PostgresReset::Clean`] by default).
+    ///
+    /// # Examples
+    ///
+    /// See [`reset_mode`](Self::reset_mode).
+    pub fn get_reset_mode(&self) -> PostgresReset {
+        self.reset
+    }
+
+    /// How many statements each connection's
+    /// [`prepare_cached`](PostgresConnection::prepare_cached) keeps prepared (100 by default);
+    /// past that, the least recently used one is deallocated. 0 turns caching off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .statement_cache_capacity(500);
+    /// assert_eq!(factory.get_statement_cache_capacity(), 500);
+    /// # Ok::<(), postgres::Error>(())
+    /// ```
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.statement_cache_capacity = capacity;
+        self
+    }
+
+    /// The bound [`statement_cache_capacity`](Self::statement_cache_capacity) set.
+    ///
+    /// # Examples
+    ///
+    /// See [`statement_cache_capacity`](Self::statement_cache_capacity).
+    pub fn get_statement_cache_capacity(&self) -> usize {
+        self.statement_cache_capacity
     }
 }
 
 impl<T> PostgresConnectionFactory<T>
 where
-    Self: ConnectionFactory<Connection = Client>,
+    Self: ConnectionFactory<Connection = PostgresConnection>,
 {
     /// Starts a pool builder: the same as [`ConnectionPool::builder`] with this factory, which
     /// attaches [`health_check`](Self::health_check) (see
@@ -432,7 +533,7 @@ where
     T::Stream: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    type Connection = Client;
+    type Connection = PostgresConnection;
     type Error = PostgresError;
 
     /// The adapter's health check ([`health_check`](Self::health_check)): every pool built from
@@ -442,26 +543,417 @@ where
         Some(self.health_check())
     }
 
-    /// Connects on a helper thread (see the [module docs](self#time-bounds-down-to-a-silent-peer)).
-    async fn create(&self) -> Result<Client, PostgresError> {
+    /// Connects on a helper thread (see the [module docs](self#time-bounds-down-to-a-silent-peer)),
+    /// on a socket the adapter watches when it can (see the
+    /// [module docs](self#a-clean-session-at-no-cost)).
+    async fn create(&self) -> Result<PostgresConnection, PostgresError> {
         let (config, tls) = (self.config.clone(), self.tls.clone());
-        helper_thread::run("nexus-pool-pg-connect", move || config.connect(tls))
-            .await
-            .map_err(PostgresError)
+        let trackable = trackable(&config, &tls);
+        let (client, session) = helper_thread::run("nexus-pool-pg-connect", move || {
+            if trackable {
+                match connect_watched(&config) {
+                    Err(Unwatched::Driver(e)) => return Err(e),
+                    Ok(connected) => return Ok(connected),
+                    // This socket cannot be watched: connect as the driver does.
+                    Err(Unwatched::Socket) => {}
+                }
+            }
+            config.connect(tls).map(|client| (client, None))
+        })
+        .await
+        .map_err(PostgresError)?;
+        Ok(PostgresConnection {
+            client,
+            session,
+            statements: StatementCache::new(self.statement_cache_capacity),
+            transaction_pooler: self.reset == PostgresReset::TransactionPooler,
+            discards: AtomicU64::new(0),
+            reset_cleared: AtomicBool::new(false),
+        })
     }
 
     /// Says goodbye on a helper thread: closing waits for the replies still due, which never
     /// come on a silent peer (after a timed-out `validate`, for instance).
-    async fn destroy(&self, conn: Client) {
+    async fn destroy(&self, conn: PostgresConnection) {
         // Errors mean the session is gone anyway.
         helper_thread::run("nexus-pool-pg-close", move || {
-            let _ = conn.close();
+            let _ = conn.client.close();
         })
         .await;
     }
 
-    async fn validate(&self, conn: &mut Client) -> bool {
-        ping(conn, self.check_timeout)
+    async fn validate(&self, conn: &mut PostgresConnection) -> bool {
+        ping(&mut conn.client, self.check_timeout)
+    }
+}
+
+/// Whether the adapter can watch the session: the connector is [`NoTls`] (so the session would
+/// not be encrypted anyway) and the connection string asks for nothing only TLS gives
+/// (`sslmode=require`, `channel_binding=require`), and every host is a TCP one (the driver
+/// dials Unix sockets without a "TLS" step to hook into).
+fn trackable<T: 'static>(config: &Config, tls: &T) -> bool {
+    // Named positively, so that a mode added later (a stricter one) is never downgraded.
+    (tls as &dyn std::any::Any).is::<NoTls>()
+        && matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer)
+        && matches!(
+            config.get_channel_binding(),
+            ChannelBinding::Disable | ChannelBinding::Prefer
+        )
+        && !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|host| matches!(host, Host::Tcp(_)))
+}
+
+/// Why [`connect_watched`] did not give a watched session.
+enum Unwatched {
+    /// The driver's error: the server refused, or no host answered.
+    Driver(::postgres::Error),
+    /// The socket the driver opened could not be watched.
+    Socket,
+}
+
+/// `Config::connect`, with the adapter's [`Watch`] in the place of a TLS connector: with
+/// `sslmode=require` and `sslnegotiation=direct` the driver hands its fresh socket, before a
+/// byte is written, to the connector, whose "TLS stream" is a [`TrackedStream`] on a socket of
+/// the adapter's own to the same peer. Everything else (hosts in turn, `target_session_attrs`,
+/// authentication, timeouts) is the driver's. Nothing is encrypted: the adapter only does this
+/// for a connection that would have been in the clear.
+fn connect_watched(config: &Config) -> Result<(Client, Option<Arc<SessionState>>), Unwatched> {
+    let mut config = config.clone();
+    config
+        .ssl_mode(SslMode::Require)
+        .ssl_negotiation(SslNegotiation::Direct);
+    let watch = Watch {
+        options: pg_wire::SocketOptions {
+            connect_timeout: config.get_connect_timeout().copied(),
+            tcp_user_timeout: config.get_tcp_user_timeout().copied(),
+            keepalive: config.get_keepalives().then(|| {
+                (
+                    config.get_keepalives_idle(),
+                    config.get_keepalives_interval(),
+                    config.get_keepalives_retries(),
+                )
+            }),
+        },
+        session: Arc::new(Mutex::new(None)),
+        unwatchable: Arc::new(AtomicBool::new(false)),
+    };
+    let (session, unwatchable) = (watch.session.clone(), watch.unwatchable.clone());
+    match config.connect(watch) {
+        Ok(client) => {
+            let session = session
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            Ok((client, session))
+        }
+        Err(_) if unwatchable.load(Ordering::SeqCst) => Err(Unwatched::Socket),
+        Err(e) => Err(Unwatched::Driver(e)),
+    }
+}
+
+/// The "TLS connector" that watches the session instead; see [`connect_watched`].
+#[derive(Clone)]
+struct Watch {
+    options: pg_wire::SocketOptions,
+    /// The session of the last socket handed out (the driver tries hosts one after another, so
+    /// once it connects, this is the one it kept).
+    session: Arc<Mutex<Option<Arc<SessionState>>>>,
+    /// The driver's socket did not say where it goes.
+    unwatchable: Arc<AtomicBool>,
+}
+
+impl MakeTlsConnect<Socket> for Watch {
+    type Stream = TrackedStream;
+    type TlsConnect = Watch;
+    type Error = std::io::Error;
+
+    fn make_tls_connect(&mut self, _domain: &str) -> Result<Watch, std::io::Error> {
+        Ok(self.clone())
+    }
+}
+
+impl TlsConnect<Socket> for Watch {
+    type Stream = TrackedStream;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TrackedStream>> + Send>>;
+
+    fn connect(self, socket: Socket) -> Self::Future {
+        Box::pin(async move {
+            // The driver's socket offers neither its descriptor nor its peer, except in its
+            // `Debug` text; the adapter needs a descriptor of its own to look at the socket
+            // between checkouts without reading it (a terminated backend's goodbye). So it
+            // dials the same peer itself and drops the driver's socket before a byte was sent
+            // on it (the server forgets a connection that never spoke without a log line).
+            let Some(peer) = peer_of(&socket) else {
+                self.unwatchable.store(true, Ordering::SeqCst);
+                return Err(std::io::Error::other("the socket's peer is unknown"));
+            };
+            drop(socket);
+            let socket = pg_wire::open_tcp(peer, &self.options).await?;
+            let session = Arc::new(SessionState::new());
+            *self.session.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Arc::clone(&session));
+            Ok(TrackedStream::new(socket, session))
+        })
+    }
+}
+
+impl TlsStream for TrackedStream {
+    fn channel_binding(&self) -> tls::ChannelBinding {
+        tls::ChannelBinding::none()
+    }
+}
+
+/// The peer address in a driver socket's `Debug` text (`.. peer: 127.0.0.1:5432, ..`).
+fn peer_of(socket: &Socket) -> Option<SocketAddr> {
+    let text = format!("{socket:?}");
+    let rest = &text[text.find("peer: ")? + "peer: ".len()..];
+    let end = rest.find([',', ' ', '}']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// A pooled blocking session: the [`postgres::Client`] (it derefs to it), what the adapter saw
+/// of the session on its socket, and the statements [`prepare_cached`](Self::prepare_cached)
+/// keeps.
+///
+/// The adapter lends this rather than the bare `Client` because a `Client` has no room for
+/// either: what a reuse needs to know (was a transaction left open?) and a per-connection
+/// statement cache both live next to it. `Deref` and `DerefMut` make every `Client` method
+/// a method of the guard, as before.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[cfg(feature = "blocking")] {
+/// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+///
+/// let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+///     .pool_builder()
+///     .build()?;
+/// let mut conn = pool.acquire_blocking()?;
+/// let row = conn.query_one("SELECT 40 + 2", &[])?; // a `Client` method
+/// assert_eq!(row.get::<_, i32>(0), 42);
+/// let client: &mut postgres::Client = conn.client_mut();
+/// client.batch_execute("SELECT 1")?;
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PostgresConnection {
+    client: Client,
+    /// What the socket said about the session; `None` when the adapter could not watch it
+    /// (TLS, Unix sockets), and then every reuse is reset.
+    session: Option<Arc<SessionState>>,
+    /// What `prepare_cached` prepared on this session.
+    statements: StatementCache,
+    /// The factory said a transaction pooler is in front: `prepare_cached` refuses.
+    transaction_pooler: bool,
+    /// How many `DISCARD ALL` the health check sent to this session while not watching it.
+    discards: AtomicU64,
+    /// Whether the last reset cleared session settings (so the `on_connect` hook runs again).
+    reset_cleared: AtomicBool,
+}
+
+impl fmt::Debug for PostgresConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConnection")
+            .field("closed", &self.client.is_closed())
+            .field("tracked", &self.session.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for PostgresConnection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for PostgresConnection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Why [`PostgresConnection::prepare_cached`] gave no statement.
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::postgres::PrepareCachedError;
+///
+/// let err = PrepareCachedError::Refused;
+/// assert!(err.to_string().contains("query_typed"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrepareCachedError {
+    /// The factory is set for a transaction pooler ([`PostgresReset::TransactionPooler`]),
+    /// where a named statement does not outlive its transaction: use `query_typed`.
+    #[error(
+        "prepare_cached is refused behind a transaction pooler (PostgresReset::TransactionPooler): \
+         a named statement does not outlive its transaction there; use query_typed"
+    )]
+    Refused,
+    /// Preparing failed; the driver's error.
+    #[error("{}", OneLine(.0))]
+    Postgres(#[from] ::postgres::Error),
+}
+
+impl PostgresConnection {
+    /// The client, as `Deref` gives it.
+    ///
+    /// # Examples
+    ///
+    /// See [`PostgresConnection`].
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client, mutably, as `DerefMut` gives it.
+    ///
+    /// # Examples
+    ///
+    /// See [`PostgresConnection`].
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// The client, out of the wrapper (after
+    /// [`detach`](crate::PooledConnection::detach), say).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    /// # let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
+    /// let client: postgres::Client = pool.acquire_blocking()?.detach().into_client();
+    /// client.close()?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn into_client(self) -> Client {
+        self.client
+    }
+
+    /// Whether the health check can skip the reset of this session when its last user left
+    /// nothing behind (see the [module docs](self#a-clean-session-at-no-cost)): `false` for a
+    /// session the adapter could not watch (TLS, a Unix socket), which is reset on every reuse.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    /// # let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
+    /// assert!(pool.acquire_blocking()?.is_tracked()); // TCP, no TLS: watched
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_tracked(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Prepares `query` once per session and hands out the same statement after that (as
+    /// deadpool-postgres's `prepare_cached`): a query run with a cached statement is one round
+    /// trip instead of two. The cache is the connection's, bounded by the factory's
+    /// [`statement_cache_capacity`](PostgresConnectionFactory::statement_cache_capacity), kept
+    /// across checkouts and cleared when the session's statements are deallocated (a reset in
+    /// [`PostgresReset::DiscardAll`] mode, or your own `DISCARD ALL` / `DEALLOCATE ALL` on a
+    /// [tracked](Self::is_tracked) session).
+    ///
+    /// # Errors
+    ///
+    /// [`PrepareCachedError::Refused`] when the factory's
+    /// [`reset_mode`](PostgresConnectionFactory::reset_mode) is
+    /// [`PostgresReset::TransactionPooler`] (a named statement does not outlive its transaction
+    /// there: use `query_typed`); otherwise the driver's error from preparing.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .pool_builder()
+    ///     .build()?;
+    /// let mut conn = pool.acquire_blocking()?;
+    /// let stmt = conn.prepare_cached("SELECT $1::int + 1")?;
+    /// assert_eq!(conn.query_one(&stmt, &[&41])?.get::<_, i32>(0), 42);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn prepare_cached(&mut self, query: &str) -> Result<Statement, PrepareCachedError> {
+        self.prepare_typed_cached(query, &[])
+    }
+
+    /// [`prepare_cached`](Self::prepare_cached) with parameter types given; the types are part
+    /// of the key.
+    ///
+    /// # Errors
+    ///
+    /// As [`prepare_cached`](Self::prepare_cached).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    /// # let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
+    /// let mut conn = pool.acquire_blocking()?;
+    /// let stmt = conn.prepare_typed_cached("SELECT $1", &[postgres::types::Type::INT8])?;
+    /// assert_eq!(stmt.params(), &[postgres::types::Type::INT8]);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn prepare_typed_cached(
+        &mut self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, PrepareCachedError> {
+        if self.transaction_pooler {
+            return Err(PrepareCachedError::Refused);
+        }
+        let deallocations = self.deallocations();
+        if let Some(statement) = self.statements.get(query, types, deallocations) {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare_typed(query, types)?;
+        self.statements
+            .insert(query, types, statement.clone(), deallocations);
+        Ok(statement)
+    }
+
+    /// The statements [`prepare_cached`](Self::prepare_cached) keeps for this session.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// # use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    /// # let pool = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?.pool_builder().build()?;
+    /// let mut conn = pool.acquire_blocking()?;
+    /// conn.prepare_cached("SELECT 1")?;
+    /// assert_eq!(conn.statement_cache().len(), 1);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn statement_cache(&self) -> &StatementCache {
+        &self.statements
+    }
+
+    fn deallocations(&self) -> u64 {
+        let seen = self
+            .session
+            .as_deref()
+            .map_or(0, SessionState::deallocations);
+        seen + self.discards.load(Ordering::SeqCst)
     }
 }
 
@@ -497,6 +989,10 @@ fn ping(conn: &mut Client, cap: Duration) -> bool {
 pub struct PostgresHealthCheck {
     mode: PostgresReset,
     timeout: Duration,
+    /// Reset every reuse, even when the socket says the last user left nothing behind.
+    every_reuse: bool,
+    /// Ping a reuse the socket says was left clean (the silent-peer bound at checkout).
+    ping_clean: bool,
 }
 
 impl Default for PostgresHealthCheck {
@@ -518,7 +1014,52 @@ impl PostgresHealthCheck {
         PostgresHealthCheck {
             mode: PostgresReset::Clean,
             timeout: DEFAULT_CHECK_TIMEOUT,
+            every_reuse: false,
+            ping_clean: true,
         }
+    }
+
+    /// Whether a reuse the adapter saw left clean is pinged before it is lent (`true` by
+    /// default): one bounded round trip, so that a peer that went silent while the connection
+    /// sat idle (a hung server or proxy, a network that drops packets) fails the acquire within
+    /// the pool's bound. With `false`, a clean reuse costs no round trip at all (a closed or
+    /// terminated session is still caught, by a look at the socket); a silent peer is then first
+    /// met by your own query, which the blocking client cannot bound: the socket's
+    /// `tcp_user_timeout` (30 s from [`new`](PostgresConnectionFactory::new)) ends it. A session
+    /// left dirty is pinged and reset either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
+    ///
+    /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
+    /// let check = factory.health_check().ping_clean_reuse(false);
+    /// let pool = factory.pool_builder().health_check(check).build()?;
+    /// # drop(pool);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ping_clean_reuse(mut self, ping: bool) -> Self {
+        self.ping_clean = ping;
+        self
+    }
+
+    /// Resets every reused session, also when the adapter saw its last user leave nothing
+    /// behind: two round trips per reuse (a ping, then the reset), for applications that change
+    /// session state in ways the adapter cannot see (the `tokio-postgres` adapter's
+    /// [module docs](super::tokio_postgres#what-you-must-not-do) list them; they hold here too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::postgres::PostgresHealthCheck;
+    ///
+    /// let check = PostgresHealthCheck::new().reset_every_reuse(true);
+    /// # drop(check);
+    /// ```
+    pub fn reset_every_reuse(mut self, every: bool) -> Self {
+        self.every_reuse = every;
+        self
     }
 
     /// Chooses what `reset` does.
@@ -554,19 +1095,75 @@ impl PostgresHealthCheck {
     }
 }
 
-impl ConnectionHealthCheck<Client> for PostgresHealthCheck {
-    async fn is_healthy(&self, conn: &mut Client) -> bool {
-        ping(conn, self.timeout)
+impl ConnectionHealthCheck<PostgresConnection> for PostgresHealthCheck {
+    async fn is_healthy(&self, conn: &mut PostgresConnection) -> bool {
+        ping(&mut conn.client, self.timeout)
     }
 
-    async fn reset(&self, conn: &mut Client) -> bool {
-        // The reset itself cannot be bounded (the client has no timeout for a query), so a
-        // bounded ping goes first: a peer that went silent while the connection sat in the pool
-        // fails it within the pool's bound instead of blocking the caller in the reset.
-        if !ping(conn, self.timeout) {
+    async fn reset(&self, conn: &mut PostgresConnection) -> bool {
+        if conn.client.is_closed() {
             return false;
         }
-        reset_unknown(conn, self.mode)
+        conn.reset_cleared.store(false, Ordering::Relaxed);
+        let Some(session) = conn.session.clone().filter(|_| !self.every_reuse) else {
+            // The reset itself cannot be bounded (the client has no timeout for a query), so a
+            // bounded ping goes first: a peer that went silent while the connection sat in the
+            // pool fails it within the pool's bound instead of blocking the caller in the reset.
+            if !ping(&mut conn.client, self.timeout) {
+                return false;
+            }
+            let reset = reset_unknown(&mut conn.client, self.mode);
+            if self.mode == PostgresReset::DiscardAll {
+                // Sent, or the session is destroyed: either way the cached statements are gone.
+                conn.discards.fetch_add(1, Ordering::SeqCst);
+            }
+            conn.reset_cleared
+                .store(self.mode != PostgresReset::Rollback, Ordering::Relaxed);
+            return reset;
+        };
+        // Between calls nothing reads the socket (the client polls its connection only inside
+        // them), so whatever the server said since, a terminated backend's goodbye included,
+        // waits there unread: one non-blocking peek says whether anything does.
+        let peek = session.peek();
+        if peek == Some(Peek::End) {
+            return false;
+        }
+        if peek == Some(Peek::Nothing) && session.clean() {
+            // The common case: every answer came back idle and nothing changed. Nothing to
+            // reset; at most the bounded ping (see `ping_clean_reuse`).
+            return !self.ping_clean || ping(&mut conn.client, self.timeout);
+        }
+        // Something is left: an answer not read yet (a dropped row iterator, something unasked
+        // on the socket), an open block, or changed state. The bounded ping reads everything
+        // before its own answer, so the status after it is current.
+        if !ping(&mut conn.client, self.timeout) {
+            return false;
+        }
+        let (in_block, changed) = (session.in_transaction(), session.changed());
+        let sql = reset_sql(self.mode, in_block, changed);
+        for statement in sql {
+            if conn.client.batch_execute(statement).is_err() {
+                return false;
+            }
+        }
+        conn.reset_cleared.store(
+            !sql.is_empty() && self.mode != PostgresReset::Rollback,
+            Ordering::Relaxed,
+        );
+        // The reset's own `RESET ALL` and friends marked it changed; all are answered now.
+        session.clear_changed();
+        true
+    }
+
+    fn reset_cleared_session(&self, conn: &PostgresConnection) -> bool {
+        conn.reset_cleared.load(Ordering::Relaxed)
+    }
+
+    /// The hook's own settings are the session's clean state: not a change to reset.
+    fn prepared(&self, conn: &mut PostgresConnection) {
+        if let Some(session) = conn.session.as_deref() {
+            session.clear_changed();
+        }
     }
 }
 

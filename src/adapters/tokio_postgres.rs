@@ -165,18 +165,20 @@ use std::ops::{Deref, DerefMut};
 #[cfg(unix)]
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ::tokio::net::TcpStream;
 use ::tokio::runtime::{Handle, RuntimeFlavor};
 use ::tokio::task::JoinHandle;
 use ::tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use ::tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket};
+use ::tokio_postgres::types::Type;
+use ::tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket, Statement};
 
 use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
+use super::pg_statements::DEFAULT_CAPACITY;
+pub use super::pg_statements::StatementCache;
 use super::pg_wire::{self, Peek, SessionState, TrackedStream};
 use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolBuilder};
 
@@ -216,6 +218,16 @@ pub enum TokioPostgresError {
     /// The runtime the connections run on has shut down.
     #[error("the runtime the connections run on has shut down")]
     RuntimeGone,
+    /// [`prepare_cached`](TokioPostgresConnection::prepare_cached) on a connection whose factory
+    /// is set for a transaction pooler ([`PostgresReset::TransactionPooler`]): there a named
+    /// statement does not outlive the transaction it was prepared in, so a cached one would
+    /// fail later with `prepared statement "s0" does not exist`. Use `query_typed` (the unnamed
+    /// statement: parse, bind and execute in one round trip) instead.
+    #[error(
+        "prepare_cached is refused behind a transaction pooler (PostgresReset::TransactionPooler): \
+         a named statement does not outlive its transaction there; use query_typed"
+    )]
+    StatementCacheRefused,
 }
 
 /// Makes [`TokioPostgresConnection`]s whose I/O runs on a runtime the factory owns; see the
@@ -235,6 +247,11 @@ pub struct TokioPostgresConnectionFactory<T = NoTls> {
     config: Config,
     tls: T,
     runtime: RuntimeRef,
+    /// What the health check resets, and whether a transaction pooler is in front (then the
+    /// connections refuse `prepare_cached`).
+    reset: PostgresReset,
+    /// How many statements each connection's `prepare_cached` keeps.
+    statement_cache_capacity: usize,
 }
 
 impl<T> fmt::Debug for TokioPostgresConnectionFactory<T> {
@@ -243,6 +260,8 @@ impl<T> fmt::Debug for TokioPostgresConnectionFactory<T> {
         f.debug_struct("TokioPostgresConnectionFactory")
             .field("config", &self.config)
             .field("runtime", &self.runtime.kind())
+            .field("reset", &self.reset)
+            .field("statement_cache_capacity", &self.statement_cache_capacity)
             .finish_non_exhaustive()
     }
 }
@@ -307,6 +326,8 @@ impl TokioPostgresConnectionFactory<NoTls> {
             config,
             tls: NoTls,
             runtime,
+            reset: PostgresReset::default(),
+            statement_cache_capacity: DEFAULT_CAPACITY,
         })
     }
 }
@@ -398,6 +419,8 @@ impl<T> TokioPostgresConnectionFactory<T> {
             config: self.config,
             tls,
             runtime: self.runtime,
+            reset: self.reset,
+            statement_cache_capacity: self.statement_cache_capacity,
         }
     }
 
@@ -448,8 +471,9 @@ impl<T> TokioPostgresConnectionFactory<T> {
         self.runtime.handle()
     }
 
-    /// The recommended health check for these connections ([`PostgresReset::Clean`] on a reuse
-    /// that left something behind).
+    /// The recommended health check for these connections: the factory's
+    /// [`reset_mode`](Self::reset_mode) ([`PostgresReset::Clean`] by default) on a reuse that
+    /// left something behind.
     ///
     /// # Examples
     ///
@@ -462,7 +486,69 @@ impl<T> TokioPostgresConnectionFactory<T> {
     /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
     /// ```
     pub fn health_check(&self) -> TokioPostgresHealthCheck {
-        TokioPostgresHealthCheck::new()
+        TokioPostgresHealthCheck::new().reset_mode(self.reset)
+    }
+
+    /// Says what sits in front of the server, and so how a reused session is reset: the mode
+    /// of [`health_check`](Self::health_check) (the one every pool built from this factory
+    /// gets). [`PostgresReset::TransactionPooler`] also makes the connections refuse
+    /// [`prepare_cached`](TokioPostgresConnection::prepare_cached) (with
+    /// [`TokioPostgresError::StatementCacheRefused`]): behind a transaction pooler a named
+    /// statement does not outlive its transaction. Set the mode here rather than only on a
+    /// health check of your own, which the connections do not see.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::{PostgresReset, TokioPostgresConnectionFactory};
+    ///
+    /// // PgBouncer with `pool_mode = transaction` in front:
+    /// let factory = TokioPostgresConnectionFactory::new("postgres://app@bouncer:6432/orders")?
+    ///     .reset_mode(PostgresReset::TransactionPooler);
+    /// assert_eq!(factory.get_reset_mode(), PostgresReset::TransactionPooler);
+    /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
+    /// ```
+    pub fn reset_mode(mut self, mode: PostgresReset) -> Self {
+        self.reset = mode;
+        self
+    }
+
+    /// The mode [`reset_mode`](Self::reset_mode) set ([`PostgresReset::Clean`] by default).
+    ///
+    /// # Examples
+    ///
+    /// See [`reset_mode`](Self::reset_mode).
+    pub fn get_reset_mode(&self) -> PostgresReset {
+        self.reset
+    }
+
+    /// How many statements each connection's
+    /// [`prepare_cached`](TokioPostgresConnection::prepare_cached) keeps prepared (100 by
+    /// default); past that, the least recently used one is deallocated. 0 turns caching off
+    /// (`prepare_cached` then prepares every time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    ///
+    /// let factory = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .statement_cache_capacity(500);
+    /// assert_eq!(factory.get_statement_cache_capacity(), 500);
+    /// # Ok::<(), nexus_pool::adapters::tokio_postgres::TokioPostgresError>(())
+    /// ```
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.statement_cache_capacity = capacity;
+        self
+    }
+
+    /// The bound [`statement_cache_capacity`](Self::statement_cache_capacity) set.
+    ///
+    /// # Examples
+    ///
+    /// See [`statement_cache_capacity`](Self::statement_cache_capacity).
+    pub fn get_statement_cache_capacity(&self) -> usize {
+        self.statement_cache_capacity
     }
 }
 
@@ -542,6 +628,9 @@ where
             peer: connected.peer,
             runtime: self.runtime.clone(),
             reset_cleared: std::sync::atomic::AtomicBool::new(false),
+            statements: StatementCache::new(self.statement_cache_capacity),
+            transaction_pooler: self.reset == PostgresReset::TransactionPooler,
+            discards: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -675,61 +764,35 @@ async fn connect_peer(config: &Config, peer: &Peer) -> Result<Connected, TokioPo
 
 /// A connected socket with the config's socket options.
 async fn open_socket(config: &Config, peer: &Peer) -> std::io::Result<pg_wire::Socket> {
-    let timeout = config.get_connect_timeout().copied();
+    let options = pg_wire::SocketOptions {
+        connect_timeout: config.get_connect_timeout().copied(),
+        tcp_user_timeout: config.get_tcp_user_timeout().copied(),
+        keepalive: config.get_keepalives().then(|| {
+            (
+                config.get_keepalives_idle(),
+                config.get_keepalives_interval(),
+                config.get_keepalives_retries(),
+            )
+        }),
+    };
     match peer {
-        Peer::Tcp(addr) => {
-            let stream = within(timeout, TcpStream::connect(addr)).await?;
-            stream.set_nodelay(true)?;
-            let sock = socket2::SockRef::from(&stream);
-            #[cfg(target_os = "linux")]
-            if let Some(user_timeout) = config.get_tcp_user_timeout() {
-                sock.set_tcp_user_timeout(Some(*user_timeout))?;
-            }
-            if config.get_keepalives() {
-                let mut keepalive =
-                    socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
-                #[cfg(not(any(
-                    target_os = "openbsd",
-                    target_os = "redox",
-                    target_os = "solaris"
-                )))]
-                if let Some(interval) = config.get_keepalives_interval() {
-                    keepalive = keepalive.with_interval(interval);
-                }
-                #[cfg(not(any(
-                    target_os = "openbsd",
-                    target_os = "redox",
-                    target_os = "solaris",
-                    target_os = "windows"
-                )))]
-                if let Some(retries) = config.get_keepalives_retries() {
-                    keepalive = keepalive.with_retries(retries);
-                }
-                sock.set_tcp_keepalive(&keepalive)?;
-            }
-            Ok(pg_wire::Socket::Tcp(stream))
-        }
+        Peer::Tcp(addr) => pg_wire::open_tcp(*addr, &options).await,
         #[cfg(unix)]
-        Peer::Unix(path) => Ok(pg_wire::Socket::Unix(
-            within(timeout, ::tokio::net::UnixStream::connect(path)).await?,
-        )),
-    }
-}
-
-async fn within<T>(
-    timeout: Option<Duration>,
-    connect: impl Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
-    match timeout {
-        None => connect.await,
-        Some(limit) => ::tokio::time::timeout(limit, connect)
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connection timed out",
-                ))
-            }),
+        Peer::Unix(path) => {
+            let connect = ::tokio::net::UnixStream::connect(path);
+            let stream = match options.connect_timeout {
+                None => connect.await?,
+                Some(limit) => ::tokio::time::timeout(limit, connect)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "connection timed out",
+                        ))
+                    })?,
+            };
+            Ok(pg_wire::Socket::Unix(stream))
+        }
     }
 }
 
@@ -771,6 +834,13 @@ pub struct TokioPostgresConnection {
     /// Whether the last reset cleared session settings (so the pool's `on_connect` hook, if
     /// any, must run again).
     reset_cleared: std::sync::atomic::AtomicBool,
+    /// What `prepare_cached` prepared on this session.
+    statements: StatementCache,
+    /// The factory said a transaction pooler is in front: `prepare_cached` refuses.
+    transaction_pooler: bool,
+    /// How many `DISCARD ALL` the health check sent to this session while not watching it (a
+    /// watched session counts them, and the user's, on the wire).
+    discards: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for TokioPostgresConnection {
@@ -929,6 +999,115 @@ impl TokioPostgresConnection {
     pub fn runtime_handle(&self) -> &Handle {
         self.runtime.handle()
     }
+
+    /// Prepares `query` once per session and hands out the same statement after that, as
+    /// deadpool-postgres's `prepare_cached` does: a cached statement costs no round trip to
+    /// prepare, so a parameterised query run with it is one round trip (bind and execute)
+    /// instead of two (prepare, then bind and execute, as `query(&str, ..)` does each time).
+    ///
+    /// The cache is the connection's ([`statement_cache`](Self::statement_cache)), bounded by the
+    /// factory's [`statement_cache_capacity`](TokioPostgresConnectionFactory::statement_cache_capacity)
+    /// (least recently used out first), kept across checkouts (the default reset,
+    /// [`PostgresReset::Clean`], keeps prepared statements) and cleared when the session's
+    /// statements are deallocated: by a reset in [`PostgresReset::DiscardAll`] mode, or by a
+    /// `DISCARD ALL` / `DEALLOCATE ALL` you send yourself (seen on the wire of a watched
+    /// session; on an [untracked](Self::is_tracked) one, clear the cache yourself after that).
+    ///
+    /// # Errors
+    ///
+    /// [`TokioPostgresError::StatementCacheRefused`] when the factory's
+    /// [`reset_mode`](TokioPostgresConnectionFactory::reset_mode) is
+    /// [`PostgresReset::TransactionPooler`]: behind a transaction pooler (PgBouncer before 1.21
+    /// in `pool_mode = transaction`) a named statement exists only on the server connection it
+    /// was prepared on, which the next transaction may not get. Refusing is what keeps the
+    /// error at the call that cannot work, rather than a `prepared statement "s0" does not
+    /// exist` later, on whichever server connection the bouncer picks; use `query_typed` there.
+    /// Otherwise [`TokioPostgresError::Postgres`] with the driver's error from preparing.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    ///
+    /// let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .pool_builder()
+    ///     .build()?;
+    /// futures_lite::future::block_on(async {
+    ///     let conn = pool.acquire().await?;
+    ///     let stmt = conn.prepare_cached("SELECT $1::int + 1").await?; // prepared: a round trip
+    ///     let row = conn.query_one(&stmt, &[&41]).await?;
+    ///     assert_eq!(row.get::<_, i32>(0), 42);
+    ///     let again = conn.prepare_cached("SELECT $1::int + 1").await?; // from the cache
+    ///     assert_eq!(conn.query_one(&again, &[&1]).await?.get::<_, i32>(0), 2);
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn prepare_cached(&self, query: &str) -> Result<Statement, TokioPostgresError> {
+        self.prepare_typed_cached(query, &[]).await
+    }
+
+    /// [`prepare_cached`](Self::prepare_cached) with the types of some or all parameters given
+    /// (`prepare_typed`); the types are part of the cache key.
+    ///
+    /// # Errors
+    ///
+    /// As [`prepare_cached`](Self::prepare_cached).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "blocking")] {
+    /// use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
+    /// use tokio_postgres::types::Type;
+    ///
+    /// let pool = TokioPostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?
+    ///     .pool_builder()
+    ///     .build()?;
+    /// let conn = pool.acquire_blocking()?;
+    /// let stmt = futures_lite::future::block_on(conn.prepare_typed_cached("SELECT $1", &[Type::INT8]))?;
+    /// assert_eq!(stmt.params(), &[Type::INT8]);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn prepare_typed_cached(
+        &self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, TokioPostgresError> {
+        if self.transaction_pooler {
+            return Err(TokioPostgresError::StatementCacheRefused);
+        }
+        let deallocations = self.deallocations();
+        if let Some(statement) = self.statements.get(query, types, deallocations) {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare_typed(query, types).await?;
+        self.statements
+            .insert(query, types, statement.clone(), deallocations);
+        Ok(statement)
+    }
+
+    /// The statements [`prepare_cached`](Self::prepare_cached) keeps for this session.
+    ///
+    /// # Examples
+    ///
+    /// See [`StatementCache`].
+    pub fn statement_cache(&self) -> &StatementCache {
+        &self.statements
+    }
+
+    /// How many times this session's prepared statements were all deallocated, as far as the
+    /// adapter knows: on the wire of a watched session, by the health check on another.
+    fn deallocations(&self) -> u64 {
+        let seen = self
+            .session
+            .as_deref()
+            .map_or(0, SessionState::deallocations);
+        seen + self.discards.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Deref for TokioPostgresConnection {
@@ -1030,7 +1209,13 @@ impl ConnectionHealthCheck<TokioPostgresConnection> for TokioPostgresHealthCheck
                 self.mode != PostgresReset::Rollback,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            return reset_unknown(client, self.mode).await;
+            let reset = reset_unknown(client, self.mode).await;
+            if self.mode == PostgresReset::DiscardAll {
+                // Sent, or the session is destroyed: either way the cached statements are gone.
+                conn.discards
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            return reset;
         };
         cleared.store(false, std::sync::atomic::Ordering::Relaxed);
         // Whatever the last user queued is written once the connection task is idle; unread

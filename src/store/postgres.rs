@@ -5,6 +5,7 @@ use std::fmt;
 
 use ::tokio_postgres::NoTls;
 use ::tokio_postgres::error::SqlState;
+use ::tokio_postgres::types::Type;
 
 use super::{StoreBackend, StoreError, StoreItem, StoreKey, check_table_name, decode, encode};
 use crate::adapters::tokio_postgres::{
@@ -19,6 +20,16 @@ use crate::{ConnectionFactory, ConnectionPool, PooledConnection};
 /// ([`with_read_pool`](Self::with_read_pool), e.g. a replica), writes always to the main pool.
 /// `save_many` and `delete_many` are one transaction each. A driver error that means the session
 /// is gone marks the connection broken, so the pool replaces it.
+///
+/// Every statement is sent as the unnamed statement with its parameter types given
+/// (`query_typed`, `execute_typed`: parse, bind and execute in one round trip), never as a named
+/// prepared statement: so the backend works behind PgBouncer in transaction pooling mode too,
+/// where a named statement does not outlive the transaction it was prepared in (build the
+/// pools' factories with [`PostgresReset::TransactionPooler`] there). The statements are small;
+/// parsing them each time costs the server less than the second round trip `query(&str, ..)`
+/// would.
+///
+/// [`PostgresReset::TransactionPooler`]: crate::adapters::tokio_postgres::PostgresReset::TransactionPooler
 ///
 /// # Examples
 ///
@@ -244,12 +255,15 @@ where
         let key = id.to_key();
         let json: Option<String> = self
             .reader()
-            .with_connection(
-                async |conn| match conn.query_opt(&self.sql.get, &[&key]).await {
+            .with_connection(async |conn| {
+                match conn
+                    .query_typed_opt(&self.sql.get, &[(&key, Type::TEXT)])
+                    .await
+                {
                     Ok(row) => Ok(row.map(|r| r.get(0))),
                     Err(e) => Err(failed(conn, e)),
-                },
-            )
+                }
+            })
             .await?;
         json.map(|j| decode(&j)).transpose()
     }
@@ -258,7 +272,7 @@ where
         let rows: Vec<(String, String)> = self
             .reader()
             .with_connection(
-                async |conn| match conn.query(&self.sql.get_all, &[]).await {
+                async |conn| match conn.query_typed(&self.sql.get_all, &[]).await {
                     Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
                     Err(e) => Err(failed(conn, e)),
                 },
@@ -273,7 +287,10 @@ where
         let (key, json) = (id.to_key(), encode(item)?);
         self.write
             .with_connection(async |conn| {
-                match conn.execute(&self.sql.upsert, &[&key, &json]).await {
+                match conn
+                    .execute_typed(&self.sql.upsert, &[(&key, Type::TEXT), (&json, Type::TEXT)])
+                    .await
+                {
                     Ok(_) => Ok(()),
                     Err(e) => Err(failed(conn, e)),
                 }
@@ -293,9 +310,12 @@ where
             .with_connection(async |conn| {
                 let result = async {
                     let tx = conn.transaction().await?;
-                    let upsert = tx.prepare(&self.sql.upsert).await?;
                     for (key, json) in &encoded {
-                        tx.execute(&upsert, &[key, json]).await?;
+                        tx.execute_typed(
+                            &self.sql.upsert,
+                            &[(key, Type::TEXT), (json, Type::TEXT)],
+                        )
+                        .await?;
                     }
                     tx.commit().await
                 }
@@ -308,12 +328,15 @@ where
     async fn delete(&self, id: &Id) -> Result<bool, StoreError> {
         let key = id.to_key();
         self.write
-            .with_connection(
-                async |conn| match conn.execute(&self.sql.delete, &[&key]).await {
+            .with_connection(async |conn| {
+                match conn
+                    .execute_typed(&self.sql.delete, &[(&key, Type::TEXT)])
+                    .await
+                {
                     Ok(n) => Ok(n > 0),
                     Err(e) => Err(failed(conn, e)),
-                },
-            )
+                }
+            })
             .await
     }
 
@@ -324,7 +347,10 @@ where
         let keys: Vec<String> = ids.iter().map(StoreKey::to_key).collect();
         self.write
             .with_connection(async |conn| {
-                match conn.execute(&self.sql.delete_many, &[&keys]).await {
+                match conn
+                    .execute_typed(&self.sql.delete_many, &[(&keys, Type::TEXT_ARRAY)])
+                    .await
+                {
                     Ok(n) => Ok(n),
                     Err(e) => Err(failed(conn, e)),
                 }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nexus_pool::adapters::postgres::PostgresConnection;
 use nexus_pool::adapters::postgres::{PostgresConnectionFactory, connection_lost};
 use nexus_pool::{ConnectionFactory, ConnectionPool, CreateError, PoolError};
-use postgres::Client;
 
 use super::{join_within, lock};
 use crate::adapter_support::eventually;
@@ -55,7 +55,7 @@ pub struct Load {
 impl Load {
     pub fn start<F>(pool: &ConnectionPool<F>, workers: usize) -> Load
     where
-        F: ConnectionFactory<Connection = Client>,
+        F: ConnectionFactory<Connection = PostgresConnection>,
     {
         let stop = Arc::new(AtomicBool::new(false));
         let journal = Arc::new(Journal {
@@ -97,7 +97,7 @@ impl Load {
 
 fn work<F>(pool: &ConnectionPool<F>, id: usize, stop: &AtomicBool, journal: &Journal)
 where
-    F: ConnectionFactory<Connection = Client>,
+    F: ConnectionFactory<Connection = PostgresConnection>,
 {
     let base = i32::try_from(id).expect("few workers") * 10_000_000;
     let mut n = 0;

@@ -8,8 +8,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nexus_pool::ConnectionFactory;
-use nexus_pool::adapters::postgres::{PostgresConnectionFactory, PostgresError};
-use postgres::{Client, NoTls};
+use nexus_pool::adapters::postgres::{
+    PostgresConnection, PostgresConnectionFactory, PostgresError,
+};
+use postgres::NoTls;
 
 use super::lock;
 
@@ -51,10 +53,10 @@ pub struct Counting {
 }
 
 impl ConnectionFactory for Counting {
-    type Connection = Client;
+    type Connection = PostgresConnection;
     type Error = PostgresError;
 
-    async fn create(&self) -> Result<Client, PostgresError> {
+    async fn create(&self) -> Result<PostgresConnection, PostgresError> {
         let index = {
             let mut log = lock(&self.log.0);
             log.push((Instant::now(), None));
@@ -65,11 +67,11 @@ impl ConnectionFactory for Counting {
         result
     }
 
-    async fn destroy(&self, conn: Client) {
+    async fn destroy(&self, conn: PostgresConnection) {
         self.inner.destroy(conn).await;
     }
 
-    async fn validate(&self, conn: &mut Client) -> bool {
+    async fn validate(&self, conn: &mut PostgresConnection) -> bool {
         self.inner.validate(conn).await
     }
 }

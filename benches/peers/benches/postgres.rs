@@ -13,7 +13,10 @@
 //!   its I/O runs there), `CheckoutValidation::IdleFor(500 ms)` (the default).
 //! - deadpool-postgres: its default, `RecyclingMethod::Fast` (`is_closed()` only).
 //! - nexus postgres adapter: `PostgresConnectionFactory::new(url)?.pool_builder()`, 8 connections:
-//!   its health check attached (a ping and a reset on every reuse), the default validation.
+//!   its health check attached (a reuse left clean: a look at the socket and the bounded ping; a
+//!   reset only when the last user left something behind), the default validation.
+//! - the same with `health_check().ping_clean_reuse(false)`: a reuse left clean costs no round
+//!   trip.
 //! - r2d2_postgres: `test_on_check_out(false)`, its fastest setting.
 //!
 //! Same max size (8), a 30 s acquire timeout everywhere. The variants are interleaved round-robin
@@ -172,7 +175,7 @@ fn run_threads<S: SyncSource>(src: &S, workers: usize, dur: Duration) -> Run {
 }
 
 /// (name, settings, workers).
-const VARIANTS: [(&str, &str, usize); 8] = [
+const VARIANTS: [(&str, &str, usize); 10] = [
     (
         "nexus tokio-postgres adapter x16",
         "README: pool_builder()",
@@ -180,6 +183,11 @@ const VARIANTS: [(&str, &str, usize); 8] = [
     ),
     ("deadpool-postgres x16", "Fast: is_closed() (default)", 16),
     ("nexus postgres adapter x16", "README: pool_builder()", 16),
+    (
+        "nexus postgres adapter, no ping x16",
+        "pool_builder(), ping_clean_reuse(false)",
+        16,
+    ),
     ("r2d2_postgres no check x16", "test_on_check_out(false)", 16),
     (
         "nexus tokio-postgres adapter x64",
@@ -188,6 +196,11 @@ const VARIANTS: [(&str, &str, usize); 8] = [
     ),
     ("deadpool-postgres x64", "Fast: is_closed() (default)", 64),
     ("nexus postgres adapter x64", "README: pool_builder()", 64),
+    (
+        "nexus postgres adapter, no ping x64",
+        "pool_builder(), ping_clean_reuse(false)",
+        64,
+    ),
     ("r2d2_postgres no check x64", "test_on_check_out(false)", 64),
 ];
 
@@ -236,6 +249,20 @@ fn run_variant(
             let pool = PostgresConnectionFactory::new(url)?
                 .pool_builder()
                 .config(nexus_config())
+                .build()
+                .unwrap();
+            run_threads(&pool, workers, warm);
+            let r = run_threads(&pool, workers, dur);
+            pool.close_blocking();
+            r
+        }
+        "nexus postgres adapter, no ping" => {
+            let factory = PostgresConnectionFactory::new(url)?;
+            let check = factory.health_check().ping_clean_reuse(false);
+            let pool = factory
+                .pool_builder()
+                .config(nexus_config())
+                .health_check(check)
                 .build()
                 .unwrap();
             run_threads(&pool, workers, warm);
