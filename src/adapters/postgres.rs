@@ -34,10 +34,11 @@
 //!
 //! On reuse, with the defaults:
 //!
-//! * left clean (the common case): nothing to reset; one non-blocking look at the socket (a
-//!   terminated backend's goodbye waits there unread) and the bounded ping (see below; turn it
-//!   off with [`ping_clean_reuse(false)`](PostgresHealthCheck::ping_clean_reuse) for no round
-//!   trip at all);
+//! * left clean (the common case): nothing to reset and no round trip, only a non-blocking look
+//!   at the socket (a terminated backend's goodbye waits there unread). A connection idle past
+//!   the pool's `checkout_validation` window (500 ms by default, as HikariCP's) is first
+//!   validated with the bounded ping (see below);
+//!   [`ping_clean_reuse(true)`](PostgresHealthCheck::ping_clean_reuse) pings every reuse;
 //! * a transaction block open or failed, or session state changed: the ping, then the reset of
 //!   the [mode](PostgresReset) (one round trip: the status is known, no probe needed).
 //!
@@ -71,12 +72,15 @@
 //!   ([`callback_deadline`](crate::callback_deadline): the pool's `check_timeout`, on checkout
 //!   cut to what is left of the `acquire_timeout`), and never longer than the factory's
 //!   [`check_timeout`](PostgresConnectionFactory::check_timeout) (5 s).
-//! * [`PostgresHealthCheck`]'s `reset` sends that same bounded ping first, and only then the
-//!   reset (if one is due), which like your queries is a plain query the client offers no
-//!   timeout for. A peer that went silent while the connection sat in the pool fails the ping,
-//!   and the connection is destroyed within the bound; it costs one round trip per reuse
-//!   (unless [`ping_clean_reuse(false)`](PostgresHealthCheck::ping_clean_reuse)). What is left
-//!   is a peer that goes silent between the ping's answer and the reset.
+//! * [`PostgresHealthCheck`]'s `reset` of a dirty session sends that same bounded ping first,
+//!   and only then the reset, which like your queries is a plain query the client offers no
+//!   timeout for. A peer that went silent while the connection sat in the pool past the
+//!   validation window fails the validation ping, and the connection is destroyed within the
+//!   bound. A connection used less than that window ago is lent without a round trip (as
+//!   HikariCP, deadpool and r2d2 without its checkout test do): a peer that went silent within
+//!   that window is met by your first query, which `tcp_user_timeout` ends (below), unless
+//!   [`ping_clean_reuse(true)`](PostgresHealthCheck::ping_clean_reuse) pings every reuse at the
+//!   cost of a round trip each.
 //!
 //! Under that, [`new`](PostgresConnectionFactory::new) sets two socket options unless the
 //! string names them, for the reset's remaining window and for your own queries:
@@ -1015,18 +1019,20 @@ impl PostgresHealthCheck {
             mode: PostgresReset::Clean,
             timeout: DEFAULT_CHECK_TIMEOUT,
             every_reuse: false,
-            ping_clean: true,
+            ping_clean: false,
         }
     }
 
-    /// Whether a reuse the adapter saw left clean is pinged before it is lent (`true` by
-    /// default): one bounded round trip, so that a peer that went silent while the connection
-    /// sat idle (a hung server or proxy, a network that drops packets) fails the acquire within
-    /// the pool's bound. With `false`, a clean reuse costs no round trip at all (a closed or
-    /// terminated session is still caught, by a look at the socket); a silent peer is then first
-    /// met by your own query, which the blocking client cannot bound: the socket's
-    /// `tcp_user_timeout` (30 s from [`new`](PostgresConnectionFactory::new)) ends it. A session
-    /// left dirty is pinged and reset either way.
+    /// Whether a reuse the adapter saw left clean is pinged before it is lent (`false` by
+    /// default). With `true`, every reuse costs one bounded round trip, so that a peer that went
+    /// silent even a moment after the connection's last use (a hung server or proxy, a network
+    /// that drops packets) fails the acquire within the pool's bound. By default a clean reuse
+    /// costs no round trip (a closed or terminated session is still caught, by a look at the
+    /// socket), and only a connection idle past the pool's `checkout_validation` window (500 ms)
+    /// is pinged first; a peer that went silent within the window is met by your own query,
+    /// which the blocking client cannot bound: the socket's `tcp_user_timeout` (30 s from
+    /// [`new`](PostgresConnectionFactory::new)) ends it. A session left dirty is pinged and reset
+    /// either way.
     ///
     /// # Examples
     ///
@@ -1034,7 +1040,7 @@ impl PostgresHealthCheck {
     /// use nexus_pool::adapters::postgres::PostgresConnectionFactory;
     ///
     /// let factory = PostgresConnectionFactory::new("postgres://postgres@127.0.0.1/test")?;
-    /// let check = factory.health_check().ping_clean_reuse(false);
+    /// let check = factory.health_check().ping_clean_reuse(true);
     /// let pool = factory.pool_builder().health_check(check).build()?;
     /// # drop(pool);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
