@@ -163,6 +163,7 @@ pub(crate) struct Human(pub(crate) Duration);
     feature = "postgres",
     feature = "tokio-postgres",
     feature = "redis",
+    feature = "mysql-async",
     feature = "rusqlite"
 ))]
 pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -174,6 +175,7 @@ pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur
     feature = "postgres",
     feature = "tokio-postgres",
     feature = "redis",
+    feature = "mysql",
     feature = "rusqlite"
 ))]
 pub(crate) fn limit_opt<'de, D: Deserializer<'de>>(

@@ -29,6 +29,8 @@ mod future;
     feature = "postgres",
     feature = "tokio-postgres",
     feature = "redis",
+    feature = "mysql",
+    feature = "mysql-async",
     feature = "rusqlite"
 ))]
 #[cfg_attr(
@@ -37,6 +39,8 @@ mod future;
         feature = "postgres",
         feature = "tokio-postgres",
         feature = "redis",
+        feature = "mysql",
+        feature = "mysql-async",
         feature = "rusqlite"
     )))
 )]
