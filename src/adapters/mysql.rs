@@ -21,6 +21,10 @@
 //!   hook's. On a server without `COM_RESET_CONNECTION` (MySQL before 5.7.3, MariaDB before
 //!   10.2.4) the client falls back to `COM_CHANGE_USER`, which clears the same state.
 //!
+//! The reset runs when the connection is next lent (or at the pool's next health check pass,
+//! `health_check_interval`), not when it is returned: until then, a transaction left open keeps
+//! its row locks. It is a safety net; roll back on your own error paths all the same.
+//!
 //! # Time bounds
 //!
 //! The `mysql` client does its I/O inside each call, where no pool timer reaches, and takes its

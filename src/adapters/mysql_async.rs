@@ -38,6 +38,10 @@
 //! `COM_CHANGE_USER`, which clears the same state. A result set its holder left unread is read
 //! off first, by the client.
 //!
+//! The reset runs when the connection is next lent (or at the pool's next health check pass,
+//! `health_check_interval`), not when it is returned: until then, a transaction left open keeps
+//! its row locks. It is a safety net; roll back on your own error paths all the same.
+//!
 //! A request its holder dropped before the reply came (a cancelled future, a timeout around a
 //! slow query) leaves the connection in an unknown state, which the client records
 //! ([`is_disconnected`](::mysql_async::Conn::is_disconnected)): the reset sees it and returns
