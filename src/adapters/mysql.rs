@@ -1,5 +1,5 @@
-//! MySQL and MariaDB through the blocking [`mysql`](::mysql) client (feature `mysql`): one
-//! [`mysql::Conn`](::mysql::Conn) per pooled slot.
+//! MySQL and MariaDB through the blocking [`mysql`] client (feature `mysql`): one
+//! [`mysql::Conn`] per pooled slot.
 //!
 //! # How it is built
 //!
@@ -122,7 +122,7 @@ pub fn connection_lost(e: &Error) -> bool {
     }
 }
 
-/// Makes one blocking [`mysql::Conn`](::mysql::Conn) per pooled slot; see the
+/// Makes one blocking [`mysql::Conn`] per pooled slot; see the
 /// [module docs](self).
 ///
 /// # Examples

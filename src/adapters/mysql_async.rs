@@ -1,4 +1,4 @@
-//! MySQL and MariaDB through the async [`mysql_async`](::mysql_async) client (feature
+//! MySQL and MariaDB through the async [`mysql_async`] client (feature
 //! `mysql-async`), usable from any executor and from plain threads.
 //!
 //! # How it is built
@@ -16,7 +16,7 @@
 //! `create` connects *on that runtime* (the socket is registered there), within
 //! [`connect_timeout`](MysqlAsyncConnectionFactory::connect_timeout), and `destroy` says goodbye
 //! (`COM_QUIT`) there. The pool lends a [`MysqlAsyncConnection`], which derefs to the
-//! `mysql_async::Conn` (so every [`Queryable`](::mysql_async::prelude::Queryable) method works
+//! `mysql_async::Conn` (so every [`Queryable`] method works
 //! on it) and keeps the runtime alive. Its queries can then be awaited under tokio, smol or
 //! async-std, or driven by `futures_lite::future::block_on` on a plain thread:
 //! `acquire_blocking()` works from a thread that has never seen tokio. (What needs tokio's
