@@ -2,12 +2,13 @@
 # Runs the comparison benches of issues 7 and 13 and writes BENCHMARKS.md (and
 # BENCHMARKS-throughput.svg) in the repository root.
 #
-#   benches/report.sh            # full run: under 19 minutes on 2 cores (after the build)
-#   benches/report.sh --quick    # quick run: under 3 minutes (after the build)
+#   benches/report.sh            # full run: under 30 minutes on 2 cores (after the build)
+#   benches/report.sh --quick    # quick run: under 6 minutes (after the build)
 #
-# The PostgreSQL section needs NEXUS_POOL_PG_URL, e.g.
+# The PostgreSQL, MySQL and Redis sections need NEXUS_POOL_PG_URL, NEXUS_POOL_MYSQL_URL and
+# NEXUS_POOL_REDIS_URL, e.g.
 #   NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick
-# and is skipped (one line) without it. Every figure in BENCHMARKS.md comes from this one run.
+# and each is skipped (one line) without its variable. Every figure in BENCHMARKS.md comes from this one run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ out="$root/target/bench-report"
 rm -rf "$out"
 mkdir -p "$out"
 
-benches=(peers contended oversubscribed postgres diesel spike)
+benches=(peers contended oversubscribed postgres pg_statements diesel mysql redis spike)
 bench_args=()
 for b in "${benches[@]}"; do bench_args+=(--bench "$b"); done
 
@@ -55,6 +56,12 @@ done
 
 if [ -z "${NEXUS_POOL_PG_URL:-}" ]; then
   echo "note: NEXUS_POOL_PG_URL is not set; the PostgreSQL section will be skipped"
+fi
+if [ -z "${NEXUS_POOL_MYSQL_URL:-}" ]; then
+  echo "note: NEXUS_POOL_MYSQL_URL is not set; the MySQL section will be skipped"
+fi
+if [ -z "${NEXUS_POOL_REDIS_URL:-}" ]; then
+  echo "note: NEXUS_POOL_REDIS_URL is not set; the Redis section will be skipped"
 fi
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -84,7 +91,7 @@ versions=$(awk '
   /^name = / { gsub(/"/, "", $3); name = $3 }
   /^version = / && name != "" { gsub(/"/, "", $3); v[name] = (name in v) ? v[name] ", " $3 : $3 }
   END {
-    n = split("nexus-pool deadpool deadpool-postgres bb8 bb8-postgres r2d2 r2d2_postgres mobc tokio tokio-postgres postgres diesel deadpool-diesel crossbeam-queue event-listener async-io", want, " ")
+    n = split("nexus-pool deadpool deadpool-postgres bb8 bb8-postgres r2d2 r2d2_postgres mobc tokio tokio-postgres postgres diesel deadpool-diesel crossbeam-queue event-listener async-io deadpool-redis bb8-redis mysql mysql_async redis", want, " ")
     for (i = 1; i <= n; i++) if (want[i] in v) printf "| %s | %s |\n", want[i], v[want[i]]
   }' benches/peers/Cargo.lock)
 
@@ -105,9 +112,11 @@ Written by \`benches/report.sh${mode:+ --quick}\` ($mode_name run) on $when, at 
 Every number below comes from this one run; nothing is copied from elsewhere. Run it again with:
 
 \`\`\`sh
-NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh          # full, < 19 min on 2 cores
-NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test benches/report.sh --quick  # quick, < 3 min
-(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, oversubscribed, postgres, diesel, spike
+export NEXUS_POOL_PG_URL=postgres://postgres@127.0.0.1:5432/test
+export NEXUS_POOL_MYSQL_URL=mysql://root@127.0.0.1:3306/test NEXUS_POOL_REDIS_URL=redis://127.0.0.1:6379/
+benches/report.sh          # full, < 30 min on 2 cores
+benches/report.sh --quick  # quick, < 6 min
+(cd benches/peers && cargo bench --bench peers -- --quick)  # or one part alone: peers, contended, oversubscribed, postgres, pg_statements, diesel, mysql, redis, spike
 \`\`\`
 
 The machines these run on have 2 cores whose speed (cross-core latency above all) changes by
@@ -127,7 +136,7 @@ figures from different minutes, or from different runs, are not comparable.
 | profile | \`cargo bench\` (release, optimized) |
 | database | ${pg_server:-not measured (NEXUS_POOL_PG_URL unset)} |
 | load average (1, 5, 15 min) | $load_start at the start, $load_end at the end (other work on the machine shows here) |
-| run time | ${elapsed} s (uncontended $(secs peers) s, contended $(secs contended) s, oversubscribed $(secs oversubscribed) s, PostgreSQL $(secs postgres) s, Diesel $(secs diesel) s, spike $(secs spike) s), build excluded |
+| run time | ${elapsed} s (uncontended $(secs peers) s, contended $(secs contended) s, oversubscribed $(secs oversubscribed) s, PostgreSQL $(secs postgres) s, pg_statements $(secs pg_statements) s, Diesel $(secs diesel) s, MySQL $(secs mysql) s, Redis $(secs redis) s, spike $(secs spike) s), build excluded |
 
 | crate | version (Cargo.lock) |
 |---|---|

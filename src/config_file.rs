@@ -170,7 +170,8 @@ pub(crate) struct Human(pub(crate) Duration);
     feature = "rusqlite",
     feature = "diesel-postgres",
     feature = "diesel-mysql",
-    feature = "diesel-sqlite"
+    feature = "diesel-sqlite",
+    feature = "mysql-async"
 ))]
 pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Human::deserialize(d).map(|h| Some(h.0))
@@ -181,6 +182,7 @@ pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur
     feature = "postgres",
     feature = "tokio-postgres",
     feature = "redis",
+    feature = "mysql",
     feature = "rusqlite"
 ))]
 pub(crate) fn limit_opt<'de, D: Deserializer<'de>>(

@@ -32,7 +32,9 @@ mod future;
     feature = "rusqlite",
     feature = "diesel-postgres",
     feature = "diesel-mysql",
-    feature = "diesel-sqlite"
+    feature = "diesel-sqlite",
+    feature = "mysql",
+    feature = "mysql-async"
 ))]
 #[cfg_attr(
     docsrs,
@@ -43,7 +45,9 @@ mod future;
         feature = "rusqlite",
         feature = "diesel-postgres",
         feature = "diesel-mysql",
-        feature = "diesel-sqlite"
+        feature = "diesel-sqlite",
+        feature = "mysql",
+        feature = "mysql-async"
     )))
 )]
 pub mod adapters;

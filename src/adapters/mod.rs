@@ -6,6 +6,8 @@
 //! | `tokio_postgres` | `tokio-postgres` | `tokio-postgres` (async) | `TokioPostgresConnection` |
 //! | `redis` | `redis` | `redis` (blocking) | `redis::Connection` |
 //! | `redis_async` | `redis-async` | `redis` (async, tokio I/O) | `RedisAsyncConnection` |
+//! | `mysql` | `mysql` | `mysql` (blocking) | `mysql::Conn` |
+//! | `mysql_async` | `mysql-async` | `mysql_async` (async, tokio I/O) | `MysqlAsyncConnection` |
 //! | `sqlite` | `rusqlite` | `rusqlite` (bundled SQLite) | `rusqlite::Connection` |
 //! | `diesel` | `diesel-postgres`, `diesel-mysql`, `diesel-sqlite` | `diesel` (blocking) | `PgConnection`, `MysqlConnection`, `SqliteConnection` |
 //!
@@ -184,11 +186,18 @@ mod pg_wire;
 pub mod diesel;
 #[cfg(any(
     feature = "postgres",
+    feature = "mysql",
     feature = "diesel-postgres",
     feature = "diesel-mysql",
     feature = "diesel-sqlite"
 ))]
 mod helper_thread;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub mod mysql;
+#[cfg(feature = "mysql-async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql-async")))]
+pub mod mysql_async;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
@@ -198,7 +207,11 @@ pub mod redis;
 #[cfg(feature = "redis-async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis-async")))]
 pub mod redis_async;
-#[cfg(any(feature = "tokio-postgres", feature = "redis-async"))]
+#[cfg(any(
+    feature = "tokio-postgres",
+    feature = "redis-async",
+    feature = "mysql-async"
+))]
 mod runtime;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

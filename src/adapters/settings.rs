@@ -384,3 +384,119 @@ impl DieselSettings {
         }
     }
 }
+
+/// Settings of [`MysqlConnectionFactory`](crate::adapters::mysql::MysqlConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nexus_pool::adapters::settings::MysqlSettings;
+///
+/// let settings: MysqlSettings = serde_json::from_str(
+///     r#"{ "url": "mysql://root@127.0.0.1:3306/test", "io_timeout": "30s" }"#,
+/// )?;
+/// let factory = settings.factory()?;
+/// assert_eq!(factory.opts().get_read_timeout(), Some(&Duration::from_secs(30)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "mysql"))))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MysqlSettings {
+    /// The connection URL (`mysql://user:password@host:3306/database?...`).
+    pub url: String,
+    /// The socket read and write timeout of every connection, or `"off"` (`Some(None)`); what
+    /// the URL says if left out.
+    #[serde(default, deserialize_with = "crate::config_file::limit_opt")]
+    pub io_timeout: Option<Option<std::time::Duration>>,
+}
+
+#[cfg(feature = "mysql")]
+impl MysqlSettings {
+    /// The factory these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// The URL does not parse.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::MysqlSettings;
+    /// let settings: MysqlSettings = serde_json::from_str(r#"{ "url": "not a url" }"#)?;
+    /// assert!(settings.factory().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(
+        &self,
+    ) -> Result<crate::adapters::mysql::MysqlConnectionFactory, ::mysql::Error> {
+        let factory = crate::adapters::mysql::MysqlConnectionFactory::new(&self.url)?;
+        Ok(match self.io_timeout {
+            Some(timeout) => factory.io_timeout(timeout),
+            None => factory,
+        })
+    }
+}
+
+/// Settings of
+/// [`MysqlAsyncConnectionFactory`](crate::adapters::mysql_async::MysqlAsyncConnectionFactory).
+///
+/// # Examples
+///
+/// ```
+/// use nexus_pool::adapters::settings::MysqlAsyncSettings;
+///
+/// let settings: MysqlAsyncSettings = serde_json::from_str(
+///     r#"{ "url": "mysql://root@127.0.0.1:3306/test", "connect_timeout": "2s" }"#,
+/// )?;
+/// let factory = settings.factory()?;
+/// assert_eq!(factory.opts().db_name(), Some("test"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "mysql-async")]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "serde", feature = "mysql-async"))))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MysqlAsyncSettings {
+    /// The connection URL (`mysql://user:password@host:3306/database?...`).
+    pub url: String,
+    /// How long a connect may take (the adapter's default if left out).
+    #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
+#[cfg(feature = "mysql-async")]
+impl MysqlAsyncSettings {
+    /// The factory these settings describe (its runtime chosen as
+    /// [`MysqlAsyncConnectionFactory::new`](crate::adapters::mysql_async::MysqlAsyncConnectionFactory::new)
+    /// says).
+    ///
+    /// # Errors
+    ///
+    /// The URL does not parse, or the factory's runtime cannot start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::adapters::settings::MysqlAsyncSettings;
+    /// let settings: MysqlAsyncSettings = serde_json::from_str(r#"{ "url": "not a url" }"#)?;
+    /// assert!(settings.factory().is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn factory(
+        &self,
+    ) -> Result<
+        crate::adapters::mysql_async::MysqlAsyncConnectionFactory,
+        crate::adapters::mysql_async::MysqlAsyncError,
+    > {
+        let factory = crate::adapters::mysql_async::MysqlAsyncConnectionFactory::new(&self.url)?;
+        Ok(match self.connect_timeout {
+            Some(timeout) => factory.connect_timeout(timeout),
+            None => factory,
+        })
+    }
+}

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const PG_VAR: &str = "NEXUS_POOL_PG_URL";
 pub const REDIS_VAR: &str = "NEXUS_POOL_REDIS_URL";
+pub const MYSQL_VAR: &str = "NEXUS_POOL_MYSQL_URL";
 /// Where the servers listen when they run on this machine with their standard settings; the
 /// tests use these when the variables are unset, so `cargo test --all-features` runs them on any
 /// machine with the servers up.
 pub const PG_LOCAL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const REDIS_LOCAL: &str = "redis://127.0.0.1:6379/";
+pub const MYSQL_LOCAL: &str = "mysql://root@127.0.0.1:3306/test";
 /// PgBouncer in front of the PostgreSQL server, in transaction and in session pooling mode.
 /// `.ci/pgbouncer` starts them (`.ci/run` does, on the standard ports below).
 pub const PGBOUNCER_TX_VAR: &str = "NEXUS_POOL_PGBOUNCER_TX_URL";
@@ -84,6 +86,18 @@ pub fn redis_url(test: &str) -> Option<String> {
         6379,
         "Redis",
         "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
+    )
+}
+
+/// The MySQL/MariaDB URL to test against; see [`pg_url`].
+pub fn mysql_url(test: &str) -> Option<String> {
+    server_url(
+        test,
+        MYSQL_VAR,
+        MYSQL_LOCAL,
+        3306,
+        "MariaDB/MySQL",
+        "service mariadb start",
     )
 }
 

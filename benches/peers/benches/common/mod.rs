@@ -7,6 +7,8 @@
 //! `benches/report.sh` stitches them together.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io;
