@@ -58,8 +58,10 @@ struct Inner<C> {
     competing: bool,
 }
 
-/// Who waits, as far as waking it costs: this decides when a waiter is due.
+/// Who waits, as far as waking it costs: this decides when a waiter is due. (A build with one
+/// facade constructs one kind only.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(all(feature = "async", feature = "blocking")), allow(dead_code))]
 pub(crate) enum WaiterKind {
     /// A task: its executor polls it on a thread that is already running, so a hand-off costs
     /// little. Tasks are due at once: served strictly first come, first served.
@@ -551,7 +553,7 @@ impl<F: ConnectionFactory> Shared<F> {
 /// The bounded-fairness rule for waiting *threads*, whose wait (the state machine
 /// `acquire_blocking` parks on) is polled by hand here, so that "woken" and "served" are
 /// observed rather than raced. `tests/fairness.rs` covers the rest through the public API.
-#[cfg(all(test, not(loom), feature = "blocking"))]
+#[cfg(all(test, not(loom), feature = "blocking", feature = "async"))]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
