@@ -677,33 +677,36 @@ fn a_clean_reuse_is_only_pinged_or_sends_nothing() {
         return;
     };
     let mut admin = admin(&url);
-    // The defaults: a clean reuse gets the bounded ping (an empty query), not a reset.
-    let pool = pool(&url, &unique("np_pg_ping"), 1);
-    let mut conn = pool.acquire_blocking().unwrap();
-    assert!(conn.is_tracked(), "TCP without TLS: the adapter watches it");
-    let pid = backend_pid(&mut conn);
-    conn.simple_query("SELECT 'left clean'").unwrap();
-    drop(conn);
-    let conn = pool.acquire_blocking().unwrap();
-    assert_eq!(
-        last_query(&mut admin, pid),
-        "",
-        "the ping, and nothing else"
-    );
-    drop(conn);
-    pool.close_blocking();
+    {
+        // With `ping_clean_reuse(true)`: a clean reuse gets the bounded ping (an empty query), not a
+        // reset.
+        let factory = factory(&url, &unique("np_pg_ping"));
+        let check = factory.health_check().ping_clean_reuse(true);
+        let pool = factory
+            .pool_builder()
+            .config(config(1))
+            .health_check(check)
+            .build()
+            .unwrap();
+        let mut conn = pool.acquire_blocking().unwrap();
+        assert!(conn.is_tracked(), "TCP without TLS: the adapter watches it");
+        let pid = backend_pid(&mut conn);
+        conn.simple_query("SELECT 'left clean'").unwrap();
+        drop(conn);
+        let conn = pool.acquire_blocking().unwrap();
+        assert_eq!(
+            last_query(&mut admin, pid),
+            "",
+            "the ping, and nothing else"
+        );
+        drop(conn);
+        pool.close_blocking();
+    }
 
-    // Without the ping: lent without a word to the server (a ping or a reset would be the
+    // The defaults: lent without a word to the server (a ping or a reset would be the
     // session's last query).
     let app = unique("np_pg_free");
-    let factory = factory(&url, &app);
-    let check = factory.health_check().ping_clean_reuse(false);
-    let pool = factory
-        .pool_builder()
-        .config(config(1))
-        .health_check(check)
-        .build()
-        .unwrap();
+    let pool = pool(&url, &app, 1);
     let mut conn = pool.acquire_blocking().unwrap();
     let pid = backend_pid(&mut conn);
     conn.simple_query("SELECT 'left clean'").unwrap();
