@@ -13,10 +13,9 @@
 //!   its I/O runs there), `CheckoutValidation::IdleFor(500 ms)` (the default).
 //! - deadpool-postgres: its default, `RecyclingMethod::Fast` (`is_closed()` only).
 //! - nexus postgres adapter: `PostgresConnectionFactory::new(url)?.pool_builder()`, 8 connections:
-//!   its health check attached (a reuse left clean: a look at the socket and the bounded ping; a
-//!   reset only when the last user left something behind), the default validation.
-//! - the same with `health_check().ping_clean_reuse(false)`: a reuse left clean costs no round
-//!   trip.
+//!   its health check attached (a reuse left clean: a look at the socket, no round trip; a reset
+//!   only when the last user left something behind), the default validation.
+//! - the same with `health_check().ping_clean_reuse(true)`: every reuse pays the bounded ping.
 //! - r2d2_postgres: `test_on_check_out(false)`, its fastest setting.
 //!
 //! Same max size (8), a 30 s acquire timeout everywhere. The variants are interleaved round-robin
@@ -184,8 +183,8 @@ const VARIANTS: [(&str, &str, usize); 10] = [
     ("deadpool-postgres x16", "Fast: is_closed() (default)", 16),
     ("nexus postgres adapter x16", "README: pool_builder()", 16),
     (
-        "nexus postgres adapter, no ping x16",
-        "pool_builder(), ping_clean_reuse(false)",
+        "nexus postgres adapter, ping x16",
+        "pool_builder(), ping_clean_reuse(true)",
         16,
     ),
     ("r2d2_postgres no check x16", "test_on_check_out(false)", 16),
@@ -197,8 +196,8 @@ const VARIANTS: [(&str, &str, usize); 10] = [
     ("deadpool-postgres x64", "Fast: is_closed() (default)", 64),
     ("nexus postgres adapter x64", "README: pool_builder()", 64),
     (
-        "nexus postgres adapter, no ping x64",
-        "pool_builder(), ping_clean_reuse(false)",
+        "nexus postgres adapter, ping x64",
+        "pool_builder(), ping_clean_reuse(true)",
         64,
     ),
     ("r2d2_postgres no check x64", "test_on_check_out(false)", 64),
@@ -256,9 +255,9 @@ fn run_variant(
             pool.close_blocking();
             r
         }
-        "nexus postgres adapter, no ping" => {
+        "nexus postgres adapter, ping" => {
             let factory = PostgresConnectionFactory::new(url)?;
-            let check = factory.health_check().ping_clean_reuse(false);
+            let check = factory.health_check().ping_clean_reuse(true);
             let pool = factory
                 .pool_builder()
                 .config(nexus_config())
