@@ -165,11 +165,11 @@ impl<F: ConnectionFactory> Shared<F> {
     /// `close`/`resize`.
     #[inline]
     pub(crate) fn push_idle(&self, entry: Entry<F::Connection>, offer: Offer) {
-        // Someone waits (and the pool is open and not shrinking): a due waiter at the front is
-        // handed this very connection, so no newcomer can take it on its way through `idle`.
+        // Someone waits (and the pool is open and not shrinking): serve the list under one lock
+        // (`offer_to_waiters`), rather than push, fence and then lock it to serve.
         let gate = self.hot.gate.load(Ordering::Relaxed);
         let entry = if gate != 0 && gate & (CLOSED | SHRINK) == 0 {
-            match self.hand_to_due(entry, offer) {
+            match self.offer_to_waiters(entry, offer) {
                 Ok(()) => return,
                 Err(entry) => entry,
             }

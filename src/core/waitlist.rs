@@ -392,32 +392,48 @@ impl<F: ConnectionFactory> Shared<F> {
             })
     }
 
-    /// Hands `entry` straight to the front waiter if it is due (any waiter, for
-    /// `Offer::Oldest`), without passing it through `idle` where a newcomer could take it.
-    /// Gives it back if there is no such waiter.
-    pub(crate) fn hand_to_due(
+    /// A release's look at the list while someone waits, under one lock: a due front waiter is
+    /// handed `entry` straight away, so no newcomer can take it on its way through `idle`; a
+    /// young one (a thread, `Offer::Returned`) gets it in `idle` and is woken to compete for it,
+    /// unless a waiter already is. Under the lock, no fence is needed: a waiter that links later
+    /// looks at `idle` under it too, and `close` drains `idle` after taking it. Gives `entry`
+    /// back, for the release's own path, if nobody waits or the pool closed.
+    pub(crate) fn offer_to_waiters(
         &self,
         entry: Entry<F::Connection>,
         offer: Offer,
     ) -> Result<(), Entry<F::Connection>> {
         let mut inner = self.waitlist.lock();
-        let due = inner
-            .queue
-            .front()
-            .is_some_and(|front| offer == Offer::Oldest || self.is_due(front));
-        if !due || self.is_closed() {
-            return Err(entry);
-        }
-        let Some(waiting) = inner.queue.pop_front() else {
+        let Some(front) = inner.queue.front() else {
             return Err(entry);
         };
-        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
-        if waiting.competing {
-            inner.competing = false;
+        if self.is_closed() {
+            return Err(entry);
         }
-        waiting.slot.fill(entry);
+        let wake = if offer == Offer::Oldest || self.is_due(front) {
+            let Some(waiting) = inner.queue.pop_front() else {
+                return Err(entry);
+            };
+            self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+            if waiting.competing {
+                inner.competing = false;
+            }
+            waiting.slot.fill(entry);
+            waiting.slot
+        } else {
+            self.idle.push(entry)?;
+            if inner.competing {
+                return Ok(());
+            }
+            inner.competing = true;
+            let Some(front) = inner.queue.front_mut() else {
+                return Ok(());
+            };
+            front.competing = true;
+            Arc::clone(&front.slot)
+        };
         drop(inner);
-        waiting.slot.wake();
+        wake.wake();
         Ok(())
     }
 
