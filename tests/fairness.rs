@@ -140,7 +140,15 @@ fn a_due_thread_is_handed_the_next_returned_connection() {
     let (pool, _) = pool(1, SHORT);
     let mut held = hold_all(&pool, 1);
     thread::scope(|s| {
-        let waiter = s.spawn(|| pool.acquire_blocking().map(|c| c.id).ok());
+        // The waiter keeps its connection until the test has looked, so that it cannot go
+        // back to `idle` before the test's `try_acquire`.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let pool = &pool;
+        let waiter = s.spawn(move || {
+            let conn = pool.acquire_blocking().ok()?;
+            let _ = done_rx.recv();
+            Some(conn.id)
+        });
         wait_until("the thread waits", || pool.current_metrics().waiting == 1);
         thread::sleep(PAST_SHORT);
         drop(held.pop());
@@ -148,6 +156,7 @@ fn a_due_thread_is_handed_the_next_returned_connection() {
             matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
             "a due thread's connection is not a newcomer's"
         );
+        done_tx.send(()).unwrap();
         assert_eq!(waiter.join().unwrap(), Some(0));
     });
     assert!(pool.try_acquire().is_ok(), "nothing lost");
@@ -158,13 +167,22 @@ fn a_zero_bound_hands_every_connection_to_the_oldest_thread() {
     let (pool, _) = pool(1, Duration::ZERO);
     let mut held = hold_all(&pool, 1);
     thread::scope(|s| {
-        let waiter = s.spawn(|| pool.acquire_blocking().map(|c| c.id).ok());
+        // The waiter keeps its connection until the test has looked, so that it cannot go
+        // back to `idle` before the test's `try_acquire`.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let pool = &pool;
+        let waiter = s.spawn(move || {
+            let conn = pool.acquire_blocking().ok()?;
+            let _ = done_rx.recv();
+            Some(conn.id)
+        });
         wait_until("the thread waits", || pool.current_metrics().waiting == 1);
         drop(held.pop());
         assert!(
             matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
             "strict: the returned connection is the waiting thread's"
         );
+        done_tx.send(()).unwrap();
         assert_eq!(waiter.join().unwrap(), Some(0));
     });
 }
