@@ -339,3 +339,40 @@ fn surplus_idle_through_a_whole_idle_timeout_is_retired() {
         ],
     );
 }
+
+/// Found by `pool_model` in CI (crash-b1d77c32, spawned maintenance, max 4).
+///
+/// `evict_all` retired the idle connections without lowering the surplus low-water mark, which
+/// still counted one of them as idle. The next connection, made for a waiter and handed straight
+/// to it (never through `idle`), came back and was retired by the following sweep as if it had
+/// sat idle through the whole `idle_timeout`, though it had been idle for less. Idle connections
+/// retired outside a sweep now lower the mark (`Shared::retire_idle`).
+#[test]
+fn a_connection_newer_than_the_window_is_not_retired_as_surplus_after_an_eviction() {
+    run(
+        spawned(4),
+        &[
+            StartAcquire,
+            Resize(3),
+            StartAcquire,
+            Release(13),
+            Release(209),
+            FactoryFails(false),
+            FactoryFails(false),
+            AdvanceClock(999999),
+            EvictAll,
+            TryAcquire,
+            StartAcquire,
+            Release(13),
+            Release(209),
+            AdvanceClock(999999),
+            EvictAll,
+            TryAcquire,
+            StartAcquire,
+            Release(13),
+            Release(209),
+            FactoryFails(false),
+            AdvanceClock(999999),
+        ],
+    );
+}

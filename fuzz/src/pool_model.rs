@@ -338,6 +338,7 @@ impl Model {
         match self.idle.pop_front() {
             Some(_) => {
                 self.retire();
+                self.note_low();
                 true
             }
             None => false,
@@ -476,6 +477,8 @@ impl Model {
         while self.idle.pop_front().is_some() {
             self.retire();
         }
+        // What is retired outside a sweep no longer counts as idle (`core::surplus`).
+        self.note_low();
     }
 
     fn resize(&mut self, max: usize) {
@@ -498,6 +501,8 @@ impl Model {
         while self.idle.pop_front().is_some() {
             self.retire();
         }
+        // What is retired outside a sweep no longer counts as idle (`core::surplus`).
+        self.note_low();
     }
 
     /// What the maintenance loop does by itself: create a connection for each waiter while

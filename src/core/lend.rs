@@ -202,11 +202,20 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
-    /// Retires every idle connection (close, eviction).
+    /// Retires every idle connection (close).
     pub(crate) fn drain_idle(&self, reason: DestroyReason) {
         while let Some(entry) = self.idle.pop() {
-            self.retire(entry, reason);
+            self.retire_idle(entry, reason);
         }
+    }
+
+    /// Retires a connection popped from `idle` outside a sweep (eviction, shrinking, a failed
+    /// health check). It no longer counts as idle, so the surplus low-water mark comes down with
+    /// it (`surplus`'s invariant): else a later sweep would count a connection made since as one
+    /// that sat idle through the whole window, and retire it.
+    pub(crate) fn retire_idle(&self, entry: Entry<F::Connection>, reason: DestroyReason) {
+        self.retire(entry, reason);
+        self.surplus.note(self.idle.len());
     }
 
     pub(crate) fn leak_registry(&self) -> Option<&super::leaks::Registry> {

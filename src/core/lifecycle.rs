@@ -244,7 +244,7 @@ impl<F: ConnectionFactory> Shared<F> {
         self.hot.generation.fetch_add(1, Ordering::AcqRel);
         for _ in 0..self.idle.len() {
             match self.idle.pop() {
-                Some(entry) => self.retire(entry, DestroyReason::Evicted),
+                Some(entry) => self.retire_idle(entry, DestroyReason::Evicted),
                 None => break,
             }
         }
@@ -291,7 +291,7 @@ impl<F: ConnectionFactory> Shared<F> {
         }
         match self.idle.pop() {
             Some(entry) => {
-                self.retire(entry, DestroyReason::Resized);
+                self.retire_idle(entry, DestroyReason::Resized);
                 true
             }
             None => false,
@@ -392,6 +392,9 @@ impl<F: ConnectionFactory> Shared<F> {
                 }
             }
             drop(guard);
+            if !scrubbed {
+                self.surplus.note(self.idle.len());
+            }
             // One check per poll: a spawned loop never holds its executor through a pass.
             futures_lite::future::yield_now().await;
         }

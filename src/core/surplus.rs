@@ -11,9 +11,11 @@
 //! retired, those returned longest ago first.
 //!
 //! Invariant: `low` is never above the number of connections idle since the current sub-window
-//! opened. Lending pops lower it (`note`), a sweep resets it to the idle count when it opens a
-//! sub-window; pops that are not lending (a sweep's or a health pass's own) do not count, so a
-//! connection being checked is not mistaken for one in use. A racing lend may lower it a little
+//! opened. Lending pops lower it (`note`), and so do idle connections retired outside a sweep
+//! (eviction, shrinking, a failed health check: `Shared::retire_idle`); a sweep resets it to the
+//! idle count when it opens a sub-window and takes off what it retired (`retired`). Pops that put
+//! the connection back (a sweep's or a health pass's own) do not count, so a connection being
+//! checked is not mistaken for one in use. A racing lend may lower it a little
 //! late; the cost is at most one connection retired early, made again on demand.
 
 use std::collections::VecDeque;
