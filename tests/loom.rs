@@ -281,3 +281,32 @@ fn newcomer_races_woken_waiter() {
         assert_whole(&pool, 1);
     });
 }
+
+/// Two connections returned while two threads wait. Under a young bound the first release wakes
+/// the oldest thread to compete, and the second may leave its connection in `idle` for it without
+/// locking the list, racing that thread's look: whichever wins, both threads are served and
+/// nothing is stranded.
+#[test]
+fn release_left_to_a_competing_waiter() {
+    each_mode(|bound| {
+        let pool = pool(2, bound);
+        let held = (pool.try_acquire().unwrap(), pool.try_acquire().unwrap());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                thread::spawn({
+                    let pool = pool.clone();
+                    move || {
+                        let conn = pool.acquire_blocking().unwrap();
+                        assert_eq!(*conn, 7);
+                    }
+                })
+            })
+            .collect();
+        drop(held.0);
+        drop(held.1);
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        assert_whole(&pool, 2);
+    });
+}

@@ -167,11 +167,18 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn push_idle(&self, entry: Entry<F::Connection>, offer: Offer) {
         // Someone waits (and the pool is open and not shrinking): serve the list under one lock
         // (`offer_to_waiters`), rather than push, fence and then lock it to serve.
+        // A thread woken to compete will look at `idle` anyway: then the lock is skipped.
         let gate = self.hot.gate.load(Ordering::Relaxed);
+        let mut left = false;
         let entry = if gate != 0 && gate & (CLOSED | SHRINK) == 0 {
-            match self.offer_to_waiters(entry, offer) {
-                Ok(()) => return,
-                Err(entry) => entry,
+            left = self.left_to_competitor(offer);
+            if left {
+                entry
+            } else {
+                match self.offer_to_waiters(entry, offer) {
+                    Ok(()) => return,
+                    Err(entry) => entry,
+                }
             }
         } else {
             entry
@@ -181,23 +188,26 @@ impl<F: ConnectionFactory> Shared<F> {
             // ceiling; closing the surplus keeps the count honest if it ever did.
             return self.retire(entry, DestroyReason::Closed);
         }
-        // Publish, then look for waiters. Pairs with the fence in `Shared::enqueue`.
+        // Publish, then look for waiters. Pairs with the fence in `Shared::enqueue` (a waiter
+        // linking sees this connection, or this look sees the waiter) and, for a connection
+        // `left` to the competing waiter, with the one in `WaitList::stop_competing` (it is
+        // still competing and will see this connection, or the list is served here).
         fence(Ordering::SeqCst);
         let gate = self.hot.gate.load(Ordering::Relaxed);
         if gate != 0 {
-            self.release_slow(gate, offer);
+            self.release_slow(gate, offer, left);
         }
     }
 
     #[cold]
-    fn release_slow(&self, gate: usize, offer: Offer) {
+    fn release_slow(&self, gate: usize, offer: Offer, left: bool) {
         if gate & CLOSED != 0 {
             return self.drain_idle(DestroyReason::Closed);
         }
         if gate & SHRINK != 0 && self.shrink_one() {
             return;
         }
-        if gate & WAITERS != 0 {
+        if gate & WAITERS != 0 && !(left && self.still_competing()) {
             self.serve_waiters(offer);
         }
     }

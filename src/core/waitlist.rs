@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use event_listener::Event;
 
-use super::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, fence};
+use super::sync::{Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 use super::{Entry, Shared};
 use crate::ConnectionFactory;
 
@@ -44,6 +44,14 @@ pub(crate) struct WaitList<C> {
     keeper_wanted: Event,
     /// Whether a deadline keeper runs (read without the lock by the async facade).
     keeper: AtomicBool,
+    /// Whether a linked waiter is `competing` (at most one is at a time). Changed under the
+    /// lock; read without it by a release deciding whether to leave its connection to that
+    /// waiter (`Shared::left_to_competitor`).
+    competing: AtomicBool,
+    /// Until when the front waiter is a young thread, in nanoseconds since `origin` (0: it is
+    /// not, or nobody waits). Set under the lock whenever the front changes; read without it.
+    young_until: AtomicU64,
+    origin: Instant,
 }
 
 struct Inner<C> {
@@ -54,8 +62,6 @@ struct Inner<C> {
     /// When the keeper will next look at the list, if it will; a waiter with an earlier deadline
     /// sets it to its own and wakes the keeper.
     armed: Option<Instant>,
-    /// Whether a linked waiter is `competing` (at most one is at a time).
-    competing: bool,
 }
 
 /// Who waits, as far as waking it costs: this decides when a waiter is due. (A build with one
@@ -110,10 +116,12 @@ impl<C> WaitList<C> {
                 queue: VecDeque::new(),
                 free: Vec::new(),
                 armed: None,
-                competing: false,
             }),
             keeper_wanted: Event::new(),
             keeper: AtomicBool::new(false),
+            competing: AtomicBool::new(false),
+            young_until: AtomicU64::new(0),
+            origin: Instant::now(),
         }
     }
 
@@ -121,6 +129,25 @@ impl<C> WaitList<C> {
     /// usable: the list is consistent after every single operation on it.
     fn lock(&self) -> MutexGuard<'_, Inner<C>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Nanoseconds from `origin` to `at` (0 before it).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A waiter is woken to compete (with the lock held).
+    fn start_competing(&self) {
+        self.competing.store(true, Ordering::Relaxed);
+    }
+
+    /// The competing waiter looked, left or was served (with the lock held). The caller then
+    /// looks at `idle` and serves on if it holds anything: the fence pairs with the one in
+    /// `Shared::push_idle`, so a release that left its connection to the competitor after
+    /// reading `true` here pushed it before this look.
+    fn stop_competing(&self) {
+        self.competing.store(false, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 }
 
@@ -268,6 +295,7 @@ impl<F: ConnectionFactory> Shared<F> {
         } else {
             inner.queue.push_back(waiting);
         }
+        self.front_changed(&inner);
         self.hot.gate.fetch_add(1, Ordering::SeqCst);
         // Count, then re-check `idle`. Pairs with the fence in `Shared::push_idle`: either the
         // release sees this waiter and serves the list, or this look sees its connection. A
@@ -333,10 +361,11 @@ impl<F: ConnectionFactory> Shared<F> {
         // The list's reference is dropped under the lock: the waiter still holds its own,
         // so this never drops the slot (and the waker in it).
         let gone = inner.queue.remove(at);
+        self.front_changed(&inner);
         self.hot.gate.fetch_sub(1, Ordering::SeqCst);
         let competing = gone.is_some_and(|w| w.competing);
         if competing {
-            inner.competing = false;
+            self.waitlist.stop_competing();
         }
         drop(inner);
         // Under bounded fairness the front may have changed: the next waiter may be due, or
@@ -370,11 +399,11 @@ impl<F: ConnectionFactory> Shared<F> {
             return Served::Nothing;
         };
         if offer == Offer::Returned && !self.is_due(front) {
-            if inner.competing || self.idle.is_empty() {
+            if self.waitlist.competing.load(Ordering::Relaxed) || self.idle.is_empty() {
                 return Served::Nothing;
             }
             front.competing = true;
-            inner.competing = true;
+            self.waitlist.start_competing();
             return Served::Compete(Arc::clone(&front.slot));
         }
         self.serve_one(inner)
@@ -390,6 +419,41 @@ impl<F: ConnectionFactory> Shared<F> {
                     .checked_add(due_within)
                     .is_none_or(|at| waiting.deadline <= at)
             })
+    }
+
+    /// Records until when the new front waiter is young (see `left_to_competitor`); called under
+    /// the lock whenever the front may have changed.
+    fn front_changed(&self, inner: &Inner<F::Connection>) {
+        let until = match (self.fairness, inner.queue.front()) {
+            (Some(due_within), Some(front)) if front.kind == WaiterKind::Thread => front
+                .deadline
+                .checked_sub(due_within)
+                .map_or(0, |at| self.waitlist.nanos(at)),
+            _ => 0,
+        };
+        self.waitlist.young_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Whether a release of `offer` may leave its connection in `idle` for the waiter already
+    /// woken to compete, without locking the list: one is, and the front waiter is a thread
+    /// that is still young. Under contention most releases find that (the woken thread takes a
+    /// context switch to run, while running holders release and take again), and locking the
+    /// list for each of them made the releases queue on its lock. Read without the lock, so a
+    /// release may see a front that just changed: at worst a waiter that has just become due is
+    /// served by the next release rather than this one. Nothing is lost: the caller pushes, fences,
+    /// and reads `competing` again (`still_competing`).
+    pub(crate) fn left_to_competitor(&self, offer: Offer) -> bool {
+        offer == Offer::Returned && self.waitlist.competing.load(Ordering::Relaxed) && {
+            let until = self.waitlist.young_until.load(Ordering::Relaxed);
+            until != 0 && self.waitlist.nanos(Instant::now()) < until
+        }
+    }
+
+    /// After a release left its connection in `idle` (then fenced): whether the competing waiter
+    /// will see it. If not, the release serves the list itself. Pairs with the fence in
+    /// `WaitList::stop_competing`.
+    pub(crate) fn still_competing(&self) -> bool {
+        self.waitlist.competing.load(Ordering::Relaxed)
     }
 
     /// A release's look at the list while someone waits, under one lock: a due front waiter is
@@ -410,30 +474,38 @@ impl<F: ConnectionFactory> Shared<F> {
         if self.is_closed() {
             return Err(entry);
         }
+        let mut competitor_served = false;
         let wake = if offer == Offer::Oldest || self.is_due(front) {
             let Some(waiting) = inner.queue.pop_front() else {
                 return Err(entry);
             };
+            self.front_changed(&inner);
             self.hot.gate.fetch_sub(1, Ordering::SeqCst);
             if waiting.competing {
-                inner.competing = false;
+                self.waitlist.stop_competing();
+                competitor_served = true;
             }
             waiting.slot.fill(entry);
             waiting.slot
         } else {
             self.idle.push(entry)?;
-            if inner.competing {
+            if self.waitlist.competing.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            inner.competing = true;
             let Some(front) = inner.queue.front_mut() else {
                 return Ok(());
             };
             front.competing = true;
+            self.waitlist.start_competing();
             Arc::clone(&front.slot)
         };
         drop(inner);
         wake.wake();
+        // A release may have left its connection to the waiter just served (see
+        // `stop_competing`): serve on.
+        if competitor_served && !self.idle.is_empty() {
+            self.serve_waiters(Offer::Returned);
+        }
         Ok(())
     }
 
@@ -451,11 +523,14 @@ impl<F: ConnectionFactory> Shared<F> {
             return None;
         };
         self.surplus.note(self.idle.len());
+        self.front_changed(inner);
         // Uncount before the waiter runs, or the creator would see a waiter already served and
         // make a connection nobody needs (found by the fuzzer).
         self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        // Every caller serves on from `idle` after this (`serve_waiters` loops, `enqueue` calls
+        // it), which is the look `stop_competing` asks for.
         if waiting.competing {
-            inner.competing = false;
+            self.waitlist.stop_competing();
         }
         waiting.slot.fill(entry);
         Some(waiting.slot)
@@ -467,7 +542,7 @@ impl<F: ConnectionFactory> Shared<F> {
     /// for something else.
     pub(crate) fn compete(&self, slot: &Arc<Slot<F::Connection>>) -> Option<Entry<F::Connection>> {
         let mut inner = self.waitlist.lock();
-        if !inner.competing {
+        if !self.waitlist.competing.load(Ordering::Relaxed) {
             return None;
         }
         let at = inner.queue.iter().position(|w| w.competing)?;
@@ -475,11 +550,13 @@ impl<F: ConnectionFactory> Shared<F> {
             return None;
         }
         inner.queue[at].competing = false;
-        inner.competing = false;
+        // Before the pop: a release that left its connection to this waiter is seen by it.
+        self.waitlist.stop_competing();
         let entry = self.idle.pop()?;
         self.surplus.note(self.idle.len());
         // The list keeps a reference until here; the waiter holds its own (see `dequeue`).
         drop(inner.queue.remove(at));
+        self.front_changed(&inner);
         self.hot.gate.fetch_sub(1, Ordering::SeqCst);
         let more = !inner.queue.is_empty() && !self.idle.is_empty();
         drop(inner);
@@ -494,7 +571,8 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn wake_all_waiters(&self) {
         let mut inner = self.waitlist.lock();
         let unlinked = std::mem::take(&mut inner.queue);
-        inner.competing = false;
+        self.front_changed(&inner);
+        self.waitlist.stop_competing();
         self.hot.gate.fetch_sub(unlinked.len(), Ordering::SeqCst);
         drop(inner);
         unlinked.iter().for_each(|w| w.slot.wake());
@@ -542,7 +620,7 @@ impl<F: ConnectionFactory> Shared<F> {
             if inner.queue[at].deadline <= now {
                 if let Some(w) = inner.queue.remove(at) {
                     if w.competing {
-                        inner.competing = false;
+                        self.waitlist.stop_competing();
                     }
                     w.slot.expire();
                     expired.push(w.slot);
@@ -552,6 +630,7 @@ impl<F: ConnectionFactory> Shared<F> {
             }
         }
         if !expired.is_empty() {
+            self.front_changed(&inner);
             self.hot.gate.fetch_sub(expired.len(), Ordering::SeqCst);
         }
         inner.armed = inner.queue.iter().map(|w| w.deadline).min();
@@ -594,15 +673,21 @@ mod tests {
 
     /// A pool of one connection, created and idle, whose waiting threads stay young.
     fn pool() -> ConnectionPool<Numbers> {
+        pool_of(1)
+    }
+
+    /// A pool of `n` connections, created and idle, whose waiting threads stay young.
+    fn pool_of(n: usize) -> ConnectionPool<Numbers> {
         let config = ConnectionPoolConfig::builder()
-            .max_connections(1)
+            .max_connections(n)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(60))
             .fairness_bound(Duration::from_secs(20))
             .build()
             .unwrap();
         let pool = ConnectionPool::new(Numbers, config);
-        drop(pool.acquire_blocking().unwrap());
+        let all: Vec<_> = (0..n).map(|_| pool.acquire_blocking().unwrap()).collect();
+        drop(all);
         pool
     }
 
@@ -706,6 +791,51 @@ mod tests {
         second.served(&pool);
         assert_eq!(pool.current_metrics().waiting, 0);
         assert!(pool.try_acquire().is_ok(), "nothing lost");
+    }
+
+    #[test]
+    fn releases_while_a_thread_competes_leave_their_connections_to_it() {
+        let pool = pool_of(2);
+        let held = (pool.try_acquire().unwrap(), pool.try_acquire().unwrap());
+        let mut first = ThreadWait::queue(&pool);
+        let mut second = ThreadWait::queue(&pool);
+        drop(held.0);
+        assert_eq!(
+            (first.wakes(), second.wakes()),
+            (1, 0),
+            "the oldest competes"
+        );
+        // A second release finds it still competing: left in `idle` for it, nobody else woken.
+        drop(held.1);
+        assert_eq!((first.wakes(), second.wakes()), (1, 0));
+        assert_eq!(pool.current_metrics().idle, 2);
+        // The competitor takes one and, seeing another idle, passes the turn on.
+        let entry = first.poll().expect("served").expect("a connection");
+        assert_eq!(
+            second.wakes(),
+            1,
+            "the next thread competes for the one left"
+        );
+        second.served(&pool);
+        pool.shared().release(entry, None, LeakId::NONE);
+        assert_eq!(pool.current_metrics().waiting, 0);
+        assert_eq!(pool.current_metrics().idle, 2, "nothing lost");
+    }
+
+    #[test]
+    fn a_competitor_that_leaves_hands_on_what_was_left_to_it() {
+        let pool = pool_of(2);
+        let held = (pool.try_acquire().unwrap(), pool.try_acquire().unwrap());
+        let first = ThreadWait::queue(&pool);
+        let mut second = ThreadWait::queue(&pool);
+        drop(held.0);
+        drop(held.1);
+        assert_eq!((first.wakes(), second.wakes()), (1, 0));
+        drop(first); // gave up before it looked
+        assert_eq!(second.wakes(), 1, "the next thread competes in its place");
+        second.served(&pool);
+        assert_eq!(pool.current_metrics().waiting, 0);
+        assert_eq!(pool.current_metrics().idle, 2, "nothing lost");
     }
 
     #[test]
