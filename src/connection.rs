@@ -72,7 +72,7 @@ impl<F: ConnectionFactory, S: Deref<Target = Shared<F>>> Loan<F, S> {
             Some(entry) => entry,
             None => unreachable!("a guard holds its connection until it is dropped"),
         };
-        self.shared.detach();
+        self.shared.connection_gone();
         if let Some(leaks) = self.shared.leak_registry() {
             leaks.unregister(self.leak);
         }

@@ -262,7 +262,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
                         location,
                     ));
                 }
-                Some(popped) => shared.put_back(popped.entry),
+                Some(popped) => shared.push_idle(popped.entry, crate::core::Offer::Oldest),
                 None => break,
             }
         }

@@ -12,10 +12,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::WaiterKind;
 use super::sync::Arc;
 use super::waitlist::Slot;
 use super::{DestroyReason, Entry, Interrupted, Popped, RetireOnDrop, Shared, with_timeout};
+use super::{Offer, WaiterKind};
 use crate::factory::BoxFuture;
 use crate::{ConnectionFactory, PoolError};
 
@@ -120,7 +120,7 @@ where
                 // Checked between candidates: each check may take up to `check_timeout`, and a
                 // blocking one cannot be cut short.
                 if Instant::now() >= self.deadline {
-                    self.shared.put_back(popped.entry);
+                    self.shared.push_idle(popped.entry, Offer::Oldest);
                     return Poll::Ready(None);
                 }
                 let shared = self.shared.clone();
@@ -200,12 +200,12 @@ impl<F: ConnectionFactory, S: Deref<Target = Shared<F>>> Drop for SlowAcquire<'_
                 self.shared.dequeue(&slot);
             }
             if let Some(entry) = slot.take() {
-                self.shared.put_back(entry);
+                self.shared.push_idle(entry, Offer::Oldest);
             }
             self.shared.recycle(slot);
         }
         if let Some(popped) = self.candidate.take() {
-            self.shared.put_back(popped.entry);
+            self.shared.push_idle(popped.entry, Offer::Oldest);
         }
     }
 }

@@ -1,5 +1,20 @@
-//! The shared state of one pool: idle queue, counters and the waiter list. This is
-//! the only module that touches atomics.
+//! The shared state of one pool (`Shared`): idle queue, counters and the waiter list, and every
+//! mechanism that changes them, one file each:
+//!
+//! - `gate`: the word the hot paths read first (waiters, `CLOSED`, `SHRINK`), every change to
+//!   it, and which fence pairs with which;
+//! - `idle`: the fast path (lending from the idle queue) and the release path (returning to it);
+//! - `waitlist`: the callers waiting, their slots, who is served next, and their deadlines;
+//! - `acquire`: the slow path of an acquire and how it ends (served, failed, timed out);
+//! - `capacity`: places in `total`: reserving, creating, retiring, destroying, `resize`;
+//! - `housekeeping`: the sweep, health checks of idle connections, eviction, leak reports;
+//! - `surplus`: which idle connections a whole `idle_timeout` of traffic did not need;
+//! - `closing`: `close` and waiting for the last connection to go;
+//! - `clock`, `entry`, `leaks`, `stats`, `sync`: the pool's time, one pooled connection's
+//!   record, loans in progress, the counters and histograms, and the primitives (loom's under
+//!   `cfg(loom)`).
+//!
+//! The facades (`crate::future`, `crate::blocking`) and the maintenance loop only call into here.
 //!
 //! # The algorithm
 //!
@@ -44,11 +59,11 @@
 //! # Cancellation
 //!
 //! A waiter can be dropped at any await point (a timeout, a `select!`, a dropped task). Its
-//! `Waiter` guard then unlinks its slot if it is still linked; if a connection was already put
+//! `SlowAcquire` then unlinks its slot if it is still linked; if a connection was already put
 //! into the slot, it goes back through the release path, i.e. to the next oldest waiter or to
 //! `idle`. Serving and unlinking both happen under the list's lock, so one of the two sees the
-//! other: no connection is stranded and no wake-up is lost. A create is guarded by a `CreateSlot`
-//! that gives its place in `total` back and wakes the creator; a connection being validated is
+//! other: no connection is stranded and no wake-up is lost. A create is guarded by its `Place` in
+//! `total`, which gives the place back and wakes the creator; a connection being validated is
 //! held by its guard, marked broken, so it is destroyed rather than lent with a half-finished
 //! exchange on the wire.
 //!
@@ -64,22 +79,29 @@
 //!
 //! # Counters
 //!
-//! `total` counts connections open or being created or destroyed (a create reserves its place
-//! first, so `total <= max` always holds). `idle` and `active` are derived from `total` and the
-//! queues, so the metrics read the same atomics the pool runs on.
+//! `total` counts connections open or being created or destroyed. A create reserves its place
+//! first, so `total <= max` holds, except after `resize` lowered `max` below what was open:
+//! then `total` comes down to `max` as connections come back (see `capacity`). `idle` and
+//! `active` are derived from `total` and the queues, so the metrics read the same atomics the
+//! pool runs on.
 
 mod acquire;
+mod capacity;
 mod clock;
+mod closing;
 mod entry;
+mod gate;
+mod housekeeping;
+mod idle;
 mod leaks;
-mod lend;
-mod lifecycle;
 mod stats;
 mod surplus;
 mod sync;
 mod waitlist;
 
 pub(crate) use waitlist::{Offer, WaiterKind};
+
+use capacity::RetireOnDrop;
 
 pub(crate) use acquire::Acquired;
 #[cfg(feature = "async")]
@@ -88,9 +110,9 @@ pub use clock::ManualClock;
 pub(crate) use clock::{Clock, Millis, TICK};
 pub use entry::DestroyReason;
 pub(crate) use entry::Entry;
+use gate::Gate;
 pub(crate) use leaks::LeakId;
 use stats::Stats;
-use std::sync::Arc;
 pub(crate) use sync::Timer;
 use sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
@@ -105,14 +127,6 @@ use crate::events::Handlers;
 use crate::factory::{ConnectHook, DynHealthCheck};
 use crate::{ConnectionFactory, ConnectionPoolConfig, CreateError};
 
-/// The `CLOSED` bit of `gate`.
-const CLOSED: usize = 1 << (usize::BITS - 1);
-/// The `SHRINK` bit of `gate`: `resize` lowered `max` below `total`, so returned connections are
-/// retired until it is reached.
-const SHRINK: usize = 1 << (usize::BITS - 2);
-/// The bits of `gate` that count registered waiters.
-const WAITERS: usize = !(CLOSED | SHRINK);
-
 /// How long a connection never lent counts as known good after it was made (HikariCP's bypass
 /// window for recently used connections, applied to new ones).
 const FRESH_FOR: Duration = Duration::from_millis(500);
@@ -120,12 +134,8 @@ const FRESH_FOR: Duration = Duration::from_millis(500);
 /// What the hot paths read on every call, on one cache line.
 #[derive(Debug)]
 struct Hot {
-    /// Registered waiters, plus the `CLOSED` and `SHRINK` bits.
-    gate: AtomicUsize,
-    /// The bits of `gate` that keep the fast path out: all of them under strict FIFO (anyone
-    /// waiting), only `CLOSED | SHRINK` under bounded fairness (set once, read with
-    /// `gate` on the same line).
-    barred: usize,
+    /// Registered waiters, plus the `CLOSED` and `SHRINK` bits (see `gate`).
+    gate: Gate,
     /// Bumped by `evict_all`; connections created under an older one are replaced.
     generation: AtomicU64,
 }
@@ -232,12 +242,7 @@ impl<F: ConnectionFactory> Shared<F> {
             events,
             clock: Clock::new(clock),
             hot: CachePadded::new(Hot {
-                gate: AtomicUsize::new(0),
-                barred: if fairness.is_some() {
-                    CLOSED | SHRINK
-                } else {
-                    usize::MAX
-                },
+                gate: Gate::new(fairness.is_none()),
                 generation: AtomicU64::new(0),
             }),
             idle: ArrayQueue::new(capacity),
@@ -261,18 +266,44 @@ impl<F: ConnectionFactory> Shared<F> {
         }
     }
 
+    // ----- time ---------------------------------------------------------------------------
+
+    /// The coarse time (see `clock`), waking the ticker if it was asleep.
+    #[inline]
+    pub(crate) fn now(&self) -> Millis {
+        let (now, woke) = self.clock.now();
+        if woke {
+            self.housekeeping.notify(1);
+        }
+        now
+    }
+
+    pub(crate) fn leak_registry(&self) -> Option<&leaks::Registry> {
+        self.leaks.as_ref()
+    }
+
+    /// The pool's time as an `Instant`.
+    pub(crate) fn instant(&self, at: Millis) -> std::time::Instant {
+        self.clock.instant(at)
+    }
+
+    /// `d` in the pool's milliseconds.
+    pub(crate) fn millis(d: Duration) -> Millis {
+        clock::millis(d)
+    }
+
     // ----- counts -------------------------------------------------------------------------
 
     /// Registered waiters.
     #[inline]
     pub(crate) fn waiting(&self) -> usize {
-        self.hot.gate.load(Ordering::Relaxed) & WAITERS
+        self.hot.gate.peek().waiters()
     }
 
     /// Whether `close` has been called.
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
-        self.hot.gate.load(Ordering::Acquire) & CLOSED != 0
+        self.hot.gate.is_closed()
     }
 
     pub(crate) fn total(&self) -> usize {
@@ -372,70 +403,5 @@ impl<C> Popped<C> {
     #[inline]
     pub(crate) fn is_ready(&self) -> bool {
         !self.validate && !self.reset
-    }
-}
-
-/// A place reserved in `total` for a connection being created. Dropping it (a failed or cancelled
-/// create) gives the place back and wakes the creator. It owns a reference to the pool, so a
-/// create can run on a thread of its own.
-pub(crate) struct CreateSlot<F: ConnectionFactory> {
-    shared: Arc<Shared<F>>,
-    /// Cleared once the place holds a connection.
-    armed: bool,
-}
-
-impl<F: ConnectionFactory> CreateSlot<F> {
-    /// The place now holds a connection: keep it.
-    pub(crate) fn fill(mut self) {
-        self.armed = false;
-    }
-}
-
-impl<F: ConnectionFactory> Drop for CreateSlot<F> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.shared.connection_gone();
-        }
-    }
-}
-
-/// Holds a connection while a user callback runs on it; if the callback panics or its future is
-/// dropped, the connection is retired (its state is unknown), never lost.
-pub(crate) struct RetireOnDrop<'a, F: ConnectionFactory> {
-    shared: &'a Shared<F>,
-    pub(crate) entry: Option<Entry<F::Connection>>,
-    pub(crate) reason: DestroyReason,
-}
-
-impl<'a, F: ConnectionFactory> RetireOnDrop<'a, F> {
-    pub(crate) fn new(
-        shared: &'a Shared<F>,
-        entry: Entry<F::Connection>,
-        reason: DestroyReason,
-    ) -> Self {
-        RetireOnDrop {
-            shared,
-            entry: Some(entry),
-            reason,
-        }
-    }
-}
-
-impl<F: ConnectionFactory> Drop for RetireOnDrop<'_, F> {
-    fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
-            self.shared.retire(entry, self.reason);
-        }
-    }
-}
-
-/// Uncounts a connection when its destroy finishes or is abandoned.
-struct GoneOnDrop<'a, F: ConnectionFactory> {
-    shared: &'a Shared<F>,
-}
-
-impl<F: ConnectionFactory> Drop for GoneOnDrop<'_, F> {
-    fn drop(&mut self) {
-        self.shared.connection_gone();
     }
 }

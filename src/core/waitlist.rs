@@ -296,7 +296,7 @@ impl<F: ConnectionFactory> Shared<F> {
             inner.queue.push_back(waiting);
         }
         self.front_changed(&inner);
-        self.hot.gate.fetch_add(1, Ordering::SeqCst);
+        self.hot.gate.count_waiter();
         // Count, then re-check `idle`. Pairs with the fence in `Shared::push_idle`: either the
         // release sees this waiter and serves the list, or this look sees its connection. A
         // waiter alone in the list takes what it sees; behind others, the list's order decides.
@@ -362,7 +362,7 @@ impl<F: ConnectionFactory> Shared<F> {
         // so this never drops the slot (and the waker in it).
         let gone = inner.queue.remove(at);
         self.front_changed(&inner);
-        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        self.hot.gate.uncount_waiters(1);
         let competing = gone.is_some_and(|w| w.competing);
         if competing {
             self.waitlist.stop_competing();
@@ -480,7 +480,7 @@ impl<F: ConnectionFactory> Shared<F> {
                 return Err(entry);
             };
             self.front_changed(&inner);
-            self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+            self.hot.gate.uncount_waiters(1);
             if waiting.competing {
                 self.waitlist.stop_competing();
                 competitor_served = true;
@@ -526,7 +526,7 @@ impl<F: ConnectionFactory> Shared<F> {
         self.front_changed(inner);
         // Uncount before the waiter runs, or the creator would see a waiter already served and
         // make a connection nobody needs (found by the fuzzer).
-        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        self.hot.gate.uncount_waiters(1);
         // Every caller serves on from `idle` after this (`serve_waiters` loops, `enqueue` calls
         // it), which is the look `stop_competing` asks for.
         if waiting.competing {
@@ -557,7 +557,7 @@ impl<F: ConnectionFactory> Shared<F> {
         // The list keeps a reference until here; the waiter holds its own (see `dequeue`).
         drop(inner.queue.remove(at));
         self.front_changed(&inner);
-        self.hot.gate.fetch_sub(1, Ordering::SeqCst);
+        self.hot.gate.uncount_waiters(1);
         let more = !inner.queue.is_empty() && !self.idle.is_empty();
         drop(inner);
         // More idle for the next waiter: serve on.
@@ -573,7 +573,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let unlinked = std::mem::take(&mut inner.queue);
         self.front_changed(&inner);
         self.waitlist.stop_competing();
-        self.hot.gate.fetch_sub(unlinked.len(), Ordering::SeqCst);
+        self.hot.gate.uncount_waiters(unlinked.len());
         drop(inner);
         unlinked.iter().for_each(|w| w.slot.wake());
         self.waitlist.keeper_wanted.notify(usize::MAX);
@@ -631,7 +631,7 @@ impl<F: ConnectionFactory> Shared<F> {
         }
         if !expired.is_empty() {
             self.front_changed(&inner);
-            self.hot.gate.fetch_sub(expired.len(), Ordering::SeqCst);
+            self.hot.gate.uncount_waiters(expired.len());
         }
         inner.armed = inner.queue.iter().map(|w| w.deadline).min();
         let next = inner.armed;

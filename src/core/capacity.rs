@@ -1,23 +1,19 @@
-//! The life of a connection outside the hot path: creating one in a reserved place, retiring
-//! and destroying, eviction, resizing, the idle sweep, health checks, and closing.
+//! Places in `total`, the count of connections open, being created or being destroyed: reserving
+//! one and creating a connection in it, retiring a connection to the reaper and destroying it,
+//! giving a place back, and `resize`. `total` is at most `max`, except after `resize` lowered
+//! `max` below what was open: then returned connections are retired (`SHRINK`, see `gate`) until
+//! the pool fits.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::sync::Ordering;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-use event_listener::EventListener;
-
-use super::{
-    CLOSED, CreateSlot, DestroyReason, Entry, GoneOnDrop, Interrupted, Millis, Offer, RetireOnDrop,
-    SHRINK, Shared, Stats, WAITERS, with_timeout,
-};
+use super::{DestroyReason, Entry, Interrupted, Millis, Offer, Shared, Stats, with_timeout};
 use crate::events::emit;
 use crate::{ConfigError, ConnectionFactory, CreateError};
 
 impl<F: ConnectionFactory> Shared<F> {
-    // ----- creating -----------------------------------------------------------------------
-
     /// Reserves a place in `total` for a new connection, if there is room.
     ///
     /// `max` is read before the increment, so a `resize` lowering it in between would let the
@@ -26,17 +22,14 @@ impl<F: ConnectionFactory> Shared<F> {
     /// connections come back) or this look sees the new `max` and gives the place back. So
     /// `total` never exceeds the larger of the new `max` and what `resize` found (found by the
     /// fuzzer, threaded maintenance).
-    pub(crate) fn reserve(self: &Arc<Self>) -> Option<CreateSlot<F>> {
+    pub(crate) fn reserve(self: &Arc<Self>) -> Option<CreatePlace<F>> {
         let max = self.max();
         self.total
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
                 (t < max).then_some(t + 1)
             })
             .ok()?;
-        let slot = CreateSlot {
-            shared: Arc::clone(self),
-            armed: true,
-        };
+        let slot = Place::new(Arc::clone(self));
         if self.total.load(Ordering::SeqCst) > self.max.load(Ordering::SeqCst) {
             // Dropping the slot gives the place back.
             return None;
@@ -52,7 +45,7 @@ impl<F: ConnectionFactory> Shared<F> {
         if self.is_closed() || self.total() >= self.max() {
             return false;
         }
-        self.hot.gate.load(Ordering::SeqCst) & WAITERS > fresh
+        self.hot.gate.look().waiters() > fresh
             || self.idle_count() + in_flight < self.config.min_connections()
     }
 
@@ -80,7 +73,7 @@ impl<F: ConnectionFactory> Shared<F> {
     /// through the release path (to the oldest waiter, or idle).
     pub(crate) async fn create_one(
         &self,
-        slot: CreateSlot<F>,
+        slot: CreatePlace<F>,
     ) -> Result<(), CreateError<F::Error>> {
         let started = Instant::now();
         let limit = self.config.create_timeout();
@@ -101,7 +94,7 @@ impl<F: ConnectionFactory> Shared<F> {
         };
         let failure = match with_timeout(limit, made).await {
             Ok(Ok(conn)) => {
-                slot.fill();
+                slot.keep();
                 *self.lock_last_error() = None;
                 let took = started.elapsed();
                 Stats::count(&self.stats.created);
@@ -173,8 +166,6 @@ impl<F: ConnectionFactory> Shared<F> {
         self.lock_last_error().clone()
     }
 
-    // ----- retiring and destroying ----------------------------------------------------------
-
     /// Hands a connection to the reaper to be destroyed off the caller's path. It keeps its
     /// place in `total` until destroyed.
     pub(crate) fn retire(&self, entry: Entry<F::Connection>, reason: DestroyReason) {
@@ -197,7 +188,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let Some((entry, reason)) = self.retiring.pop() else {
             return false;
         };
-        let _gone = GoneOnDrop { shared: self };
+        let _place = Place::new(self);
         // Timed out or panicked: the connection is dropped either way and its place freed.
         let _ = with_timeout(
             self.config.destroy_timeout(),
@@ -214,19 +205,14 @@ impl<F: ConnectionFactory> Shared<F> {
         self.retiring.len()
     }
 
-    /// Takes a connection out of the pool's accounts for good.
-    pub(crate) fn detach(&self) {
-        self.connection_gone();
-    }
-
     /// A connection stopped counting: room for the creator, maybe the end of a shrink or close.
     pub(crate) fn connection_gone(&self) {
         let before = self.total.fetch_sub(1, Ordering::SeqCst);
-        let gate = self.hot.gate.load(Ordering::SeqCst);
-        if gate & SHRINK != 0 && before - 1 <= self.max() {
-            self.hot.gate.fetch_and(!SHRINK, Ordering::AcqRel);
+        let gate = self.hot.gate.look();
+        if gate.shrinking() && before - 1 <= self.max() {
+            self.hot.gate.end_shrink();
         }
-        if gate & CLOSED != 0 {
+        if gate.closed() {
             if before == 1 {
                 self.drained.notify(usize::MAX);
                 self.retired.notify(usize::MAX);
@@ -234,21 +220,6 @@ impl<F: ConnectionFactory> Shared<F> {
         } else {
             self.create_wanted.notify(1);
         }
-    }
-
-    // ----- eviction and resizing --------------------------------------------------------------
-
-    /// Marks every connection for replacement: idle ones are retired now, lent ones when they
-    /// come back, and ones being handed over when their waiter takes them.
-    pub(crate) fn evict_all(&self) {
-        self.hot.generation.fetch_add(1, Ordering::AcqRel);
-        for _ in 0..self.idle.len() {
-            match self.idle.pop() {
-                Some(entry) => self.retire_idle(entry, DestroyReason::Evicted),
-                None => break,
-            }
-        }
-        self.create_wanted.notify(1);
     }
 
     /// Changes `max_connections`. Lowering it retires idle connections now and returned ones
@@ -273,7 +244,7 @@ impl<F: ConnectionFactory> Shared<F> {
         self.max.store(max, Ordering::SeqCst);
         // `SeqCst`, paired with `reserve`'s increment and second look.
         if self.total.load(Ordering::SeqCst) > max {
-            self.hot.gate.fetch_or(SHRINK, Ordering::SeqCst);
+            self.hot.gate.start_shrink();
             while self.shrink_one() {}
         }
         self.create_wanted.notify(1);
@@ -285,7 +256,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let live = self.total().saturating_sub(self.retiring.len());
         if live <= self.max() {
             if self.total() <= self.max() {
-                self.hot.gate.fetch_and(!SHRINK, Ordering::AcqRel);
+                self.hot.gate.end_shrink();
             }
             return false;
         }
@@ -297,232 +268,66 @@ impl<F: ConnectionFactory> Shared<F> {
             None => false,
         }
     }
+}
 
-    // ----- housekeeping -----------------------------------------------------------------------
+/// A place in `total`: reserved for a connection being created, or held by one being destroyed.
+/// Dropping it gives the place back (`connection_gone`: room for the creator, perhaps the end of
+/// a shrink or a close), unless a created connection now `keep`s it. Generic over how it reaches
+/// the pool, so a create can own an `Arc` and run on a thread of its own.
+pub(crate) struct Place<F: ConnectionFactory, S: Deref<Target = Shared<F>>> {
+    shared: S,
+    /// Cleared once the place holds a connection.
+    held: bool,
+}
 
-    /// One sweep of the idle queue (see `sweep_in_steps`), all at once: for `sweep_idle`.
-    pub(crate) fn sweep(&self) {
-        let mut sweep = Sweep::new(self);
-        while sweep.step(self, usize::MAX) {}
-        sweep.finish(self);
+impl<F: ConnectionFactory, S: Deref<Target = Shared<F>>> Place<F, S> {
+    fn new(shared: S) -> Self {
+        Place { shared, held: true }
     }
 
-    /// One sweep of the idle queue: retires expired and evicted connections, those idle past
-    /// `idle_timeout`, and the surplus a whole `idle_timeout` of traffic did not need (see
-    /// `surplus`), never below `min_connections`; reports overdue loans. It yields every
-    /// `SWEEP_STEP` connections, so that a spawned loop never holds its executor through a
-    /// long queue.
-    pub(crate) async fn sweep_in_steps(&self) {
-        let mut sweep = Sweep::new(self);
-        while sweep.step(self, SWEEP_STEP) {
-            futures_lite::future::yield_now().await;
-        }
-        sweep.finish(self);
+    /// The place now holds a connection: keep it.
+    pub(crate) fn keep(mut self) {
+        self.held = false;
     }
+}
 
-    #[inline]
-    pub(crate) fn stale_at(
-        &self,
-        entry: &Entry<F::Connection>,
-        now: Millis,
-    ) -> Option<DestroyReason> {
-        if entry.is_expired(now) {
-            Some(DestroyReason::Expired)
-        } else if entry.generation != self.hot.generation.load(Ordering::Relaxed) {
-            Some(DestroyReason::Evicted)
-        } else {
-            None
-        }
-    }
-
-    /// Checks the connections idle now, one at a time, off the queue, each bounded by
-    /// `check_timeout`: healthy ones go back (to a waiter first), unhealthy ones are destroyed and
-    /// the creator replaces them on demand. No lock is held while a check runs, and acquirers
-    /// never wait for one.
-    pub(crate) async fn check_idle_health(&self) {
-        let Some(health) = &self.health else {
-            return;
-        };
-        for _ in 0..self.idle.len() {
-            if self.is_closed() {
-                return;
-            }
-            let Some(entry) = self.idle.pop() else {
-                return;
-            };
-            // A panicking or hanging check leaves the guard to retire the connection.
-            let mut guard = RetireOnDrop::new(self, entry, DestroyReason::Unhealthy);
-            let started = Instant::now();
-            let limit = self.config.check_timeout();
-            let healthy = match guard.entry.as_mut() {
-                Some(entry) => with_timeout(limit, health.is_healthy(&mut entry.conn))
-                    .await
-                    .unwrap_or(false),
-                None => false,
-            };
-            // A healthy connection lent since its last reset is reset here, off every caller's
-            // path, so that `try_acquire` (which cannot wait for a reset) can lend it.
-            let scrubbed = match guard.entry.as_mut() {
-                Some(entry) if healthy && entry.dirty => {
-                    let reset = with_timeout(limit, health.reset(&mut entry.conn)).await;
-                    // The reset may have undone what `on_connect` set up: run it again.
-                    let hooked = match (&reset, &self.on_connect) {
-                        (Ok(true), Some(hook)) if health.reset_cleared_session(&entry.conn) => {
-                            let ran = with_timeout(limit, hook(&mut entry.conn)).await;
-                            health.prepared(&mut entry.conn);
-                            matches!(ran, Ok(Ok(())))
-                        }
-                        _ => true,
-                    };
-                    entry.dirty = reset != Ok(true) || !hooked;
-                    !entry.dirty
-                }
-                _ => healthy,
-            };
-            Stats::count(&self.stats.health_checks);
-            if !healthy {
-                Stats::count(&self.stats.health_check_failures);
-            }
-            emit(&self.events, |h| {
-                h.on_health_check(self.config.name(), healthy, started.elapsed())
-            });
-            if scrubbed {
-                if let Some(entry) = guard.entry.take() {
-                    self.push_idle(entry, Offer::Oldest);
-                }
-            }
-            drop(guard);
-            if !scrubbed {
-                self.surplus.note(self.idle.len());
-            }
-            // One check per poll: a spawned loop never holds its executor through a pass.
-            futures_lite::future::yield_now().await;
-        }
-        self.create_wanted.notify(1);
-    }
-
-    // ----- closing ----------------------------------------------------------------------------
-
-    /// Closes the pool. Returns `false` if it was already closed.
-    pub(crate) fn close(&self) -> bool {
-        let before = self.hot.gate.fetch_or(CLOSED, Ordering::SeqCst);
-        if before & CLOSED != 0 {
-            return false;
-        }
-        self.wake_all_waiters();
-        self.drain_idle(DestroyReason::Closed);
-        if self.total.load(Ordering::SeqCst) == 0 {
-            self.drained.notify(usize::MAX);
-        }
-        self.create_wanted.notify(usize::MAX);
-        self.retired.notify(usize::MAX);
-        self.housekeeping.notify(usize::MAX);
-        self.closing.notify(usize::MAX);
-        true
-    }
-
-    /// Ready once the pool is closed and every connection is gone. `listener` is the caller's
-    /// slot for its listener between polls.
-    pub(crate) fn poll_drained(
-        &self,
-        listener: &mut Option<EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        loop {
-            if self.is_closed() && self.total() == 0 {
-                *listener = None;
-                return Poll::Ready(());
-            }
-            match listener.as_mut() {
-                None => *listener = Some(self.drained.listen()),
-                Some(l) => {
-                    if std::pin::Pin::new(l).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *listener = None;
-                }
-            }
+impl<F: ConnectionFactory, S: Deref<Target = Shared<F>>> Drop for Place<F, S> {
+    fn drop(&mut self) {
+        if self.held {
+            self.shared.connection_gone();
         }
     }
 }
 
-/// How many idle connections a sweep looks at between yields.
-const SWEEP_STEP: usize = 256;
+/// A place reserved for a create.
+pub(crate) type CreatePlace<F> = Place<F, Arc<Shared<F>>>;
 
-/// One sweep in progress.
-struct Sweep {
-    now: Millis,
-    idle_limit: Option<Millis>,
-    /// Idle connections not yet looked at.
-    left: usize,
-    /// Connections to retire, beyond the per-connection rules, as surplus.
-    surplus: usize,
-    /// How many were retired as surplus.
-    retired: usize,
+/// Holds a connection while a user callback runs on it; if the callback panics or its future is
+/// dropped, the connection is retired (its state is unknown), never lost.
+pub(crate) struct RetireOnDrop<'a, F: ConnectionFactory> {
+    shared: &'a Shared<F>,
+    pub(crate) entry: Option<Entry<F::Connection>>,
+    pub(crate) reason: DestroyReason,
 }
 
-impl Sweep {
-    fn new<F: ConnectionFactory>(shared: &Shared<F>) -> Self {
-        let now = shared.clock.precise();
-        let idle_limit = shared.config.idle_timeout().map(Shared::<F>::millis);
-        let left = shared.idle.len();
-        let surplus = match idle_limit {
-            Some(window) => shared.surplus.close_window(now, window, left),
-            None => 0,
-        };
-        Sweep {
-            now,
-            idle_limit,
-            left,
-            surplus,
-            retired: 0,
+impl<'a, F: ConnectionFactory> RetireOnDrop<'a, F> {
+    pub(crate) fn new(
+        shared: &'a Shared<F>,
+        entry: Entry<F::Connection>,
+        reason: DestroyReason,
+    ) -> Self {
+        RetireOnDrop {
+            shared,
+            entry: Some(entry),
+            reason,
         }
     }
+}
 
-    /// Looks at up to `budget` idle connections; `true` if more are left.
-    fn step<F: ConnectionFactory>(&mut self, shared: &Shared<F>, budget: usize) -> bool {
-        let min = shared.config.min_connections();
-        for _ in 0..budget.min(self.left) {
-            self.left -= 1;
-            if shared.is_closed() {
-                self.left = 0;
-                return false;
-            }
-            let Some(entry) = shared.idle.pop() else {
-                self.left = 0;
-                return false;
-            };
-            if let Some(reason) = shared.stale_at(&entry, self.now) {
-                shared.retire(entry, reason);
-                self.retired += 1;
-                continue;
-            }
-            // The one popped counts as idle here: it is put back unless retired.
-            let above_min = shared.idle_count() >= min;
-            let idle_for = self.now.saturating_sub(entry.last_used_at);
-            let too_long = self.idle_limit.is_some_and(|limit| idle_for >= limit);
-            if above_min && (too_long || self.retired < self.surplus) {
-                shared.retire(entry, DestroyReason::IdleTimeout);
-                self.retired += 1;
-                continue;
-            }
-            shared.push_idle(entry, Offer::Oldest);
+impl<F: ConnectionFactory> Drop for RetireOnDrop<'_, F> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.shared.retire(entry, self.reason);
         }
-        self.left > 0
-    }
-
-    fn finish<F: ConnectionFactory>(self, shared: &Shared<F>) {
-        shared.surplus.retired(self.retired);
-        if let (Some(leaks), Some(threshold)) =
-            (&shared.leaks, shared.config.leak_detection_threshold())
-        {
-            for (held, location) in leaks.overdue(self.now, Shared::<F>::millis(threshold)) {
-                Stats::count(&shared.stats.leaks_reported);
-                emit(&shared.events, |h| {
-                    h.on_leak_suspected(shared.config.name(), Duration::from_millis(held), location)
-                });
-            }
-        }
-        shared.create_wanted.notify(1);
     }
 }

@@ -1,34 +1,22 @@
-//! Lending and taking back: the fast path (pop, push, fence) and the release path's slow turns
-//! (serving waiters, close, shrink).
+//! The idle queue: lending from it (the fast path's pop, checks due on checkout) and returning
+//! to it (the release path: push, fence, then serve waiters, honour `close` or a shrink).
 
 use super::sync::{Ordering, fence};
 use std::panic::Location;
 use std::time::Duration;
 
-use super::{
-    CLOSED, DestroyReason, Entry, LeakId, Millis, Offer, Popped, SHRINK, Shared, Stats, WAITERS,
-    clock,
-};
+use super::gate::GateState;
+use super::{DestroyReason, Entry, LeakId, Millis, Offer, Popped, Shared, Stats};
 use crate::ConnectionFactory;
 use crate::events::emit;
 
 impl<F: ConnectionFactory> Shared<F> {
-    /// The coarse time (see `clock`), waking the ticker if it was asleep.
-    #[inline]
-    pub(crate) fn now(&self) -> Millis {
-        let (now, woke) = self.clock.now();
-        if woke {
-            self.housekeeping.notify(1);
-        }
-        now
-    }
-
     /// Pops an idle connection if the pool is open and not shrinking and no waiter stands
     /// before this caller: nobody waits (strict FIFO), or no waiter is due yet (bounded
     /// fairness). Expired and evicted connections are retired on the way.
     #[inline]
     pub(crate) fn try_take_idle(&self) -> Option<Popped<F::Connection>> {
-        if self.hot.gate.load(Ordering::Relaxed) & self.hot.barred != 0 {
+        if !self.hot.gate.admits_newcomers() {
             return None;
         }
         self.pop_live()
@@ -156,11 +144,6 @@ impl<F: ConnectionFactory> Shared<F> {
         emit(&self.events, |h| h.on_released(self.config.name(), held));
     }
 
-    /// Returns a connection taken from a queue but not lent.
-    pub(crate) fn put_back(&self, entry: Entry<F::Connection>) {
-        self.push_idle(entry, Offer::Oldest);
-    }
-
     /// Puts a healthy connection into `idle`, then serves a waiter (as `offer` says) or honours
     /// `close`/`resize`.
     #[inline]
@@ -168,9 +151,8 @@ impl<F: ConnectionFactory> Shared<F> {
         // Someone waits (and the pool is open and not shrinking): serve the list under one lock
         // (`offer_to_waiters`), rather than push, fence and then lock it to serve.
         // A thread woken to compete will look at `idle` anyway: then the lock is skipped.
-        let gate = self.hot.gate.load(Ordering::Relaxed);
         let mut left = false;
-        let entry = if gate != 0 && gate & (CLOSED | SHRINK) == 0 {
+        let entry = if self.hot.gate.peek().serving() {
             left = self.left_to_competitor(offer);
             if left {
                 entry
@@ -193,21 +175,21 @@ impl<F: ConnectionFactory> Shared<F> {
         // `left` to the competing waiter, with the one in `WaitList::stop_competing` (it is
         // still competing and will see this connection, or the list is served here).
         fence(Ordering::SeqCst);
-        let gate = self.hot.gate.load(Ordering::Relaxed);
-        if gate != 0 {
+        let gate = self.hot.gate.peek();
+        if gate.any() {
             self.release_slow(gate, offer, left);
         }
     }
 
     #[cold]
-    fn release_slow(&self, gate: usize, offer: Offer, left: bool) {
-        if gate & CLOSED != 0 {
+    fn release_slow(&self, gate: GateState, offer: Offer, left: bool) {
+        if gate.closed() {
             return self.drain_idle(DestroyReason::Closed);
         }
-        if gate & SHRINK != 0 && self.shrink_one() {
+        if gate.shrinking() && self.shrink_one() {
             return;
         }
-        if gate & WAITERS != 0 && !(left && self.still_competing()) {
+        if gate.waiters() != 0 && !(left && self.still_competing()) {
             self.serve_waiters(offer);
         }
     }
@@ -226,19 +208,5 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn retire_idle(&self, entry: Entry<F::Connection>, reason: DestroyReason) {
         self.retire(entry, reason);
         self.surplus.note(self.idle.len());
-    }
-
-    pub(crate) fn leak_registry(&self) -> Option<&super::leaks::Registry> {
-        self.leaks.as_ref()
-    }
-
-    /// The pool's time as an `Instant`.
-    pub(crate) fn instant(&self, at: Millis) -> std::time::Instant {
-        self.clock.instant(at)
-    }
-
-    /// `d` in the pool's milliseconds.
-    pub(crate) fn millis(d: Duration) -> Millis {
-        clock::millis(d)
     }
 }
