@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::core::Shared;
 use crate::{
     CheckoutValidation, ConfigError, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
-    ConnectionPoolConfig, ConnectionPoolConfigBuilder, MaintenanceMode, ManualClock, PoolError,
+    ConnectionPoolConfig, ConnectionPoolConfigBuilder, MaintenanceMode, ManualClock,
     PoolEventHandler,
 };
 
@@ -263,7 +263,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
         self
     }
 
-    fn into_shared(self) -> Result<Arc<Shared<F>>, ConfigError> {
+    /// The pool's shared state, with the configuration validated.
+    pub(crate) fn into_shared(self) -> Result<Arc<Shared<F>>, ConfigError> {
         let config = self.config.clone().build()?;
         Ok(self.into_shared_with(config))
     }
@@ -315,48 +316,6 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// [`ConnectionPoolConfigBuilder::build`](crate::ConnectionPoolConfigBuilder::build) does.
     pub fn build(self) -> Result<ConnectionPool<F>, ConfigError> {
         Ok(ConnectionPool::from_shared(self.into_shared()?))
-    }
-
-    /// Builds the pool after making `min_connections` on the calling task, so it starts full
-    /// or not at all.
-    ///
-    /// # Errors
-    ///
-    /// [`PoolError::Config`] for a setting the builder refuses; [`PoolError::Create`] with why
-    /// the first create that failed did (each is bounded by `create_timeout`); the connections
-    /// made so far are destroyed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// # futures_lite::future::block_on(async {
-    /// let config = ConnectionPoolConfig::builder().min_connections(3).build()?;
-    /// let pool = ConnectionPool::builder(Units).config(config).build_connected().await?;
-    /// assert_eq!(pool.current_metrics().idle, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn build_connected(self) -> Result<ConnectionPool<F>, PoolError<F::Error>> {
-        let shared = self.into_shared().map_err(PoolError::Config)?;
-        for _ in 0..shared.config.min_connections() {
-            let created = match shared.reserve() {
-                Some(slot) => shared.create_one(slot).await,
-                None => Ok(()),
-            };
-            if let Err(err) = created {
-                // Closing destroys what was made; with no maintenance running, do it here.
-                shared.close();
-                while shared.destroy_one_retiring().await {}
-                return Err(PoolError::Create(err));
-            }
-        }
-        Ok(ConnectionPool::from_shared(shared))
     }
 }
 

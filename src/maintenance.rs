@@ -23,7 +23,6 @@
 //! the warm connections.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -35,40 +34,6 @@ use crate::ConnectionFactory;
 use crate::MaintenanceMode;
 use crate::core::{Shared, TICK, Timer};
 use crate::factory::BoxFuture;
-
-/// The maintenance loop of a pool, from [`ConnectionPool::maintenance`](crate::ConnectionPool::maintenance).
-#[must_use = "futures do nothing unless polled; spawn it on an executor"]
-pub struct Maintenance {
-    run: Option<BoxFuture<'static, ()>>,
-}
-
-impl std::fmt::Debug for Maintenance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Maintenance { .. }")
-    }
-}
-
-impl Maintenance {
-    pub(crate) fn new<F: ConnectionFactory>(shared: &Arc<Shared<F>>) -> Self {
-        let spawned = shared.config.maintenance() == MaintenanceMode::Spawned;
-        let run = (spawned && shared.claim_maintenance()).then(|| {
-            let shared = shared.clone();
-            Box::pin(async move { run_spawned(&shared).await }) as BoxFuture<'static, ()>
-        });
-        Maintenance { run }
-    }
-}
-
-impl Future for Maintenance {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.run.as_mut() {
-            Some(run) => run.as_mut().poll(cx),
-            None => Poll::Ready(()),
-        }
-    }
-}
 
 /// Starts what runs on threads of the pool's own: with [`MaintenanceMode::Thread`] the whole
 /// loop, with [`MaintenanceMode::Spawned`] its timekeeping (the rest is the future the user
@@ -111,7 +76,7 @@ pub(crate) fn start<F: ConnectionFactory>(shared: &Arc<Shared<F>>) {
 
 /// The spawned loop: the user callbacks' part, run on the user's executor; the timekeeping runs
 /// on the pool's timekeeper thread (under loom, here too).
-async fn run_spawned<F: ConnectionFactory>(shared: &Arc<Shared<F>>) {
+pub(crate) async fn run_spawned<F: ConnectionFactory>(shared: &Arc<Shared<F>>) {
     if cfg!(loom) {
         future::zip(keep_time(shared), tend(shared, Runner::Inline)).await;
     } else {

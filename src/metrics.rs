@@ -1,5 +1,6 @@
 //! `PoolMetrics`: a cheap snapshot of a pool's state; `PoolStatistics`: what it has done since it
-//! was built; `MetricsStream` and `MetricsIter`: snapshots at an interval until the pool closes.
+//! was built; and `Ticks`, the part `MetricsStream` (the async facade) and `MetricsIter` (the
+//! blocking facade) share: snapshots at an interval until the pool closes.
 //!
 //! # The stream
 //!
@@ -214,7 +215,7 @@ pub(crate) fn snapshot<F: ConnectionFactory>(shared: &Shared<F>) -> PoolMetrics 
 /// What a stream or iterator reads from a pool, with the factory type erased so that neither
 /// is generic.
 #[cfg(any(feature = "async", feature = "blocking"))]
-trait Source: Send + Sync {
+pub(crate) trait Source: Send + Sync {
     fn metrics(&self) -> PoolMetrics;
     fn is_closed(&self) -> bool;
     /// Notified (all listeners) when the pool closes.
@@ -239,19 +240,21 @@ impl<F: ConnectionFactory> Source for Shared<F> {
 /// The shared part of the stream and the iterator: the pool, the interval, and when the next
 /// snapshot is due.
 #[cfg(any(feature = "async", feature = "blocking"))]
-struct Ticks {
-    source: Arc<dyn Source>,
-    interval: Duration,
+pub(crate) struct Ticks {
+    /// The pool, read through its shared state so that a stream never keeps it open.
+    pub(crate) source: Arc<dyn Source>,
+    /// The time between two snapshots.
+    pub(crate) interval: Duration,
     /// When the next snapshot is due.
-    due: Instant,
+    pub(crate) due: Instant,
     /// Set once the stream has ended, so it stays ended.
-    done: bool,
+    pub(crate) done: bool,
 }
 
 #[cfg(any(feature = "async", feature = "blocking"))]
 impl Ticks {
     #[track_caller]
-    fn new<F: ConnectionFactory>(pool: &ConnectionPool<F>, interval: Duration) -> Self {
+    pub(crate) fn new<F: ConnectionFactory>(pool: &ConnectionPool<F>, interval: Duration) -> Self {
         assert!(!interval.is_zero(), "metrics interval must be non-zero");
         let source: Arc<dyn Source> = pool.shared_arc().clone();
         Ticks {
@@ -264,7 +267,7 @@ impl Ticks {
 
     /// Takes the snapshot due now and schedules the next one, one interval after the last due
     /// time, or after now if the reader fell behind (missed ticks are skipped, not bunched).
-    fn take(&mut self) -> PoolMetrics {
+    pub(crate) fn take(&mut self) -> PoolMetrics {
         let now = Instant::now();
         self.due += self.interval;
         if self.due <= now {
@@ -274,280 +277,8 @@ impl Ticks {
     }
 
     /// Ends the sequence if the pool is closed.
-    fn closed(&mut self) -> bool {
+    pub(crate) fn closed(&mut self) -> bool {
         self.done = self.done || self.source.is_closed();
         self.done
     }
-}
-
-#[cfg(feature = "async")]
-pub use self::stream::MetricsStream;
-
-#[cfg(feature = "async")]
-mod stream {
-    use std::fmt;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use std::time::Duration;
-
-    use crate::core::Timer;
-    use event_listener::EventListener;
-    use futures_lite::Stream;
-
-    use super::{PoolMetrics, Ticks};
-    use crate::{ConnectionFactory, ConnectionPool};
-
-    impl<F: ConnectionFactory> ConnectionPool<F> {
-        /// A stream of [`PoolMetrics`] snapshots: the first at once, then one every `interval`,
-        /// until the pool is closed. It runs on any executor, or none (its timer comes from
-        /// `async-io`).
-        ///
-        /// The stream ends (yields `None`) as soon as the pool closes, by
-        /// [`close_now`](ConnectionPool::close_now), `close().await` or dropping the last pool
-        /// handle: it does not wait for the next tick. It does not keep the pool open, and it
-        /// is `'static`, so it can be moved into a spawned task. A reader that falls behind
-        /// skips the ticks it missed rather than getting them in a burst.
-        ///
-        /// # Panics
-        ///
-        /// If `interval` is zero.
-        ///
-        /// # Examples
-        ///
-        /// ```
-        /// use std::time::Duration;
-        /// use futures_lite::StreamExt;
-        /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        ///
-        /// struct Units;
-        /// impl ConnectionFactory for Units {
-        ///     type Connection = ();
-        ///     type Error = std::io::Error;
-        ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// }
-        ///
-        /// # futures_lite::future::block_on(async {
-        /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
-        /// let pool = ConnectionPool::new(Units, config);
-        /// let mut stream = pool.metrics_stream(Duration::from_millis(10));
-        ///
-        /// let held = pool.acquire().await?;
-        /// let m = stream.next().await.expect("the pool is open");
-        /// assert_eq!((m.total, m.active), (1, 1));
-        ///
-        /// drop(held);
-        /// pool.close_now();
-        /// assert_eq!(stream.next().await, None, "ends when the pool closes");
-        /// # Ok::<(), Box<dyn std::error::Error>>(())
-        /// # }).unwrap();
-        /// ```
-        #[track_caller]
-        #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-        pub fn metrics_stream(&self, interval: Duration) -> MetricsStream {
-            let ticks = Ticks::new(self, interval);
-            MetricsStream {
-                timer: Timer::at(ticks.due),
-                ticks,
-                closing: None,
-            }
-        }
-    }
-
-    /// Snapshots of a pool at an interval, until it closes; from
-    /// [`ConnectionPool::metrics_stream`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use futures_lite::StreamExt;
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MetricsStream};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
-    ///
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let stream: MetricsStream = pool.metrics_stream(Duration::from_millis(5));
-    /// // Any executor, or none: here, three snapshots on the calling thread.
-    /// let three: Vec<_> = futures_lite::future::block_on(stream.take(3).collect());
-    /// assert_eq!(three.len(), 3);
-    /// assert!(three.iter().all(|m| m.max == 10));
-    /// ```
-    #[must_use = "streams do nothing unless polled"]
-    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-    pub struct MetricsStream {
-        ticks: Ticks,
-        /// Fires when the next snapshot is due.
-        timer: Timer,
-        /// Registered on the pool's `closing` event before each check of `is_closed`.
-        closing: Option<EventListener>,
-    }
-
-    impl fmt::Debug for MetricsStream {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("MetricsStream")
-                .field("interval", &self.ticks.interval)
-                .field("done", &self.ticks.done)
-                .finish_non_exhaustive()
-        }
-    }
-
-    impl Stream for MetricsStream {
-        type Item = PoolMetrics;
-
-        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PoolMetrics>> {
-            let this = self.get_mut();
-            // Listen, then check: a close between the two still reaches the listener.
-            loop {
-                if this.ticks.closed() {
-                    this.closing = None;
-                    return Poll::Ready(None);
-                }
-                match &mut this.closing {
-                    None => this.closing = Some(this.ticks.source.closing().listen()),
-                    Some(listener) => match Pin::new(listener).poll(cx) {
-                        Poll::Ready(()) => this.closing = None,
-                        Poll::Pending => break,
-                    },
-                }
-            }
-            match Pin::new(&mut this.timer).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(_) => {
-                    let metrics = this.ticks.take();
-                    this.timer.set_at(this.ticks.due);
-                    Poll::Ready(Some(metrics))
-                }
-            }
-        }
-    }
-}
-
-#[cfg(feature = "blocking")]
-pub use self::iter::MetricsIter;
-
-#[cfg(feature = "blocking")]
-mod iter {
-    use std::fmt;
-    use std::iter::FusedIterator;
-    use std::time::{Duration, Instant};
-
-    use event_listener::Listener;
-
-    use super::{PoolMetrics, Ticks};
-    use crate::{ConnectionFactory, ConnectionPool};
-
-    impl<F: ConnectionFactory> ConnectionPool<F> {
-        /// The blocking form of `metrics_stream`: an iterator of [`PoolMetrics`] snapshots, the
-        /// first at once, then one every `interval`, ending when the pool is closed.
-        ///
-        /// # Blocking
-        ///
-        /// `next()` parks the calling thread until the next snapshot is due, or until the pool
-        /// closes (then it returns `None` at once, whatever the interval). No timer or runtime
-        /// is involved. The iterator does not keep the pool open, and it is `'static`, so it
-        /// can be moved to a monitoring thread.
-        ///
-        /// # Panics
-        ///
-        /// If `interval` is zero.
-        ///
-        /// # Examples
-        ///
-        /// ```
-        /// use std::time::Duration;
-        /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        ///
-        /// struct Units;
-        /// impl ConnectionFactory for Units {
-        ///     type Connection = ();
-        ///     type Error = std::io::Error;
-        ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// }
-        ///
-        /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
-        /// let pool = ConnectionPool::new(Units, config);
-        /// let monitor = std::thread::spawn({
-        ///     let snapshots = pool.metrics_iter(Duration::from_secs(3600));
-        ///     move || snapshots.count()
-        /// });
-        /// std::thread::sleep(Duration::from_millis(20));
-        /// pool.close_blocking(); // the monitor ends now, not in an hour
-        /// assert_eq!(monitor.join().unwrap(), 1, "the snapshot taken at once");
-        /// # Ok::<(), nexus_pool::ConfigError>(())
-        /// ```
-        #[track_caller]
-        #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
-        pub fn metrics_iter(&self, interval: Duration) -> MetricsIter {
-            MetricsIter {
-                ticks: Ticks::new(self, interval),
-            }
-        }
-    }
-
-    /// Snapshots of a pool at an interval, until it closes; from
-    /// [`ConnectionPool::metrics_iter`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MetricsIter};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
-    ///
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let snapshots: MetricsIter = pool.metrics_iter(Duration::from_millis(5));
-    /// for m in snapshots.take(2) {
-    ///     assert_eq!(m.idle + m.active, m.total);
-    /// }
-    /// ```
-    #[must_use = "iterators do nothing unless advanced"]
-    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
-    pub struct MetricsIter {
-        ticks: Ticks,
-    }
-
-    impl fmt::Debug for MetricsIter {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("MetricsIter")
-                .field("interval", &self.ticks.interval)
-                .field("done", &self.ticks.done)
-                .finish_non_exhaustive()
-        }
-    }
-
-    impl Iterator for MetricsIter {
-        type Item = PoolMetrics;
-
-        fn next(&mut self) -> Option<PoolMetrics> {
-            loop {
-                if self.ticks.closed() {
-                    return None;
-                }
-                if Instant::now() >= self.ticks.due {
-                    return Some(self.ticks.take());
-                }
-                // Listen, then check: a close between the two still reaches the listener.
-                let listener = self.ticks.source.closing().listen();
-                if self.ticks.closed() {
-                    return None;
-                }
-                // Woken by `close` or at the deadline; the loop tells which.
-                let _ = listener.wait_deadline(self.ticks.due);
-            }
-        }
-    }
-
-    impl FusedIterator for MetricsIter {}
 }

@@ -454,34 +454,6 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         self.shared().sweep();
     }
 
-    /// The maintenance loop as a future, for a pool configured with
-    /// [`MaintenanceMode::Spawned`](crate::MaintenanceMode::Spawned): spawn it on any executor. It
-    /// ends once the pool is closed and every connection is destroyed. For a pool that runs its own maintenance thread (the
-    /// default), or if called a second time, the future ends at once.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MaintenanceMode};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let config = ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
-    /// let pool = ConnectionPool::new(Units, config);
-    /// let maintenance = std::thread::spawn({
-    ///     let task = pool.maintenance();
-    ///     move || futures_lite::future::block_on(task)
-    /// });
-    /// pool.close_now();
-    /// maintenance.join().unwrap();
-    /// # Ok::<(), nexus_pool::ConfigError>(())
-    /// ```
-    pub fn maintenance(&self) -> maintenance::Maintenance {
-        maintenance::Maintenance::new(self.shared_arc())
-    }
-
     /// What the pool has done since it was built: counters by cause and latency distributions.
     ///
     /// # Examples
