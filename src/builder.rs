@@ -1,5 +1,7 @@
 //! `ConnectionPoolBuilder`: what a pool is built from (factory, configuration, health check,
-//! event handlers, a manual clock for tests), and the two ways to build it.
+//! `on_connect` hook, event handlers, a manual clock for tests), and `build`, which starts the
+//! pool at once. `build_connected`, which makes `min_connections` first, is a future: it lives
+//! with the others in `future.rs`.
 
 use std::fmt;
 use std::sync::Arc;
