@@ -15,8 +15,8 @@ use event_listener::Listener;
 
 use crate::connection::Lend;
 use crate::core::Popped;
-use crate::metrics::Ticks;
 use crate::pool::timeout_error;
+use crate::snapshot::Ticks;
 use crate::{
     ConnectionFactory, ConnectionPool, ConnectionScope, OwnedPooledConnection,
     OwnedScopedConnection, PoolError, PoolMetrics, PooledConnection, ScopedConnection,

@@ -35,9 +35,9 @@ use crate::core::Shared;
 use crate::core::{Acquired, Popped, SlowAcquire, Timer, WaiterKind};
 use crate::factory::BoxFuture;
 #[cfg(feature = "async")]
-use crate::metrics::Ticks;
-#[cfg(feature = "async")]
 use crate::pool::{record_slow, timeout_error};
+#[cfg(feature = "async")]
+use crate::snapshot::Ticks;
 use crate::{
     ConnectionFactory, ConnectionPool, ConnectionPoolBuilder, MaintenanceMode, PoolError,
     maintenance,

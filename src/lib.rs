@@ -16,8 +16,8 @@
 // - `builder`, `config`, `config_file`: how a pool is described and built.
 // - `connection`, `scope`: the guards that lend a connection, and the scope that tracks several.
 // - `factory`, `events`: the traits a user implements (connections, health, the event hook).
-// - `metrics`: the snapshot and statistics types, and the ticks the metrics stream and iterator
-//   share.
+// - `snapshot`: what a pool reports about itself (`PoolMetrics`, `PoolStatistics`), and the
+//   ticks the metrics stream and iterator share.
 // - `maintenance`: the maintenance loop (creates, destroys, sweeps, health checks, deadlines).
 // - `error`: every error of the pool itself.
 // - `core`: the shared state of one pool and its wait protocol (see `core/mod.rs`).
@@ -33,9 +33,12 @@ mod events;
 mod factory;
 mod future;
 mod maintenance;
-mod metrics;
 mod pool;
 mod scope;
+mod snapshot;
+// `core::stats` still reaches the snapshot types by the module's old name; this alias goes once
+// it names them `crate::snapshot::...`.
+use crate::snapshot as metrics;
 
 #[cfg(feature = "blocking")]
 mod blocking;
@@ -88,9 +91,9 @@ pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck, callback_dead
 pub use crate::future::Maintenance;
 #[cfg(feature = "async")]
 pub use crate::future::MetricsStream;
-pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
 pub use crate::pool::{ConnectionPool, WeakConnectionPool};
 pub use crate::scope::{ConnectionScope, HeldConnection, OwnedScopedConnection, ScopedConnection};
+pub use crate::snapshot::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
 
 /// The named futures of the async facade.
 #[cfg(feature = "async")]

@@ -494,7 +494,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn current_metrics(&self) -> PoolMetrics {
-        crate::metrics::snapshot(self.shared())
+        PoolMetrics::of(self.shared())
     }
 
     /// A weak handle: it reaches the pool without keeping it open, for event hooks and background
@@ -553,7 +553,7 @@ pub(crate) fn timeout_error<F: ConnectionFactory>(
     emit(&shared.events, |h| {
         h.on_timed_out(shared.config.name(), waited)
     });
-    let m = crate::metrics::snapshot(shared);
+    let m = PoolMetrics::of(shared);
     PoolError::Timeout(TimeoutError {
         waited,
         total: m.total,

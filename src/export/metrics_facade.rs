@@ -46,7 +46,7 @@
 //!
 //! ```
 //! # #[cfg(feature = "blocking")] {
-//! use nexus_pool::export::metrics::{MetricsExporter, record_gauges};
+//! use nexus_pool::export::metrics_facade::{MetricsExporter, record_gauges};
 //! use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
 //!
 //! struct Units;
@@ -74,7 +74,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ::metrics::{
+use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
@@ -109,7 +109,7 @@ pub const STATE: &str = "state";
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::export::metrics::MetricsExporter;
+/// use nexus_pool::export::metrics_facade::MetricsExporter;
 /// use nexus_pool::{ConnectionFactory, ConnectionPool};
 ///
 /// struct Units;
@@ -166,7 +166,7 @@ impl MetricsExporter {
     /// # Examples
     ///
     /// ```
-    /// let exporter = nexus_pool::export::metrics::MetricsExporter::new();
+    /// let exporter = nexus_pool::export::metrics_facade::MetricsExporter::new();
     /// # drop(exporter);
     /// ```
     pub fn new() -> Self {
@@ -219,7 +219,7 @@ impl PoolEventHandler for MetricsExporter {
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::export::metrics::record_gauges;
+/// use nexus_pool::export::metrics_facade::record_gauges;
 /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
 ///
 /// struct Units;
@@ -245,7 +245,7 @@ pub fn record_gauges<F: ConnectionFactory>(pool: &ConnectionPool<F>) {
 /// ```
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::Duration;
-/// use nexus_pool::export::metrics::record_snapshot;
+/// use nexus_pool::export::metrics_facade::record_snapshot;
 /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
 ///
 /// struct Units;

@@ -1,6 +1,7 @@
-//! `PoolMetrics`: a cheap snapshot of a pool's state; `PoolStatistics`: what it has done since it
-//! was built; and `Ticks`, the part `MetricsStream` (the async facade) and `MetricsIter` (the
-//! blocking facade) share: snapshots at an interval until the pool closes.
+//! What a pool reports about itself, read from the core's own counters: `PoolMetrics`, a cheap
+//! snapshot of its state; `PoolStatistics`, what it has done since it was built; and `Ticks`,
+//! the part `MetricsStream` (the async facade) and `MetricsIter` (the blocking facade) share:
+//! snapshots at an interval until the pool closes.
 //!
 //! # The stream
 //!
@@ -196,19 +197,21 @@ pub struct Distribution {
     pub max: Duration,
 }
 
-/// The metrics of the pool behind `shared`, as
-/// [`ConnectionPool::current_metrics`](crate::ConnectionPool::current_metrics) reports them.
-pub(crate) fn snapshot<F: ConnectionFactory>(shared: &Shared<F>) -> PoolMetrics {
-    let max = shared.max();
-    let total = shared.total();
-    let idle = shared.idle_count().min(total);
-    PoolMetrics {
-        total,
-        idle,
-        active: total - idle,
-        waiting: shared.waiting(),
-        max,
-        acquire_time: shared.average_acquire_time(),
+impl PoolMetrics {
+    /// The metrics of the pool behind `shared`, as
+    /// [`ConnectionPool::current_metrics`](crate::ConnectionPool::current_metrics) reports them.
+    pub(crate) fn of<F: ConnectionFactory>(shared: &Shared<F>) -> Self {
+        let max = shared.max();
+        let total = shared.total();
+        let idle = shared.idle_count().min(total);
+        PoolMetrics {
+            total,
+            idle,
+            active: total - idle,
+            waiting: shared.waiting(),
+            max,
+            acquire_time: shared.average_acquire_time(),
+        }
     }
 }
 
@@ -225,7 +228,7 @@ pub(crate) trait Source: Send + Sync {
 #[cfg(any(feature = "async", feature = "blocking"))]
 impl<F: ConnectionFactory> Source for Shared<F> {
     fn metrics(&self) -> PoolMetrics {
-        snapshot(self)
+        PoolMetrics::of(self)
     }
 
     fn is_closed(&self) -> bool {
