@@ -39,16 +39,10 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Numbers;
     ///
-    /// struct Numbers;
-    /// impl ConnectionFactory for Numbers {
-    ///     type Connection = u32;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(5) }
-    /// }
-    ///
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let pool = ConnectionPool::new(Numbers(5), ConnectionPoolConfig::default());
     /// let conn = pool.acquire_blocking()?;
     /// assert_eq!(*conn, 5);
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
@@ -75,13 +69,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Numbers;
-    /// # impl ConnectionFactory for Numbers {
-    /// #     type Connection = u32; type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<u32, std::io::Error> { Ok(5) }
-    /// # }
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Numbers;
+    /// let pool = ConnectionPool::new(Numbers(5), ConnectionPoolConfig::default());
     /// let conn = pool.acquire_owned_blocking()?;
     /// let worker = std::thread::spawn(move || *conn + 1); // the guard moves with the work
     /// assert_eq!(worker.join().unwrap(), 6);
@@ -134,12 +124,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// drop(pool.acquire_blocking().unwrap());
     /// pool.close_blocking();
@@ -169,12 +155,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    /// # struct Buffers;
-    /// # impl ConnectionFactory for Buffers {
-    /// #     type Connection = Vec<u8>; type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Buffers;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
     /// let pool = ConnectionPool::new(Buffers, config);
     /// let result = pool.with_connection_blocking(|conn| {
@@ -215,14 +197,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     ///
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
@@ -258,12 +234,8 @@ impl ConnectionScope {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let scope = ConnectionScope::new();
     /// let _conn = scope.acquire_blocking(&pool)?;
@@ -294,12 +266,8 @@ impl ConnectionScope {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let scope = ConnectionScope::new();
     /// let conn = scope.acquire_owned_blocking(&pool)?;
@@ -324,14 +292,8 @@ impl ConnectionScope {
 ///
 /// ```
 /// use std::time::Duration;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MetricsIter};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, MetricsIter};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let snapshots: MetricsIter = pool.metrics_iter(Duration::from_millis(5));

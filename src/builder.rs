@@ -18,12 +18,8 @@ use crate::{
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::builder(Units).build()?;
 /// assert_eq!(pool.config(), &ConnectionPoolConfig::default());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -67,12 +63,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().max_connections(3).build()?;
     /// let pool = ConnectionPool::builder(Units).config(config).build()?;
     /// assert_eq!(pool.current_metrics().max, 3);
@@ -129,12 +121,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionHealthCheck, ConnectionPool};
+    /// # use nexus_pool::doc_support::Units;
     /// struct Fine;
     /// impl ConnectionHealthCheck<()> for Fine {
     ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
@@ -202,12 +190,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::ConnectionPool;
+    /// # use nexus_pool::doc_support::Units;
     /// let builder = ConnectionPool::builder(Units).without_health_check();
     /// assert!(format!("{builder:?}").contains("health_check: false"));
     /// ```
@@ -222,12 +206,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, PoolEventHandler};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, PoolEventHandler};
+    /// # use nexus_pool::doc_support::Units;
     /// struct Log;
     /// impl PoolEventHandler for Log {
     ///     fn on_timed_out(&self, pool: &str, waited: std::time::Duration) {
@@ -249,12 +229,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ManualClock};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ManualClock};
+    /// # use nexus_pool::doc_support::Units;
     /// let clock = ManualClock::new();
     /// let pool = ConnectionPool::builder(Units).clock(clock.clone()).build()?;
     /// # drop(pool);
@@ -297,12 +273,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::ConnectionPool;
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::builder(Units).max_connections(4).build()?;
     /// assert!(!pool.is_closed());
     ///
@@ -331,12 +303,8 @@ macro_rules! forward_settings {
             /// # Examples
             ///
             /// ```
-            /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-            /// # struct Units;
-            /// # impl ConnectionFactory for Units {
-            /// #     type Connection = (); type Error = std::io::Error;
-            /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-            /// # }
+            /// # use nexus_pool::ConnectionPool;
+            /// # use nexus_pool::doc_support::Units;
             #[doc = concat!("let pool = ConnectionPool::builder(Units).", stringify!($name), "(", $example, ").build()?;")]
             /// # drop(pool);
             /// # Ok::<(), nexus_pool::ConfigError>(())

@@ -90,20 +90,14 @@ impl<E> PoolError<E> {
 /// ```
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::Duration;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-///
-/// struct Numbers;
-/// impl ConnectionFactory for Numbers {
-///     type Connection = u32;
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(7) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+/// # use nexus_pool::doc_support::Numbers;
 ///
 /// let config = ConnectionPoolConfig::builder()
 ///     .max_connections(1)
 ///     .acquire_timeout(Duration::from_millis(10))
 ///     .build()?;
-/// let pool = ConnectionPool::new(Numbers, config);
+/// let pool = ConnectionPool::new(Numbers(7), config);
 /// let _held = pool.acquire_blocking()?;
 /// match pool.acquire_blocking() {
 ///     Err(PoolError::Timeout(t)) => {

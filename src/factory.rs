@@ -251,16 +251,8 @@ thread_local! {
 /// ```
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::{Duration, Instant};
-/// use nexus_pool::{
-///     ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig,
-/// };
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// struct Check;
 /// impl ConnectionHealthCheck<()> for Check {

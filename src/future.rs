@@ -65,17 +65,11 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    ///
-    /// struct Numbers;
-    /// impl ConnectionFactory for Numbers {
-    ///     type Connection = u32;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(1) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Numbers;
     ///
     /// # futures_lite::future::block_on(async {
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let pool = ConnectionPool::new(Numbers(1), ConnectionPoolConfig::default());
     /// let conn = pool.acquire().await?;
     /// assert_eq!(*conn, 1);
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
@@ -111,17 +105,11 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
-    ///
-    /// struct Numbers;
-    /// impl ConnectionFactory for Numbers {
-    ///     type Connection = u32;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(1) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
+    /// # use nexus_pool::doc_support::Numbers;
     ///
     /// # futures_lite::future::block_on(async {
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let pool = ConnectionPool::new(Numbers(1), ConnectionPoolConfig::default());
     /// let conn: OwnedPooledConnection<Numbers> = pool.acquire_owned().await?;
     /// // `'static`: it can outlive this borrow of `pool`, e.g. inside a spawned task.
     /// let work = std::thread::spawn(move || *conn * 10);
@@ -150,14 +138,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Units;
     ///
     /// # futures_lite::future::block_on(async {
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
@@ -186,14 +168,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    ///
-    /// struct Buffers;
-    /// impl ConnectionFactory for Buffers {
-    ///     type Connection = Vec<u8>;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Buffers;
     ///
     /// # futures_lite::future::block_on(async {
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
@@ -244,14 +220,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// ```
     /// use std::time::Duration;
     /// use futures_lite::StreamExt;
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     ///
     /// # futures_lite::future::block_on(async {
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
@@ -291,12 +261,8 @@ impl ConnectionScope {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
     /// # futures_lite::future::block_on(async {
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let scope = ConnectionScope::new();
@@ -330,12 +296,8 @@ impl ConnectionScope {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
     /// # futures_lite::future::block_on(async {
     /// let scope = ConnectionScope::new();
     /// let conn = {
@@ -369,12 +331,8 @@ impl ConnectionScope {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let acquire: nexus_pool::futures::Acquire<'_, Units> = pool.acquire();
 /// assert!(futures_lite::future::block_on(acquire).is_ok());
@@ -489,12 +447,8 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let acquire: nexus_pool::futures::AcquireOwned<Units> = pool.acquire_owned();
 /// drop(pool); // the future does not borrow the pool, and keeps the state it needs alive
@@ -586,12 +540,8 @@ impl<F: ConnectionFactory> AcquireOwned<F> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let close: nexus_pool::futures::Close<'_, Units> = pool.close();
 /// futures_lite::future::block_on(close);
@@ -630,14 +580,8 @@ impl<F: ConnectionFactory> Future for Close<'_, F> {
 /// ```
 /// use std::time::Duration;
 /// use futures_lite::StreamExt;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MetricsStream};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, MetricsStream};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let stream: MetricsStream = pool.metrics_stream(Duration::from_millis(5));
@@ -711,12 +655,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// # futures_lite::future::block_on(async {
     /// let config = ConnectionPoolConfig::builder().min_connections(3).build()?;
     /// let pool = ConnectionPool::builder(Units).config(config).build_connected().await?;
@@ -751,12 +691,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MaintenanceMode};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, MaintenanceMode};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// let maintenance = std::thread::spawn({
@@ -773,6 +709,20 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 }
 
 /// The maintenance loop of a pool, from [`ConnectionPool::maintenance`].
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::doc_support::Units;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, Maintenance};
+///
+/// // A pool that runs its own maintenance thread (the default) has nothing to spawn: the
+/// // future ends at once.
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let maintenance: Maintenance = pool.maintenance();
+/// futures_lite::future::block_on(maintenance);
+/// assert!(!pool.is_closed());
+/// ```
 #[must_use = "futures do nothing unless polled; spawn it on an executor"]
 pub struct Maintenance {
     run: Option<BoxFuture<'static, ()>>,

@@ -22,6 +22,7 @@
 // - `error`: every error of the pool itself.
 // - `core`: the shared state of one pool and its wait protocol (see `core/mod.rs`).
 // - `adapters`, `export`, `store`: public modules, each behind the features it names.
+// - `doc_support`: the factories the doc examples share (hidden, not part of the API).
 mod builder;
 mod config;
 #[cfg(feature = "serde")]
@@ -75,6 +76,9 @@ pub mod export;
 #[cfg(feature = "store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub mod store;
+
+#[doc(hidden)]
+pub mod doc_support;
 
 #[cfg(feature = "blocking")]
 pub use crate::blocking::MetricsIter;

@@ -101,14 +101,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     ///
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert!(!pool.is_closed());
@@ -122,14 +116,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+    /// use nexus_pool::{ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
     /// struct Fine;
     /// impl ConnectionHealthCheck<()> for Fine {
     ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
@@ -160,12 +149,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert_eq!(pool.config().max_connections(), 10);
     /// ```
@@ -190,12 +175,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)), "nothing idle yet");
@@ -221,12 +202,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// assert!(matches!(pool.try_acquire_owned(), Err(PoolError::Exhausted)), "nothing idle yet");
@@ -316,12 +293,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// let conn = pool.acquire_blocking()?;
@@ -340,12 +313,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// pool.close_blocking();
     /// assert!(pool.is_closed());
@@ -365,12 +334,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert!(pool.close_now());
     /// assert!(!pool.close_now(), "already closed");
@@ -386,12 +351,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let old = pool.acquire_blocking()?;
     /// pool.evict_all();
@@ -416,12 +377,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().max_connections(4).max_connections_ceiling(16).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// pool.resize(16)?;
@@ -441,12 +398,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// pool.sweep_idle();
     /// ```
@@ -459,12 +412,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert_eq!(pool.statistics().timed_out, 0);
     /// ```
@@ -481,12 +430,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// let m = pool.current_metrics();
@@ -503,12 +448,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let weak = pool.downgrade();
     /// assert!(weak.upgrade().is_some());
@@ -574,12 +515,8 @@ pub(crate) fn timeout_error<F: ConnectionFactory>(
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, WeakConnectionPool};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, WeakConnectionPool};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let weak: WeakConnectionPool<Units> = pool.downgrade();
 /// // A background task that stops by itself once the application drops its pool.
@@ -608,12 +545,8 @@ impl<F: ConnectionFactory> WeakConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let weak = pool.downgrade();
     /// let again = weak.upgrade().expect("a strong handle is alive");

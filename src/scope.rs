@@ -12,6 +12,23 @@ use std::time::Instant;
 use crate::{ConnectionFactory, ConnectionPool, PooledConnection};
 
 /// What a [`ConnectionScope`] holds: one entry per borrowed connection.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// # use nexus_pool::doc_support::Units;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope, HeldConnection};
+///
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::builder().name("orders").build()?);
+/// let scope = ConnectionScope::new();
+/// let _conn = scope.acquire_blocking(&pool)?;
+/// let held: Vec<HeldConnection> = scope.held();
+/// assert_eq!(held[0].pool, "orders");
+/// assert!(held[0].acquired_at <= std::time::Instant::now());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeldConnection {
@@ -28,14 +45,8 @@ pub struct HeldConnection {
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let config = |name| ConnectionPoolConfig::builder().name(name).min_connections(0).build();
 /// let orders = ConnectionPool::new(Units, config("orders")?);
@@ -149,12 +160,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope, ScopedConnection};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope, ScopedConnection};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let scope = ConnectionScope::new();
 /// let conn: ScopedConnection<'_, '_, Units> = scope.acquire_blocking(&pool)?;
@@ -178,12 +185,8 @@ pub struct ScopedConnection<'s, 'p, F: ConnectionFactory, G = PooledConnection<'
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope, OwnedScopedConnection};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope, OwnedScopedConnection};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let scope = ConnectionScope::new();
 /// let conn: OwnedScopedConnection<'_, Units> = scope.acquire_owned_blocking(&pool)?;

@@ -36,14 +36,8 @@ use crate::core::Shared;
 ///
 /// ```
 /// # #[cfg(feature = "blocking")] {
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
 /// let pool = ConnectionPool::new(Units, config);
@@ -87,14 +81,8 @@ pub struct PoolMetrics {
 ///
 /// ```
 /// # #[cfg(feature = "blocking")] {
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let config = ConnectionPoolConfig::builder().min_connections(0).detailed_statistics(true).build()?;
 /// let pool = ConnectionPool::new(Units, config);
@@ -143,6 +131,23 @@ pub struct PoolStatistics {
 }
 
 /// Connections destroyed, by [`DestroyReason`](crate::DestroyReason).
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// # use nexus_pool::doc_support::Units;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, DestroyedCounts};
+///
+/// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+/// let pool = ConnectionPool::new(Units, config);
+/// drop(pool.acquire_blocking()?);
+/// pool.close_blocking(); // destroys the idle connection, and waits until it is gone
+/// let destroyed: DestroyedCounts = pool.statistics().destroyed;
+/// assert_eq!((destroyed.closed, destroyed.total()), (1, 1));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 #[allow(missing_docs)] // each field is the `DestroyReason` of the same name
@@ -180,6 +185,25 @@ impl DestroyedCounts {
 }
 
 /// A latency distribution: percentiles within 12.5% of the true value, exact maximum.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// # use nexus_pool::doc_support::Units;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, Distribution};
+///
+/// let config = ConnectionPoolConfig::builder().detailed_statistics(true).build()?;
+/// let pool = ConnectionPool::new(Units, config);
+/// for _ in 0..3 {
+///     drop(pool.acquire_blocking()?);
+/// }
+/// let waits: Distribution = pool.statistics().acquire_wait;
+/// assert_eq!(waits.count, 3);
+/// assert!(waits.p50 <= waits.p99 && waits.p99 <= waits.max);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Distribution {

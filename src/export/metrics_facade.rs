@@ -47,14 +47,8 @@
 //! ```
 //! # #[cfg(feature = "blocking")] {
 //! use nexus_pool::export::metrics_facade::{MetricsExporter, record_gauges};
-//! use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-//!
-//! struct Units;
-//! impl ConnectionFactory for Units {
-//!     type Connection = ();
-//!     type Error = std::io::Error;
-//!     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-//! }
+//! use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+//! # use nexus_pool::doc_support::Units;
 //!
 //! // First install a recorder (metrics-exporter-prometheus, an OpenTelemetry bridge, ...).
 //! let config = ConnectionPoolConfig::builder().name("orders").build()?;
@@ -110,14 +104,8 @@ pub const STATE: &str = "state";
 ///
 /// ```
 /// use nexus_pool::export::metrics_facade::MetricsExporter;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::ConnectionPool;
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::builder(Units)
 ///     .event_handler(MetricsExporter::new())
@@ -220,14 +208,8 @@ impl PoolEventHandler for MetricsExporter {
 ///
 /// ```
 /// use nexus_pool::export::metrics_facade::record_gauges;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// record_gauges(&pool); // e.g. in the scrape handler, before rendering
@@ -246,14 +228,8 @@ pub fn record_gauges<F: ConnectionFactory>(pool: &ConnectionPool<F>) {
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::Duration;
 /// use nexus_pool::export::metrics_facade::record_snapshot;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let name = pool.config().name().to_owned();

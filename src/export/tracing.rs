@@ -23,14 +23,8 @@
 //!
 //! ```
 //! use nexus_pool::export::tracing::TracingExporter;
-//! use nexus_pool::{ConnectionFactory, ConnectionPool};
-//!
-//! struct Units;
-//! impl ConnectionFactory for Units {
-//!     type Connection = ();
-//!     type Error = std::io::Error;
-//!     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-//! }
+//! use nexus_pool::ConnectionPool;
+//! # use nexus_pool::doc_support::Units;
 //!
 //! // With a subscriber installed (tracing-subscriber's fmt, for instance), creates, waits and
 //! // failures appear in its output.
@@ -55,14 +49,8 @@ use crate::{DestroyReason, PoolEventHandler};
 ///
 /// ```
 /// use nexus_pool::export::tracing::TracingExporter;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::ConnectionPool;
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::builder(Units)
 ///     .event_handler(TracingExporter::new())
