@@ -45,8 +45,8 @@ pub enum PoolError<E> {
     /// The source is the factory's error, when it returned one.
     #[error(transparent)]
     Create(CreateError<E>),
-    /// [`try_acquire`](crate::ConnectionPool::try_acquire) found no idle connection and no room to
-    /// create one without waiting.
+    /// [`try_acquire`](crate::ConnectionPool::try_acquire) found no idle connection ready to lend
+    /// (it never creates, validates or resets one), or other callers were already waiting.
     #[error("no connection is available without waiting")]
     Exhausted,
     /// [`ConnectionPoolBuilder::build_connected`](crate::ConnectionPoolBuilder::build_connected)

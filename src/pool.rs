@@ -1,4 +1,7 @@
-//! `ConnectionPool`: the public handle (an `Arc` inside, cheap to clone) and its builder.
+//! `ConnectionPool`: the public handle (an `Arc` inside, cheap to clone), its admin calls
+//! (close, evict, resize, sweep, metrics), `try_acquire`, and the fast path and slow-path
+//! bookkeeping both facades share; `WeakConnectionPool`, the handle that does not keep it open.
+//! The builder is in `builder.rs`, the facades in `future.rs` and `blocking.rs`.
 
 use std::fmt;
 use std::panic::Location;
