@@ -4,7 +4,7 @@
 //!
 //! Both wrap one private `Loan`, generic over how it reaches the shared state (`&Shared` or
 //! `Arc<Shared>`), so the release path, the metadata and the drop rules exist once. The
-//! borrowed guard monomorphises to exactly the code it had before: a reference, no count.
+//! borrowed guard monomorphises to a plain reference: no reference count on its path.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -685,8 +685,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
 impl<F: ConnectionFactory> ConnectionPool<F> {
     /// The maintenance loop as a future, for a pool configured with
     /// [`MaintenanceMode::Spawned`](crate::MaintenanceMode::Spawned): spawn it on any executor. It
-    /// ends once the pool is closed and every connection is destroyed. For a pool that runs its own maintenance thread (the
-    /// default), or if called a second time, the future ends at once.
+    /// ends once the pool is closed and every connection is destroyed. For a pool that runs its
+    /// own maintenance thread (the default), or if called a second time, the future ends at once.
     ///
     /// # Examples
     ///

@@ -3,7 +3,7 @@
 //! the part `MetricsStream` (the async facade) and `MetricsIter` (the blocking facade) share:
 //! snapshots at an interval until the pool closes.
 //!
-//! # The stream
+//! # The stream and the iterator
 //!
 //! A stream holds the pool's shared state (not a `ConnectionPool` handle, so it never keeps a pool
 //! open that its owner dropped) and waits on two things at once: an `async-io` timer for the next

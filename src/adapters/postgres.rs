@@ -62,10 +62,10 @@
 //! `acquire_timeout` holds there:
 //!
 //! * `create` and `destroy` run on a helper thread, one per call, that the pool awaits without
-//!   blocking: the pool's `create_timeout` and `destroy_timeout` hold, and its maintenance thread
-//!   (which also runs the creator and the health checks) never hangs on a dead socket. A call
-//!   the pool gave up on finishes on its helper, which lives until the socket fails or the peer
-//!   answers. The `connect_timeout` that [`new`](PostgresConnectionFactory::new) sets (10 s)
+//!   blocking: the pool's `create_timeout` and `destroy_timeout` hold, and no thread of the
+//!   pool's (nor of the executor a spawned maintenance future runs on) hangs on a dead socket.
+//!   A call the pool gave up on finishes on its helper, which lives until the socket fails or
+//!   the peer answers. The `connect_timeout` that [`new`](PostgresConnectionFactory::new) sets (10 s)
 //!   bounds only the TCP connect, not the start-up exchange after it; `create_timeout` bounds both.
 //! * `validate` and [`PostgresHealthCheck::is_healthy`] are an empty query that waits for the
 //!   server's answer at most until the pool's deadline for the call

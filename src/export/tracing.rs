@@ -16,8 +16,9 @@
 //! fast path but a comparison. Acquires that waited less than
 //! [`min_wait`](TracingExporter::min_wait) are not logged either: with a health check or checkout
 //! validation configured, most acquires of a used connection run a quick `reset` or `validate`
-//! first, and a line for each would drown the waits that show contention. Events carry the target `nexus_pool::export::tracing`: filter
-//! with `nexus_pool=debug` (or `=warn` for the failures only).
+//! first, and a line for each would drown the waits that show contention. Events carry the
+//! target `nexus_pool::export::tracing`: filter with `nexus_pool=debug` (or `=warn` for the
+//! failures only).
 //!
 //! # Examples
 //!
