@@ -126,7 +126,7 @@ fn targets() -> Vec<(&'static str, ConnectionPool<Counter>)> {
             "metrics_exporter",
             warm(
                 ConnectionPool::builder(Counter)
-                    .event_handler(nexus_pool::export::metrics::MetricsExporter::new()),
+                    .event_handler(nexus_pool::export::metrics_facade::MetricsExporter::new()),
             ),
         ));
     }

@@ -1,18 +1,25 @@
-//! The blocking facade: `acquire_blocking()`, `close_blocking()` and `with_connection_blocking`.
-//! They drive the same state machine as the async facade on the calling thread, and bound the
-//! wait by parking with a deadline, so no timer or runtime is involved.
+//! The blocking facade: `acquire_blocking()`, `acquire_owned_blocking()`, `close_blocking()`,
+//! `with_connection_blocking`, the scope's `acquire_blocking` and `acquire_owned_blocking`, and
+//! `metrics_iter`. They drive the same state machine as the async facade on the calling thread,
+//! and bound the wait by parking with a deadline, so no timer or runtime is involved.
 
+use std::fmt;
 use std::future::Future;
+use std::iter::FusedIterator;
 use std::panic::Location;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use event_listener::Listener;
 
 use crate::connection::Lend;
 use crate::core::Popped;
 use crate::pool::timeout_error;
+use crate::snapshot::Ticks;
 use crate::{
-    ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
+    ConnectionFactory, ConnectionPool, ConnectionScope, OwnedPooledConnection,
+    OwnedScopedConnection, PoolError, PoolMetrics, PooledConnection, ScopedConnection,
 };
 
 impl<F: ConnectionFactory> ConnectionPool<F> {
@@ -32,16 +39,10 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Numbers;
     ///
-    /// struct Numbers;
-    /// impl ConnectionFactory for Numbers {
-    ///     type Connection = u32;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(5) }
-    /// }
-    ///
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let pool = ConnectionPool::new(Numbers(5), ConnectionPoolConfig::default());
     /// let conn = pool.acquire_blocking()?;
     /// assert_eq!(*conn, 5);
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
@@ -68,13 +69,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Numbers;
-    /// # impl ConnectionFactory for Numbers {
-    /// #     type Connection = u32; type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<u32, std::io::Error> { Ok(5) }
-    /// # }
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Numbers;
+    /// let pool = ConnectionPool::new(Numbers(5), ConnectionPoolConfig::default());
     /// let conn = pool.acquire_owned_blocking()?;
     /// let worker = std::thread::spawn(move || *conn + 1); // the guard moves with the work
     /// assert_eq!(worker.join().unwrap(), 6);
@@ -127,12 +124,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// drop(pool.acquire_blocking().unwrap());
     /// pool.close_blocking();
@@ -148,7 +141,204 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             None,
         );
     }
+
+    /// The blocking form of [`with_connection`](ConnectionPool::with_connection).
+    ///
+    /// # Blocking
+    ///
+    /// Blocks like [`acquire_blocking`](ConnectionPool::acquire_blocking), then runs `f` here.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or the acquire's [`PoolError`] converted into `f`'s error type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Buffers;
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
+    /// let pool = ConnectionPool::new(Buffers, config);
+    /// let result = pool.with_connection_blocking(|conn| {
+    ///     conn.push(1);
+    ///     Err::<(), _>(PoolError::Exhausted) // an error still releases the connection
+    /// });
+    /// assert!(result.is_err());
+    /// assert_eq!(pool.current_metrics().idle, 1);
+    /// ```
+    #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+    pub fn with_connection_blocking<R, E>(
+        &self,
+        f: impl FnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        E: From<PoolError<F::Error>>,
+    {
+        let mut conn = self.acquire_blocking_at(Location::caller())?;
+        f(&mut conn)
+    }
+
+    /// The blocking form of `metrics_stream`: an iterator of [`PoolMetrics`] snapshots, the
+    /// first at once, then one every `interval`, ending when the pool is closed.
+    ///
+    /// # Blocking
+    ///
+    /// `next()` parks the calling thread until the next snapshot is due, or until the pool
+    /// closes (then it returns `None` at once, whatever the interval). No timer or runtime
+    /// is involved. The iterator does not keep the pool open, and it is `'static`, so it
+    /// can be moved to a monitoring thread.
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
+    ///
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
+    /// let monitor = std::thread::spawn({
+    ///     let snapshots = pool.metrics_iter(Duration::from_secs(3600));
+    ///     move || snapshots.count()
+    /// });
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// pool.close_blocking(); // the monitor ends now, not in an hour
+    /// assert_eq!(monitor.join().unwrap(), 1, "the snapshot taken at once");
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+    pub fn metrics_iter(&self, interval: Duration) -> MetricsIter {
+        MetricsIter {
+            ticks: Ticks::new(self, interval),
+        }
+    }
 }
+
+impl ConnectionScope {
+    /// Acquires a connection from `pool`, blocking, and tracks it in this scope.
+    ///
+    /// # Blocking
+    ///
+    /// As [`ConnectionPool::acquire_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire_blocking`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let scope = ConnectionScope::new();
+    /// let _conn = scope.acquire_blocking(&pool)?;
+    /// assert_eq!(scope.held()[0].pool, "nexus-pool");
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+    pub fn acquire_blocking<'s, 'p, F: ConnectionFactory>(
+        &'s self,
+        pool: &'p ConnectionPool<F>,
+    ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
+        let conn = pool.acquire_blocking_at(Location::caller())?;
+        Ok(self.track(pool.config().name().to_owned(), conn))
+    }
+
+    /// [`acquire_blocking`](ConnectionScope::acquire_blocking) with an owned guard inside: the
+    /// scoped connection borrows the scope but not the pool.
+    ///
+    /// # Blocking
+    ///
+    /// As [`ConnectionPool::acquire_owned_blocking`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire_owned_blocking`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let scope = ConnectionScope::new();
+    /// let conn = scope.acquire_owned_blocking(&pool)?;
+    /// assert_eq!(conn.use_count(), 1); // derefs to the owned guard
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+    #[track_caller]
+    pub fn acquire_owned_blocking<'s, F: ConnectionFactory>(
+        &'s self,
+        pool: &ConnectionPool<F>,
+    ) -> Result<OwnedScopedConnection<'s, F>, PoolError<F::Error>> {
+        let conn = pool.acquire_blocking_at(Location::caller())?;
+        Ok(self.track(pool.config().name().to_owned(), conn))
+    }
+}
+
+/// Snapshots of a pool at an interval, until it closes; from
+/// [`ConnectionPool::metrics_iter`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, MetricsIter};
+/// # use nexus_pool::doc_support::Units;
+///
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let snapshots: MetricsIter = pool.metrics_iter(Duration::from_millis(5));
+/// for m in snapshots.take(2) {
+///     assert_eq!(m.idle + m.active, m.total);
+/// }
+/// ```
+#[must_use = "iterators do nothing unless advanced"]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
+pub struct MetricsIter {
+    ticks: Ticks,
+}
+
+impl fmt::Debug for MetricsIter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsIter")
+            .field("interval", &self.ticks.interval)
+            .field("done", &self.ticks.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for MetricsIter {
+    type Item = PoolMetrics;
+
+    fn next(&mut self) -> Option<PoolMetrics> {
+        loop {
+            if self.ticks.closed() {
+                return None;
+            }
+            if Instant::now() >= self.ticks.due {
+                return Some(self.ticks.take());
+            }
+            // Listen, then check: a close between the two still reaches the listener.
+            let listener = self.ticks.source.closing().listen();
+            if self.ticks.closed() {
+                return None;
+            }
+            // Woken by `close` or at the deadline; the loop tells which.
+            let _ = listener.wait_deadline(self.ticks.due);
+        }
+    }
+}
+
+impl FusedIterator for MetricsIter {}
 
 /// Runs `fut` to completion on this thread, or gives up (dropping it) at `deadline`.
 pub(crate) fn block_on<T>(fut: impl Future<Output = T>, deadline: Option<Instant>) -> Option<T> {

@@ -1,5 +1,7 @@
 //! `ConnectionPoolBuilder`: what a pool is built from (factory, configuration, health check,
-//! event handlers, a manual clock for tests), and the two ways to build it.
+//! `on_connect` hook, event handlers, a manual clock for tests), and `build`, which starts the
+//! pool at once. `build_connected`, which makes `min_connections` first, is a future: it lives
+//! with the others in `future.rs`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use crate::core::Shared;
 use crate::{
     CheckoutValidation, ConfigError, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
-    ConnectionPoolConfig, ConnectionPoolConfigBuilder, MaintenanceMode, ManualClock, PoolError,
+    ConnectionPoolConfig, ConnectionPoolConfigBuilder, MaintenanceMode, ManualClock,
     PoolEventHandler,
 };
 
@@ -16,12 +18,8 @@ use crate::{
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::builder(Units).build()?;
 /// assert_eq!(pool.config(), &ConnectionPoolConfig::default());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -65,12 +63,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().max_connections(3).build()?;
     /// let pool = ConnectionPool::builder(Units).config(config).build()?;
     /// assert_eq!(pool.current_metrics().max, 3);
@@ -127,12 +121,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionHealthCheck, ConnectionPool};
+    /// # use nexus_pool::doc_support::Units;
     /// struct Fine;
     /// impl ConnectionHealthCheck<()> for Fine {
     ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
@@ -200,12 +190,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::ConnectionPool;
+    /// # use nexus_pool::doc_support::Units;
     /// let builder = ConnectionPool::builder(Units).without_health_check();
     /// assert!(format!("{builder:?}").contains("health_check: false"));
     /// ```
@@ -220,12 +206,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, PoolEventHandler};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, PoolEventHandler};
+    /// # use nexus_pool::doc_support::Units;
     /// struct Log;
     /// impl PoolEventHandler for Log {
     ///     fn on_timed_out(&self, pool: &str, waited: std::time::Duration) {
@@ -247,12 +229,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ManualClock};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ManualClock};
+    /// # use nexus_pool::doc_support::Units;
     /// let clock = ManualClock::new();
     /// let pool = ConnectionPool::builder(Units).clock(clock.clone()).build()?;
     /// # drop(pool);
@@ -263,7 +241,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
         self
     }
 
-    fn into_shared(self) -> Result<Arc<Shared<F>>, ConfigError> {
+    /// The pool's shared state, with the configuration validated.
+    pub(crate) fn into_shared(self) -> Result<Arc<Shared<F>>, ConfigError> {
         let config = self.config.clone().build()?;
         Ok(self.into_shared_with(config))
     }
@@ -294,12 +273,8 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::ConnectionPool;
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::builder(Units).max_connections(4).build()?;
     /// assert!(!pool.is_closed());
     ///
@@ -316,48 +291,6 @@ impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
     pub fn build(self) -> Result<ConnectionPool<F>, ConfigError> {
         Ok(ConnectionPool::from_shared(self.into_shared()?))
     }
-
-    /// Builds the pool after making `min_connections` on the calling task, so it starts full
-    /// or not at all.
-    ///
-    /// # Errors
-    ///
-    /// [`PoolError::Config`] for a setting the builder refuses; [`PoolError::Create`] with why
-    /// the first create that failed did (each is bounded by `create_timeout`); the connections
-    /// made so far are destroyed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// # futures_lite::future::block_on(async {
-    /// let config = ConnectionPoolConfig::builder().min_connections(3).build()?;
-    /// let pool = ConnectionPool::builder(Units).config(config).build_connected().await?;
-    /// assert_eq!(pool.current_metrics().idle, 3);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn build_connected(self) -> Result<ConnectionPool<F>, PoolError<F::Error>> {
-        let shared = self.into_shared().map_err(PoolError::Config)?;
-        for _ in 0..shared.config.min_connections() {
-            let created = match shared.reserve() {
-                Some(slot) => shared.create_one(slot).await,
-                None => Ok(()),
-            };
-            if let Err(err) = created {
-                // Closing destroys what was made; with no maintenance running, do it here.
-                shared.close();
-                while shared.destroy_one_retiring().await {}
-                return Err(PoolError::Create(err));
-            }
-        }
-        Ok(ConnectionPool::from_shared(shared))
-    }
 }
 
 /// Forwards each setting to the builder's `ConnectionPoolConfigBuilder`, with its doc and an
@@ -370,12 +303,8 @@ macro_rules! forward_settings {
             /// # Examples
             ///
             /// ```
-            /// # use nexus_pool::{ConnectionFactory, ConnectionPool};
-            /// # struct Units;
-            /// # impl ConnectionFactory for Units {
-            /// #     type Connection = (); type Error = std::io::Error;
-            /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-            /// # }
+            /// # use nexus_pool::ConnectionPool;
+            /// # use nexus_pool::doc_support::Units;
             #[doc = concat!("let pool = ConnectionPool::builder(Units).", stringify!($name), "(", $example, ").build()?;")]
             /// # drop(pool);
             /// # Ok::<(), nexus_pool::ConfigError>(())

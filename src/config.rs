@@ -1,5 +1,6 @@
-//! `ConnectionPoolConfig`: the pool's settings, their defaults, and the validation that refuses bad
-//! values with an error naming the field.
+//! `ConnectionPoolConfig`: the pool's settings (with `CheckoutValidation` and `MaintenanceMode`),
+//! their defaults, and `ConnectionPoolConfigBuilder`, whose validation refuses bad values with an
+//! error naming the field.
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //!
 //! Both wrap one private `Loan`, generic over how it reaches the shared state (`&Shared` or
 //! `Arc<Shared>`), so the release path, the metadata and the drop rules exist once. The
-//! borrowed guard monomorphises to exactly the code it had before: a reference, no count.
+//! borrowed guard monomorphises to a plain reference: no reference count on its path.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -153,14 +153,8 @@ impl<'a, F: ConnectionFactory> Lend<'a, F> for OwnedPooledConnection<F> {
 ///
 /// ```
 /// # #[cfg(feature = "blocking")] {
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Buffers;
-/// impl ConnectionFactory for Buffers {
-///     type Connection = Vec<u8>;
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Buffers;
 ///
 /// // No spare idle connection (`min_connections(0)`), so the second acquire must reuse.
 /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
@@ -235,14 +229,8 @@ impl<F: ConnectionFactory> fmt::Debug for PooledConnection<'_, F> {
 ///
 /// ```
 /// # #[cfg(feature = "blocking")] {
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
-///
-/// struct Buffers;
-/// impl ConnectionFactory for Buffers {
-///     type Connection = Vec<u8>;
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
+/// # use nexus_pool::doc_support::Buffers;
 ///
 /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
 /// let pool = ConnectionPool::new(Buffers, config);
@@ -306,12 +294,8 @@ macro_rules! guard_methods {
         ///
         /// ```
         /// # #[cfg(feature = "blocking")] {
-        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        /// # struct Units;
-        /// # impl ConnectionFactory for Units {
-        /// #     type Connection = (); type Error = std::io::Error;
-        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// # }
+        /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+        /// # use nexus_pool::doc_support::Units;
         /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
         #[doc = concat!("let conn = pool.", $acquire, "()?;")]
         /// assert!(conn.created_at() <= std::time::Instant::now());
@@ -328,12 +312,8 @@ macro_rules! guard_methods {
         ///
         /// ```
         /// # #[cfg(feature = "blocking")] {
-        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        /// # struct Units;
-        /// # impl ConnectionFactory for Units {
-        /// #     type Connection = (); type Error = std::io::Error;
-        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// # }
+        /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+        /// # use nexus_pool::doc_support::Units;
         /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
         #[doc = concat!("let conn = pool.", $acquire, "()?;")]
         /// assert_eq!(conn.last_used_at(), conn.created_at(), "a new connection");
@@ -350,12 +330,8 @@ macro_rules! guard_methods {
         ///
         /// ```
         /// # #[cfg(feature = "blocking")] {
-        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        /// # struct Units;
-        /// # impl ConnectionFactory for Units {
-        /// #     type Connection = (); type Error = std::io::Error;
-        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// # }
+        /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+        /// # use nexus_pool::doc_support::Units;
         /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
         #[doc = concat!("assert_eq!(pool.", $acquire, "()?.use_count(), 1);")]
         /// # }
@@ -371,12 +347,8 @@ macro_rules! guard_methods {
         ///
         /// ```
         /// # #[cfg(feature = "blocking")] {
-        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        /// # struct Units;
-        /// # impl ConnectionFactory for Units {
-        /// #     type Connection = (); type Error = std::io::Error;
-        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// # }
+        /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+        /// # use nexus_pool::doc_support::Units;
         /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
         #[doc = concat!("let mut conn = pool.", $acquire, "()?;")]
         /// assert!(conn.is_healthy());
@@ -396,12 +368,8 @@ macro_rules! guard_methods {
         ///
         /// ```
         /// # #[cfg(feature = "blocking")] {
-        /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-        /// # struct Units;
-        /// # impl ConnectionFactory for Units {
-        /// #     type Connection = (); type Error = std::io::Error;
-        /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-        /// # }
+        /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+        /// # use nexus_pool::doc_support::Units;
         /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
         #[doc = concat!("let mut conn = pool.", $acquire, "()?;")]
         /// conn.mark_broken();

@@ -45,8 +45,8 @@ pub enum PoolError<E> {
     /// The source is the factory's error, when it returned one.
     #[error(transparent)]
     Create(CreateError<E>),
-    /// [`try_acquire`](crate::ConnectionPool::try_acquire) found no idle connection and no room to
-    /// create one without waiting.
+    /// [`try_acquire`](crate::ConnectionPool::try_acquire) found no idle connection ready to lend
+    /// (it never creates, validates or resets one), or other callers were already waiting.
     #[error("no connection is available without waiting")]
     Exhausted,
     /// [`ConnectionPoolBuilder::build_connected`](crate::ConnectionPoolBuilder::build_connected)
@@ -90,20 +90,14 @@ impl<E> PoolError<E> {
 /// ```
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::Duration;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-///
-/// struct Numbers;
-/// impl ConnectionFactory for Numbers {
-///     type Connection = u32;
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(7) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+/// # use nexus_pool::doc_support::Numbers;
 ///
 /// let config = ConnectionPoolConfig::builder()
 ///     .max_connections(1)
 ///     .acquire_timeout(Duration::from_millis(10))
 ///     .build()?;
-/// let pool = ConnectionPool::new(Numbers, config);
+/// let pool = ConnectionPool::new(Numbers(7), config);
 /// let _held = pool.acquire_blocking()?;
 /// match pool.acquire_blocking() {
 ///     Err(PoolError::Timeout(t)) => {

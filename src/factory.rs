@@ -1,6 +1,7 @@
 //! The two traits a user implements: [`ConnectionFactory`] makes, checks and closes connections;
 //! [`ConnectionHealthCheck`] probes and resets them. And [`callback_deadline`], which tells a
-//! callback that blocks its thread how long the pool will wait for it.
+//! callback that blocks its thread how long the pool will wait for it. The type-erased forms the
+//! pool keeps a health check and an `on_connect` hook in live here too.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -11,8 +12,11 @@ use std::time::Instant;
 /// Makes, validates and closes the connections a pool holds.
 ///
 /// The methods are `async` so that async clients fit naturally; a blocking client (the `postgres`
-/// crate, `rusqlite`) simply does its work inside the async body. The blocking facade drives these
-/// futures on the calling thread, the async facade on the caller's executor.
+/// crate, `rusqlite`) simply does its work inside the async body. `validate` runs in the acquiring
+/// caller: the blocking facade drives it on the calling thread, the async facade on the caller's
+/// executor. `create` and `destroy` run on the pool's maintenance loop, never on a caller's
+/// thread (a worker thread of the pool's own, or the executor a spawned
+/// [`Maintenance`](crate::Maintenance) future runs on).
 ///
 /// # Examples
 ///
@@ -251,16 +255,8 @@ thread_local! {
 /// ```
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::{Duration, Instant};
-/// use nexus_pool::{
-///     ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig,
-/// };
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// struct Check;
 /// impl ConnectionHealthCheck<()> for Check {

@@ -1,25 +1,54 @@
-//! The async facade: `acquire().await`, `close().await` and `with_connection`, as named futures
-//! that run on any executor. No runtime is required: the pool's maintenance loop ends waits that
-//! pass `acquire_timeout`, with one `async-io` timer for all waiters; where it does not run (a
-//! spawned maintenance future not polled), each wait arms an `async-io` timer of its own.
+//! The named futures, and the methods that return them.
+//!
+//! The async facade (feature `async`): `acquire().await`, `acquire_owned().await`,
+//! `close().await`, `with_connection`, the scope's `acquire` and `acquire_owned`, and
+//! `metrics_stream`, as named futures and a stream that run on any executor. No runtime is
+//! required: the pool's maintenance loop ends waits that pass `acquire_timeout`, with one
+//! `async-io` timer for all waiters; where it does not run (a spawned maintenance future not
+//! polled), each wait arms an `async-io` timer of its own.
+//!
+//! Two futures need no feature, since any executor or a thread's own `block_on` can drive them:
+//! [`Maintenance`], the maintenance loop of a pool configured with
+//! [`MaintenanceMode::Spawned`](crate::MaintenanceMode::Spawned), and
+//! `ConnectionPoolBuilder::build_connected`, which makes `min_connections` before it returns
+//! the pool.
 
 use std::fmt;
 use std::future::Future;
+#[cfg(feature = "async")]
 use std::ops::Deref;
+#[cfg(feature = "async")]
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+#[cfg(feature = "async")]
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "async")]
 use event_listener::EventListener;
+#[cfg(feature = "async")]
+use futures_lite::Stream;
 
-use crate::core::{Acquired, Popped, Shared, SlowAcquire, Timer, WaiterKind};
+use crate::core::Shared;
+#[cfg(feature = "async")]
+use crate::core::{Acquired, Popped, SlowAcquire, Timer, WaiterKind};
+use crate::factory::BoxFuture;
+#[cfg(feature = "async")]
 use crate::pool::{record_slow, timeout_error};
+#[cfg(feature = "async")]
+use crate::snapshot::Ticks;
 use crate::{
-    ConnectionFactory, ConnectionPool, OwnedPooledConnection, PoolError, PooledConnection,
+    ConnectionFactory, ConnectionPool, ConnectionPoolBuilder, MaintenanceMode, PoolError,
+    maintenance,
+};
+#[cfg(feature = "async")]
+use crate::{
+    ConnectionScope, OwnedPooledConnection, OwnedScopedConnection, PoolMetrics, PooledConnection,
+    ScopedConnection,
 };
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> ConnectionPool<F> {
     /// Acquires a connection, waiting up to `acquire_timeout` in all (waiting for a connection,
     /// creating one, validating it).
@@ -36,17 +65,11 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    ///
-    /// struct Numbers;
-    /// impl ConnectionFactory for Numbers {
-    ///     type Connection = u32;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(1) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Numbers;
     ///
     /// # futures_lite::future::block_on(async {
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let pool = ConnectionPool::new(Numbers(1), ConnectionPoolConfig::default());
     /// let conn = pool.acquire().await?;
     /// assert_eq!(*conn, 1);
     /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
@@ -82,17 +105,11 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
-    ///
-    /// struct Numbers;
-    /// impl ConnectionFactory for Numbers {
-    ///     type Connection = u32;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<u32, std::io::Error> { Ok(1) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, OwnedPooledConnection};
+    /// # use nexus_pool::doc_support::Numbers;
     ///
     /// # futures_lite::future::block_on(async {
-    /// let pool = ConnectionPool::new(Numbers, ConnectionPoolConfig::default());
+    /// let pool = ConnectionPool::new(Numbers(1), ConnectionPoolConfig::default());
     /// let conn: OwnedPooledConnection<Numbers> = pool.acquire_owned().await?;
     /// // `'static`: it can outlive this borrow of `pool`, e.g. inside a spawned task.
     /// let work = std::thread::spawn(move || *conn * 10);
@@ -121,14 +138,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Units;
     ///
     /// # futures_lite::future::block_on(async {
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
@@ -146,6 +157,173 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             listener: None,
         }
     }
+
+    /// Acquires a connection, runs `f` with it, and releases it, whether `f` succeeds, returns an
+    /// error or panics. A connection whose user panicked is destroyed, not reused.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or the acquire's [`PoolError`] converted into `f`'s error type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Buffers;
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
+    /// let pool = ConnectionPool::new(Buffers, config);
+    /// let len = pool
+    ///     .with_connection(async |conn| {
+    ///         conn.extend_from_slice(b"hello");
+    ///         Ok::<_, PoolError<std::io::Error>>(conn.len())
+    ///     })
+    ///     .await?;
+    /// assert_eq!(len, 5);
+    /// assert_eq!(pool.current_metrics().idle, 1, "released after the closure");
+    /// # Ok::<(), PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub fn with_connection<R, E>(
+        &self,
+        f: impl AsyncFnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
+    ) -> impl Future<Output = Result<R, E>>
+    where
+        E: From<PoolError<F::Error>>,
+    {
+        let acquire = self.acquire_at(Location::caller());
+        async move {
+            let mut conn = acquire.await?;
+            f(&mut conn).await
+        }
+    }
+
+    /// A stream of [`PoolMetrics`] snapshots: the first at once, then one every `interval`,
+    /// until the pool is closed. It runs on any executor, or none (its timer comes from
+    /// `async-io`).
+    ///
+    /// The stream ends (yields `None`) as soon as the pool closes, by
+    /// [`close_now`](ConnectionPool::close_now), `close().await` or dropping the last pool
+    /// handle: it does not wait for the next tick. It does not keep the pool open, and it
+    /// is `'static`, so it can be moved into a spawned task. A reader that falls behind
+    /// skips the ticks it missed rather than getting them in a burst.
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futures_lite::StreamExt;
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
+    /// let mut stream = pool.metrics_stream(Duration::from_millis(10));
+    ///
+    /// let held = pool.acquire().await?;
+    /// let m = stream.next().await.expect("the pool is open");
+    /// assert_eq!((m.total, m.active), (1, 1));
+    ///
+    /// drop(held);
+    /// pool.close_now();
+    /// assert_eq!(stream.next().await, None, "ends when the pool closes");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub fn metrics_stream(&self, interval: Duration) -> MetricsStream {
+        let ticks = Ticks::new(self, interval);
+        MetricsStream {
+            timer: Timer::at(ticks.due),
+            ticks,
+            closing: None,
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl ConnectionScope {
+    /// Acquires a connection from `pool` and tracks it in this scope.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
+    /// # futures_lite::future::block_on(async {
+    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    /// let scope = ConnectionScope::new();
+    /// let conn = scope.acquire(&pool).await?;
+    /// assert_eq!(scope.len(), 1);
+    /// drop(conn);
+    /// assert!(scope.is_empty());
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[track_caller]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub fn acquire<'s, 'p, F: ConnectionFactory>(
+        &'s self,
+        pool: &'p ConnectionPool<F>,
+    ) -> impl Future<Output = Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>>> {
+        let acquire = pool.acquire_at(Location::caller());
+        async move {
+            let conn = acquire.await?;
+            Ok(self.track(pool.config().name().to_owned(), conn))
+        }
+    }
+
+    /// [`acquire`](ConnectionScope::acquire) with an owned guard inside: the scoped connection
+    /// borrows the scope but not the pool.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConnectionPool::acquire_owned`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+    /// # use nexus_pool::doc_support::Units;
+    /// # futures_lite::future::block_on(async {
+    /// let scope = ConnectionScope::new();
+    /// let conn = {
+    ///     let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+    ///     scope.acquire_owned(&pool).await?
+    /// }; // the pool handle is gone (the pool closed); the connection is still lent
+    /// assert_eq!(scope.len(), 1);
+    /// drop(conn);
+    /// assert!(scope.is_empty());
+    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    #[track_caller]
+    pub fn acquire_owned<'s, F: ConnectionFactory>(
+        &'s self,
+        pool: &ConnectionPool<F>,
+    ) -> impl Future<Output = Result<OwnedScopedConnection<'s, F>, PoolError<F::Error>>> + use<'s, F>
+    {
+        let acquire = pool.acquire_owned_at(Location::caller());
+        let name = pool.config().name().to_owned();
+        async move {
+            let conn = acquire.await?;
+            Ok(self.track(name, conn))
+        }
+    }
 }
 
 /// The future of [`ConnectionPool::acquire`].
@@ -153,16 +331,13 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let acquire: nexus_pool::futures::Acquire<'_, Units> = pool.acquire();
 /// assert!(futures_lite::future::block_on(acquire).is_ok());
 /// ```
+#[cfg(feature = "async")]
 #[must_use = "futures do nothing unless polled"]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct Acquire<'a, F: ConnectionFactory> {
@@ -174,6 +349,7 @@ pub struct Acquire<'a, F: ConnectionFactory> {
 /// An acquire that could not be served from the idle queue at once: the slow path's state
 /// machine, held inline (a waiting acquire allocates nothing), and its fallback timer. `S` is how
 /// it reaches the pool: a borrow, or the owned future's `Arc`.
+#[cfg(feature = "async")]
 struct Slow<'a, F: ConnectionFactory, S: Deref<Target = Shared<F>>> {
     wait: SlowAcquire<'a, F, S>,
     /// Armed only while no deadline keeper runs (see `core::waitlist`): a timer per wait costs
@@ -183,6 +359,7 @@ struct Slow<'a, F: ConnectionFactory, S: Deref<Target = Shared<F>>> {
     deadline: Instant,
 }
 
+#[cfg(feature = "async")]
 impl<'a, F, S> Slow<'a, F, S>
 where
     F: ConnectionFactory,
@@ -222,12 +399,14 @@ where
     }
 }
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> fmt::Debug for Acquire<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Acquire { .. }")
     }
 }
 
+#[cfg(feature = "async")]
 impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
     type Output = Result<PooledConnection<'a, F>, PoolError<F::Error>>;
 
@@ -268,17 +447,14 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let acquire: nexus_pool::futures::AcquireOwned<Units> = pool.acquire_owned();
 /// drop(pool); // the future does not borrow the pool, and keeps the state it needs alive
 /// assert!(futures_lite::future::block_on(acquire).is_err(), "the pool closed with its last handle");
 /// ```
+#[cfg(feature = "async")]
 #[must_use = "futures do nothing unless polled"]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct AcquireOwned<F: ConnectionFactory> {
@@ -289,12 +465,14 @@ pub struct AcquireOwned<F: ConnectionFactory> {
     location: &'static Location<'static>,
 }
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> fmt::Debug for AcquireOwned<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AcquireOwned { .. }")
     }
 }
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> Future for AcquireOwned<F> {
     type Output = Result<OwnedPooledConnection<F>, PoolError<F::Error>>;
 
@@ -341,6 +519,7 @@ impl<F: ConnectionFactory> Future for AcquireOwned<F> {
     }
 }
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> AcquireOwned<F> {
     /// Wraps `entry` in a guard that takes over this future's `Arc`.
     #[inline(always)]
@@ -361,17 +540,14 @@ impl<F: ConnectionFactory> AcquireOwned<F> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let close: nexus_pool::futures::Close<'_, Units> = pool.close();
 /// futures_lite::future::block_on(close);
 /// assert!(pool.is_closed());
 /// ```
+#[cfg(feature = "async")]
 #[must_use = "the pool is closed already; await this to wait until every connection is destroyed"]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub struct Close<'a, F: ConnectionFactory> {
@@ -379,17 +555,204 @@ pub struct Close<'a, F: ConnectionFactory> {
     listener: Option<EventListener>,
 }
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> fmt::Debug for Close<'_, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Close { .. }")
     }
 }
 
+#[cfg(feature = "async")]
 impl<F: ConnectionFactory> Future for Close<'_, F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         this.pool.shared().poll_drained(&mut this.listener, cx)
+    }
+}
+
+/// Snapshots of a pool at an interval, until it closes; from
+/// [`ConnectionPool::metrics_stream`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futures_lite::StreamExt;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, MetricsStream};
+/// # use nexus_pool::doc_support::Units;
+///
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let stream: MetricsStream = pool.metrics_stream(Duration::from_millis(5));
+/// // Any executor, or none: here, three snapshots on the calling thread.
+/// let three: Vec<_> = futures_lite::future::block_on(stream.take(3).collect());
+/// assert_eq!(three.len(), 3);
+/// assert!(three.iter().all(|m| m.max == 10));
+/// ```
+#[cfg(feature = "async")]
+#[must_use = "streams do nothing unless polled"]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub struct MetricsStream {
+    ticks: Ticks,
+    /// Fires when the next snapshot is due.
+    timer: Timer,
+    /// Registered on the pool's `closing` event before each check of `is_closed`.
+    closing: Option<EventListener>,
+}
+
+#[cfg(feature = "async")]
+impl fmt::Debug for MetricsStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsStream")
+            .field("interval", &self.ticks.interval)
+            .field("done", &self.ticks.done)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "async")]
+impl Stream for MetricsStream {
+    type Item = PoolMetrics;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PoolMetrics>> {
+        let this = self.get_mut();
+        // Listen, then check: a close between the two still reaches the listener.
+        loop {
+            if this.ticks.closed() {
+                this.closing = None;
+                return Poll::Ready(None);
+            }
+            match &mut this.closing {
+                None => this.closing = Some(this.ticks.source.closing().listen()),
+                Some(listener) => match Pin::new(listener).poll(cx) {
+                    Poll::Ready(()) => this.closing = None,
+                    Poll::Pending => break,
+                },
+            }
+        }
+        match Pin::new(&mut this.timer).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                let metrics = this.ticks.take();
+                this.timer.set_at(this.ticks.due);
+                Poll::Ready(Some(metrics))
+            }
+        }
+    }
+}
+
+impl<F: ConnectionFactory> ConnectionPoolBuilder<F> {
+    /// Builds the pool after making `min_connections` on the calling task, so it starts full
+    /// or not at all.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Config`] for a setting the builder refuses; [`PoolError::Create`] with why
+    /// the first create that failed did (each is bounded by `create_timeout`); the connections
+    /// made so far are destroyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
+    /// # futures_lite::future::block_on(async {
+    /// let config = ConnectionPoolConfig::builder().min_connections(3).build()?;
+    /// let pool = ConnectionPool::builder(Units).config(config).build_connected().await?;
+    /// assert_eq!(pool.current_metrics().idle, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn build_connected(self) -> Result<ConnectionPool<F>, PoolError<F::Error>> {
+        let shared = self.into_shared().map_err(PoolError::Config)?;
+        for _ in 0..shared.config.min_connections() {
+            let created = match shared.reserve() {
+                Some(slot) => shared.create_one(slot).await,
+                None => Ok(()),
+            };
+            if let Err(err) = created {
+                // Closing destroys what was made; with no maintenance running, do it here.
+                shared.close();
+                while shared.destroy_one_retiring().await {}
+                return Err(PoolError::Create(err));
+            }
+        }
+        Ok(ConnectionPool::from_shared(shared))
+    }
+}
+
+impl<F: ConnectionFactory> ConnectionPool<F> {
+    /// The maintenance loop as a future, for a pool configured with
+    /// [`MaintenanceMode::Spawned`](crate::MaintenanceMode::Spawned): spawn it on any executor. It
+    /// ends once the pool is closed and every connection is destroyed. For a pool that runs its
+    /// own maintenance thread (the default), or if called a second time, the future ends at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, MaintenanceMode};
+    /// # use nexus_pool::doc_support::Units;
+    /// let config = ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
+    /// let pool = ConnectionPool::new(Units, config);
+    /// let maintenance = std::thread::spawn({
+    ///     let task = pool.maintenance();
+    ///     move || futures_lite::future::block_on(task)
+    /// });
+    /// pool.close_now();
+    /// maintenance.join().unwrap();
+    /// # Ok::<(), nexus_pool::ConfigError>(())
+    /// ```
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance::new(self.shared_arc())
+    }
+}
+
+/// The maintenance loop of a pool, from [`ConnectionPool::maintenance`].
+///
+/// # Examples
+///
+/// ```
+/// # use nexus_pool::doc_support::Units;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, Maintenance};
+///
+/// // A pool that runs its own maintenance thread (the default) has nothing to spawn: the
+/// // future ends at once.
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
+/// let maintenance: Maintenance = pool.maintenance();
+/// futures_lite::future::block_on(maintenance);
+/// assert!(!pool.is_closed());
+/// ```
+#[must_use = "futures do nothing unless polled; spawn it on an executor"]
+pub struct Maintenance {
+    run: Option<BoxFuture<'static, ()>>,
+}
+
+impl fmt::Debug for Maintenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Maintenance { .. }")
+    }
+}
+
+impl Maintenance {
+    pub(crate) fn new<F: ConnectionFactory>(shared: &Arc<Shared<F>>) -> Self {
+        let spawned = shared.config.maintenance() == MaintenanceMode::Spawned;
+        let run = (spawned && shared.claim_maintenance()).then(|| {
+            let shared = shared.clone();
+            Box::pin(async move { maintenance::run_spawned(&shared).await })
+                as BoxFuture<'static, ()>
+        });
+        Maintenance { run }
+    }
+}
+
+impl Future for Maintenance {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.run.as_mut() {
+            Some(run) => run.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
     }
 }

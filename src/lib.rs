@@ -6,6 +6,23 @@
 // Without a facade only `try_acquire` uses the core; the rest is there for the facades.
 #![cfg_attr(not(any(feature = "async", feature = "blocking")), allow(dead_code))]
 
+// The layout: one job per file.
+//
+// - `pool`: `ConnectionPool`, the public handle (an `Arc` inside), its admin calls and
+//   `try_acquire`, the fast path both facades share.
+// - `future`: the named futures and the methods that return them: the async facade (feature
+//   `async`), `build_connected` and the maintenance loop's `Maintenance` future.
+// - `blocking`: the blocking facade (feature `blocking`), driven by a parking `block_on`.
+// - `builder`, `config`, `config_file`: how a pool is described and built.
+// - `connection`, `scope`: the guards that lend a connection, and the scope that tracks several.
+// - `factory`, `events`: the traits a user implements (connections, health, the event hook).
+// - `snapshot`: what a pool reports about itself (`PoolMetrics`, `PoolStatistics`), and the
+//   ticks the metrics stream and iterator share.
+// - `maintenance`: the maintenance loop (creates, destroys, sweeps, health checks, deadlines).
+// - `error`: every error of the pool itself.
+// - `core`: the shared state of one pool and its wait protocol (see `core/mod.rs`).
+// - `adapters`, `export`, `store`: public modules, each behind the features it names.
+// - `doc_support`: the factories the doc examples share (hidden, not part of the API).
 mod builder;
 mod config;
 #[cfg(feature = "serde")]
@@ -15,15 +32,17 @@ mod core;
 mod error;
 mod events;
 mod factory;
+mod future;
 mod maintenance;
-mod metrics;
 mod pool;
 mod scope;
+mod snapshot;
+// `core::stats` still reaches the snapshot types by the module's old name; this alias goes once
+// it names them `crate::snapshot::...`.
+use crate::snapshot as metrics;
 
 #[cfg(feature = "blocking")]
 mod blocking;
-#[cfg(feature = "async")]
-mod future;
 
 #[cfg(any(
     feature = "postgres",
@@ -58,6 +77,11 @@ pub mod export;
 #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub mod store;
 
+#[doc(hidden)]
+pub mod doc_support;
+
+#[cfg(feature = "blocking")]
+pub use crate::blocking::MetricsIter;
 pub use crate::builder::ConnectionPoolBuilder;
 pub use crate::config::{
     CheckoutValidation, ConnectionPoolConfig, ConnectionPoolConfigBuilder, MAX_CONNECTIONS_LIMIT,
@@ -68,14 +92,12 @@ pub use crate::core::{DestroyReason, ManualClock};
 pub use crate::error::{ConfigError, CreateError, PoolError, TimeoutError};
 pub use crate::events::PoolEventHandler;
 pub use crate::factory::{ConnectionFactory, ConnectionHealthCheck, callback_deadline};
-pub use crate::maintenance::Maintenance;
-#[cfg(feature = "blocking")]
-pub use crate::metrics::MetricsIter;
+pub use crate::future::Maintenance;
 #[cfg(feature = "async")]
-pub use crate::metrics::MetricsStream;
-pub use crate::metrics::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
+pub use crate::future::MetricsStream;
 pub use crate::pool::{ConnectionPool, WeakConnectionPool};
 pub use crate::scope::{ConnectionScope, HeldConnection, OwnedScopedConnection, ScopedConnection};
+pub use crate::snapshot::{DestroyedCounts, Distribution, PoolMetrics, PoolStatistics};
 
 /// The named futures of the async facade.
 #[cfg(feature = "async")]

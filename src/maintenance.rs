@@ -3,27 +3,40 @@
 //! periodic health checks, keeps the coarse clock fresh while the pool is busy, and ends the waits
 //! that pass `acquire_timeout` (one timer for all waiters).
 //!
-//! It is one future made of five concurrent parts, so a slow health check never delays a create,
-//! the clock or a deadline. It runs on a small thread of the pool's own (`async_io::block_on`, no runtime
-//! needed), or on the user's executor ([`MaintenanceMode::Spawned`]). It ends once the pool is
-//! closed and every connection is destroyed, dropping its reference to the pool's state.
+//! It is six concurrent parts. Four call the user's callbacks: the creator, the reaper, the
+//! sweeper and the health checker. Two call none: the deadline keeper and the ticker (the coarse
+//! clock), so that nothing a callback does can delay a deadline or the clock. With
+//! [`MaintenanceMode::Thread`] (the default) all six run on a small thread of the pool's own
+//! (`async_io::block_on`, no runtime needed), and each callback job on a worker thread of its
+//! own, so a callback that blocks its thread delays nothing but itself. With
+//! [`MaintenanceMode::Spawned`] the four callback parts are the
+//! [`Maintenance`](crate::Maintenance) future the user spawns (the callbacks then run on that
+//! executor), and the two others run on a timekeeper thread of the pool's own. The loop ends once
+//! the pool is closed and every connection is destroyed, dropping its reference to the pool's
+//! state.
 //!
 //! # Bounded connects
 //!
-//! At most `max_concurrent_creates` creates run at once, and only while demand remains: waiters
-//! not yet served outnumber the creates in flight, or fewer than `min_connections` are idle. After
-//! a failure no new create starts for a pause that doubles from `create_backoff.0` up to
-//! `create_backoff.1` (each with up to 50% random jitter), and then only one at a time until one
-//! succeeds. So during an outage of length `T` the pool attempts at most about
-//! `max_concurrent_creates + log2(max / initial) + 2 * T / max` connects, whatever the load.
+//! Callers never create connections: a waiter signals demand, and the creator answers it. At most
+//! `max_concurrent_creates` creates run at once, and only while demand remains: waiters not yet
+//! served outnumber the creates in flight, or idle connections plus creates in flight fall short
+//! of `min_connections`. A create that has run past `late_after` (a quarter of
+//! `acquire_timeout`, at most `create_timeout`) no longer counts against the limit or as
+//! serving a waiter, so a hung connect does not stand in for demand. After a failure no new
+//! create starts for a pause that doubles from `create_backoff.0` up to `create_backoff.1` (each
+//! pause between half and all of that, at random), and then only one at a time until one
+//! succeeds. So during an outage of length `T` in which connects fail, the pool attempts at most
+//! about `max_concurrent_creates + log2(max / initial) + 2 * T / max` connects, whatever the
+//! load. Connects that hang instead stop counting once late, so a new one may start each time
+//! one turns late (only one at a time once creates have failed), each still bounded by
+//! `create_timeout`.
 //!
-//! `max_concurrent_creates` also bounds how fast a spike grows the pool: each waiter can start a
-//! create, so with a large value a burst of short requests may open as many connections as there
-//! are waiters before the warm ones have served them all. The default, 2, keeps short spikes on
-//! the warm connections.
+//! `max_concurrent_creates` also bounds how fast a spike grows the pool: every waiter not yet
+//! served is demand the creator answers with a create of its own, so with a large value a burst
+//! of short requests may open as many connections as there are waiters before the warm ones
+//! have served them all. The default, 2, keeps short spikes on the warm connections.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -35,40 +48,6 @@ use crate::ConnectionFactory;
 use crate::MaintenanceMode;
 use crate::core::{Shared, TICK, Timer};
 use crate::factory::BoxFuture;
-
-/// The maintenance loop of a pool, from [`ConnectionPool::maintenance`](crate::ConnectionPool::maintenance).
-#[must_use = "futures do nothing unless polled; spawn it on an executor"]
-pub struct Maintenance {
-    run: Option<BoxFuture<'static, ()>>,
-}
-
-impl std::fmt::Debug for Maintenance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Maintenance { .. }")
-    }
-}
-
-impl Maintenance {
-    pub(crate) fn new<F: ConnectionFactory>(shared: &Arc<Shared<F>>) -> Self {
-        let spawned = shared.config.maintenance() == MaintenanceMode::Spawned;
-        let run = (spawned && shared.claim_maintenance()).then(|| {
-            let shared = shared.clone();
-            Box::pin(async move { run_spawned(&shared).await }) as BoxFuture<'static, ()>
-        });
-        Maintenance { run }
-    }
-}
-
-impl Future for Maintenance {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.run.as_mut() {
-            Some(run) => run.as_mut().poll(cx),
-            None => Poll::Ready(()),
-        }
-    }
-}
 
 /// Starts what runs on threads of the pool's own: with [`MaintenanceMode::Thread`] the whole
 /// loop, with [`MaintenanceMode::Spawned`] its timekeeping (the rest is the future the user
@@ -111,7 +90,7 @@ pub(crate) fn start<F: ConnectionFactory>(shared: &Arc<Shared<F>>) {
 
 /// The spawned loop: the user callbacks' part, run on the user's executor; the timekeeping runs
 /// on the pool's timekeeper thread (under loom, here too).
-async fn run_spawned<F: ConnectionFactory>(shared: &Arc<Shared<F>>) {
+pub(crate) async fn run_spawned<F: ConnectionFactory>(shared: &Arc<Shared<F>>) {
     if cfg!(loom) {
         future::zip(keep_time(shared), tend(shared, Runner::Inline)).await;
     } else {

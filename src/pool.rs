@@ -1,4 +1,7 @@
-//! `ConnectionPool`: the public handle (an `Arc` inside, cheap to clone) and its builder.
+//! `ConnectionPool`: the public handle (an `Arc` inside, cheap to clone), its admin calls
+//! (close, evict, resize, sweep, metrics), `try_acquire`, and the fast path and slow-path
+//! bookkeeping both facades share; `WeakConnectionPool`, the handle that does not keep it open.
+//! The builder is in `builder.rs`, the facades in `future.rs` and `blocking.rs`.
 
 use std::fmt;
 use std::panic::Location;
@@ -101,14 +104,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
+    /// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     ///
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert!(!pool.is_closed());
@@ -122,14 +119,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+    /// use nexus_pool::{ConnectionHealthCheck, ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     ///
-    /// struct Units;
-    /// impl ConnectionFactory for Units {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// }
     /// struct Fine;
     /// impl ConnectionHealthCheck<()> for Fine {
     ///     async fn is_healthy(&self, _: &mut ()) -> bool { true }
@@ -160,12 +152,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert_eq!(pool.config().max_connections(), 10);
     /// ```
@@ -190,12 +178,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)), "nothing idle yet");
@@ -221,12 +205,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// assert!(matches!(pool.try_acquire_owned(), Err(PoolError::Exhausted)), "nothing idle yet");
@@ -316,12 +296,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// let conn = pool.acquire_blocking()?;
@@ -340,12 +316,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// pool.close_blocking();
     /// assert!(pool.is_closed());
@@ -365,12 +337,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert!(pool.close_now());
     /// assert!(!pool.close_now(), "already closed");
@@ -386,12 +354,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     ///
     /// ```
     /// # #[cfg(feature = "blocking")] {
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let old = pool.acquire_blocking()?;
     /// pool.evict_all();
@@ -416,12 +380,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().max_connections(4).max_connections_ceiling(16).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// pool.resize(16)?;
@@ -441,12 +401,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// pool.sweep_idle();
     /// ```
@@ -454,45 +410,13 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         self.shared().sweep();
     }
 
-    /// The maintenance loop as a future, for a pool configured with
-    /// [`MaintenanceMode::Spawned`](crate::MaintenanceMode::Spawned): spawn it on any executor. It
-    /// ends once the pool is closed and every connection is destroyed. For a pool that runs its own maintenance thread (the
-    /// default), or if called a second time, the future ends at once.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, MaintenanceMode};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let config = ConnectionPoolConfig::builder().maintenance(MaintenanceMode::Spawned).build()?;
-    /// let pool = ConnectionPool::new(Units, config);
-    /// let maintenance = std::thread::spawn({
-    ///     let task = pool.maintenance();
-    ///     move || futures_lite::future::block_on(task)
-    /// });
-    /// pool.close_now();
-    /// maintenance.join().unwrap();
-    /// # Ok::<(), nexus_pool::ConfigError>(())
-    /// ```
-    pub fn maintenance(&self) -> maintenance::Maintenance {
-        maintenance::Maintenance::new(self.shared_arc())
-    }
-
     /// What the pool has done since it was built: counters by cause and latency distributions.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// assert_eq!(pool.statistics().timed_out, 0);
     /// ```
@@ -509,12 +433,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let config = ConnectionPoolConfig::builder().min_connections(0).build()?;
     /// let pool = ConnectionPool::new(Units, config);
     /// let m = pool.current_metrics();
@@ -522,7 +442,7 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Ok::<(), nexus_pool::ConfigError>(())
     /// ```
     pub fn current_metrics(&self) -> PoolMetrics {
-        crate::metrics::snapshot(self.shared())
+        PoolMetrics::of(self.shared())
     }
 
     /// A weak handle: it reaches the pool without keeping it open, for event hooks and background
@@ -531,12 +451,8 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let weak = pool.downgrade();
     /// assert!(weak.upgrade().is_some());
@@ -581,7 +497,7 @@ pub(crate) fn timeout_error<F: ConnectionFactory>(
     emit(&shared.events, |h| {
         h.on_timed_out(shared.config.name(), waited)
     });
-    let m = crate::metrics::snapshot(shared);
+    let m = PoolMetrics::of(shared);
     PoolError::Timeout(TimeoutError {
         waited,
         total: m.total,
@@ -602,12 +518,8 @@ pub(crate) fn timeout_error<F: ConnectionFactory>(
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, WeakConnectionPool};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, WeakConnectionPool};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let weak: WeakConnectionPool<Units> = pool.downgrade();
 /// // A background task that stops by itself once the application drops its pool.
@@ -636,12 +548,8 @@ impl<F: ConnectionFactory> WeakConnectionPool<F> {
     /// # Examples
     ///
     /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
+    /// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+    /// # use nexus_pool::doc_support::Units;
     /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
     /// let weak = pool.downgrade();
     /// let again = weak.upgrade().expect("a strong handle is alive");

@@ -1,115 +1,34 @@
-//! Scoped use: `with_connection` (acquire, run, release, whatever happens) and
-//! `ConnectionScope` (several connections, possibly from several pools, tracked together).
+//! `ConnectionScope`: several connections, possibly from several pools, tracked together, and
+//! `ScopedConnection`, the guard that leaves the scope when it drops. The scope's acquires are
+//! in the facades (`future.rs`, `blocking.rs`), as are `with_connection` and
+//! `with_connection_blocking`.
 
 use std::fmt;
-#[cfg(feature = "async")]
-use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-#[cfg(any(feature = "async", feature = "blocking"))]
-use std::panic::Location;
 use std::sync::Mutex;
 use std::time::Instant;
 
-#[cfg(any(feature = "async", feature = "blocking"))]
-use crate::PoolError;
 use crate::{ConnectionFactory, ConnectionPool, PooledConnection};
 
-impl<F: ConnectionFactory> ConnectionPool<F> {
-    /// Acquires a connection, runs `f` with it, and releases it, whether `f` succeeds, returns an
-    /// error or panics. A connection whose user panicked is destroyed, not reused.
-    ///
-    /// # Errors
-    ///
-    /// What `f` returns, or the acquire's [`PoolError`] converted into `f`'s error type.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    ///
-    /// struct Buffers;
-    /// impl ConnectionFactory for Buffers {
-    ///     type Connection = Vec<u8>;
-    ///     type Error = std::io::Error;
-    ///     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-    /// }
-    ///
-    /// # futures_lite::future::block_on(async {
-    /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
-    /// let pool = ConnectionPool::new(Buffers, config);
-    /// let len = pool
-    ///     .with_connection(async |conn| {
-    ///         conn.extend_from_slice(b"hello");
-    ///         Ok::<_, PoolError<std::io::Error>>(conn.len())
-    ///     })
-    ///     .await?;
-    /// assert_eq!(len, 5);
-    /// assert_eq!(pool.current_metrics().idle, 1, "released after the closure");
-    /// # Ok::<(), PoolError<std::io::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    #[cfg(feature = "async")]
-    #[track_caller]
-    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-    pub fn with_connection<R, E>(
-        &self,
-        f: impl AsyncFnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
-    ) -> impl Future<Output = Result<R, E>>
-    where
-        E: From<PoolError<F::Error>>,
-    {
-        let acquire = self.acquire_at(Location::caller());
-        async move {
-            let mut conn = acquire.await?;
-            f(&mut conn).await
-        }
-    }
-
-    /// The blocking form of [`with_connection`](ConnectionPool::with_connection).
-    ///
-    /// # Blocking
-    ///
-    /// Blocks like [`acquire_blocking`](ConnectionPool::acquire_blocking), then runs `f` here.
-    ///
-    /// # Errors
-    ///
-    /// What `f` returns, or the acquire's [`PoolError`] converted into `f`'s error type.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
-    /// # struct Buffers;
-    /// # impl ConnectionFactory for Buffers {
-    /// #     type Connection = Vec<u8>; type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-    /// # }
-    /// let config = ConnectionPoolConfig::builder().min_connections(0).build().unwrap();
-    /// let pool = ConnectionPool::new(Buffers, config);
-    /// let result = pool.with_connection_blocking(|conn| {
-    ///     conn.push(1);
-    ///     Err::<(), _>(PoolError::Exhausted) // an error still releases the connection
-    /// });
-    /// assert!(result.is_err());
-    /// assert_eq!(pool.current_metrics().idle, 1);
-    /// ```
-    #[cfg(feature = "blocking")]
-    #[track_caller]
-    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
-    pub fn with_connection_blocking<R, E>(
-        &self,
-        f: impl FnOnce(&mut PooledConnection<'_, F>) -> Result<R, E>,
-    ) -> Result<R, E>
-    where
-        E: From<PoolError<F::Error>>,
-    {
-        let mut conn = self.acquire_blocking_at(Location::caller())?;
-        f(&mut conn)
-    }
-}
-
 /// What a [`ConnectionScope`] holds: one entry per borrowed connection.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "blocking")] {
+/// # use nexus_pool::doc_support::Units;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope, HeldConnection};
+///
+/// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::builder().name("orders").build()?);
+/// let scope = ConnectionScope::new();
+/// let _conn = scope.acquire_blocking(&pool)?;
+/// let held: Vec<HeldConnection> = scope.held();
+/// assert_eq!(held[0].pool, "orders");
+/// assert!(held[0].acquired_at <= std::time::Instant::now());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeldConnection {
@@ -126,14 +45,8 @@ pub struct HeldConnection {
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let config = |name| ConnectionPoolConfig::builder().name(name).min_connections(0).build();
 /// let orders = ConnectionPool::new(Units, config("orders")?);
@@ -176,163 +89,8 @@ impl ConnectionScope {
         Self::default()
     }
 
-    /// Acquires a connection from `pool` and tracks it in this scope.
-    ///
-    /// # Errors
-    ///
-    /// As [`ConnectionPool::acquire`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// # futures_lite::future::block_on(async {
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let scope = ConnectionScope::new();
-    /// let conn = scope.acquire(&pool).await?;
-    /// assert_eq!(scope.len(), 1);
-    /// drop(conn);
-    /// assert!(scope.is_empty());
-    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    #[cfg(feature = "async")]
-    #[track_caller]
-    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-    pub fn acquire<'s, 'p, F: ConnectionFactory>(
-        &'s self,
-        pool: &'p ConnectionPool<F>,
-    ) -> impl Future<Output = Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>>> {
-        let acquire = pool.acquire_at(Location::caller());
-        async move {
-            let conn = acquire.await?;
-            Ok(self.track(pool.config().name().to_owned(), conn))
-        }
-    }
-
-    /// Acquires a connection from `pool`, blocking, and tracks it in this scope.
-    ///
-    /// # Blocking
-    ///
-    /// As [`ConnectionPool::acquire_blocking`].
-    ///
-    /// # Errors
-    ///
-    /// As [`ConnectionPool::acquire_blocking`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let scope = ConnectionScope::new();
-    /// let _conn = scope.acquire_blocking(&pool)?;
-    /// assert_eq!(scope.held()[0].pool, "nexus-pool");
-    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
-    /// ```
-    #[cfg(feature = "blocking")]
-    #[track_caller]
-    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
-    pub fn acquire_blocking<'s, 'p, F: ConnectionFactory>(
-        &'s self,
-        pool: &'p ConnectionPool<F>,
-    ) -> Result<ScopedConnection<'s, 'p, F>, PoolError<F::Error>> {
-        let conn = pool.acquire_blocking_at(Location::caller())?;
-        Ok(self.track(pool.config().name().to_owned(), conn))
-    }
-
-    /// [`acquire`](ConnectionScope::acquire) with an owned guard inside: the scoped connection
-    /// borrows the scope but not the pool.
-    ///
-    /// # Errors
-    ///
-    /// As [`ConnectionPool::acquire_owned`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// # futures_lite::future::block_on(async {
-    /// let scope = ConnectionScope::new();
-    /// let conn = {
-    ///     let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    ///     scope.acquire_owned(&pool).await?
-    /// }; // the pool handle is gone (the pool closed); the connection is still lent
-    /// assert_eq!(scope.len(), 1);
-    /// drop(conn);
-    /// assert!(scope.is_empty());
-    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    #[cfg(feature = "async")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-    #[track_caller]
-    pub fn acquire_owned<'s, F: ConnectionFactory>(
-        &'s self,
-        pool: &ConnectionPool<F>,
-    ) -> impl Future<Output = Result<OwnedScopedConnection<'s, F>, PoolError<F::Error>>> + use<'s, F>
-    {
-        let acquire = pool.acquire_owned_at(Location::caller());
-        let name = pool.config().name().to_owned();
-        async move {
-            let conn = acquire.await?;
-            Ok(self.track(name, conn))
-        }
-    }
-
-    /// [`acquire_blocking`](ConnectionScope::acquire_blocking) with an owned guard inside: the
-    /// scoped connection borrows the scope but not the pool.
-    ///
-    /// # Blocking
-    ///
-    /// As [`ConnectionPool::acquire_owned_blocking`].
-    ///
-    /// # Errors
-    ///
-    /// As [`ConnectionPool::acquire_owned_blocking`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope};
-    /// # struct Units;
-    /// # impl ConnectionFactory for Units {
-    /// #     type Connection = (); type Error = std::io::Error;
-    /// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// # }
-    /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
-    /// let scope = ConnectionScope::new();
-    /// let conn = scope.acquire_owned_blocking(&pool)?;
-    /// assert_eq!(conn.use_count(), 1); // derefs to the owned guard
-    /// # Ok::<(), nexus_pool::PoolError<std::io::Error>>(())
-    /// ```
-    #[cfg(feature = "blocking")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
-    #[track_caller]
-    pub fn acquire_owned_blocking<'s, F: ConnectionFactory>(
-        &'s self,
-        pool: &ConnectionPool<F>,
-    ) -> Result<OwnedScopedConnection<'s, F>, PoolError<F::Error>> {
-        let conn = pool.acquire_blocking_at(Location::caller())?;
-        Ok(self.track(pool.config().name().to_owned(), conn))
-    }
-
-    fn track<'s, 'p, F: ConnectionFactory, G>(
+    /// Tracks `conn`, borrowed from the pool named `pool`, in this scope.
+    pub(crate) fn track<'s, 'p, F: ConnectionFactory, G>(
         &'s self,
         pool: String,
         conn: G,
@@ -402,12 +160,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope, ScopedConnection};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope, ScopedConnection};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let scope = ConnectionScope::new();
 /// let conn: ScopedConnection<'_, '_, Units> = scope.acquire_blocking(&pool)?;
@@ -431,12 +185,8 @@ pub struct ScopedConnection<'s, 'p, F: ConnectionFactory, G = PooledConnection<'
 /// # Examples
 ///
 /// ```
-/// # use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, ConnectionScope, OwnedScopedConnection};
-/// # struct Units;
-/// # impl ConnectionFactory for Units {
-/// #     type Connection = (); type Error = std::io::Error;
-/// #     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// # }
+/// # use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionScope, OwnedScopedConnection};
+/// # use nexus_pool::doc_support::Units;
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let scope = ConnectionScope::new();
 /// let conn: OwnedScopedConnection<'_, Units> = scope.acquire_owned_blocking(&pool)?;

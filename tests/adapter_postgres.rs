@@ -436,7 +436,7 @@ fn start_error(factory: PostgresConnectionFactory) -> PoolError<PostgresError> {
 }
 
 /// `err` is the failed create, its text is the pool's alone, and the chain holds the driver's
-/// error and `needle`; the adapter's own text says `needle` too, in one line.
+/// error and `needle`; the adapter's own text, in one line, does not repeat `needle`.
 #[track_caller]
 fn check_create_error<'e>(err: &'e PoolError<PostgresError>, needle: &str) -> &'e postgres::Error {
     assert!(
@@ -446,7 +446,7 @@ fn check_create_error<'e>(err: &'e PoolError<PostgresError>, needle: &str) -> &'
     assert_eq!(err.to_string(), "could not create a connection");
     let adapter = err.create_error().expect("the factory's error is kept");
     let text = adapter.to_string();
-    assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+    assert!(!text.contains(needle), "{text:?} repeats its cause");
     assert!(!text.contains('\n'), "not one line: {text:?}");
     let driver = driver_error::<postgres::Error>(err, needle);
     assert!(std::ptr::eq(driver, adapter.get_ref()));

@@ -1250,7 +1250,7 @@ mod metrics_export {
     use metrics::Unit;
     use metrics_util::MetricKind;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-    use nexus_pool::export::metrics::{
+    use nexus_pool::export::metrics_facade::{
         CONNECTION_COUNT, CONNECTION_MAX, CREATE_TIME, MetricsExporter, PENDING_REQUESTS,
         POOL_NAME, STATE, TIMEOUTS, USE_TIME, WAIT_TIME, record_gauges, record_snapshot,
     };

@@ -23,12 +23,12 @@
 //! | `reset` | see below | see below | see below |
 //! | `destroy` | closes on a helper thread | closes on a helper thread | closes |
 //!
-//! The health check's `is_healthy`, which the pool's maintenance thread runs on idle connections,
+//! The health check's `is_healthy`, which the pool's maintenance loop runs on idle connections,
 //! is the same `SELECT ?`, with the same bounds as `validate` below.
 //!
 //! `create` and `destroy` of the network backends run on a helper thread the pool's
-//! `create_timeout` and `destroy_timeout` can abandon, so a silent server never blocks the pool's
-//! maintenance thread. `validate` and `reset` run on the acquiring thread, inside the client's
+//! `create_timeout` and `destroy_timeout` can abandon, so those bounds hold against a silent
+//! server. `validate` and `reset` run on the acquiring thread, inside the client's
 //! call, where no pool timer reaches: bound them with the connection's own settings.
 //! [`DieselConnectionFactory::new`] adds `connect_timeout=10`, `tcp_user_timeout=30000` (ms) and
 //! `keepalives_idle=60` to a PostgreSQL URL that names none of them (libpq reads them: a dead

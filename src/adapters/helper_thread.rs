@@ -4,8 +4,9 @@
 //! The pool bounds every callback by dropping its future at a deadline (`create_timeout`,
 //! `destroy_timeout`). A blocking client does its I/O inside `poll`, where no deadline can reach
 //! it: on a peer that stopped answering (a hung server, a black-holed network) the call blocks
-//! until the operating system gives up on the socket, and with it the pool's maintenance
-//! thread, which also runs the creator, the reaper and the health checks. Moved to a helper
+//! until the operating system gives up on the socket, and with it whatever polls the future (a
+//! worker thread of the pool's, or a thread of the executor a spawned maintenance future runs
+//! on), while the create keeps its place in the pool past `create_timeout`. Moved to a helper
 //! thread, the call only keeps that helper busy; the future returns `Pending` while it runs, so
 //! the pool's timers work, and dropping the future abandons the call: the helper finishes it
 //! alone and drops its result.

@@ -23,17 +23,20 @@
 //!
 //! # What the pool runs, and when
 //!
-//! * `create` when a caller needs a connection and there is room (`max_connections`).
+//! * `create` on the pool's maintenance loop, when a caller waits for a connection (or fewer than
+//!   `min_connections` are idle) and there is room (`max_connections`).
 //! * `validate` on checkout, per [`CheckoutValidation`](crate::CheckoutValidation) (by default
 //!   when the connection sat idle for 500 ms or more). `false` destroys it and the acquire goes on.
 //! * `reset` (health check) on every reuse, before the connection is lent; `false` destroys it.
 //! * `is_healthy` (health check) on idle connections every `health_check_interval`, from the
-//!   pool's maintenance thread.
-//! * `destroy` on the maintenance thread, for broken, expired, unhealthy and closed connections.
+//!   pool's maintenance loop.
+//! * `destroy` on the maintenance loop, for broken, expired, unhealthy and closed connections.
 //!
-//! All of these are `async fn`s. The blocking facade drives them on the calling thread, the async
-//! facade on the caller's executor, the maintenance thread with a tiny `block_on`: so a factory
-//! must not assume any particular runtime is running around it.
+//! All of these are `async fn`s. `validate` and `reset` run in the acquiring caller (the blocking
+//! facade drives them on the calling thread, the async facade on the caller's executor), the
+//! others on the maintenance loop (a worker thread of the pool's own with a tiny `block_on`, or
+//! the executor a spawned maintenance future runs on): so a factory must not assume any
+//! particular runtime is running around it.
 //!
 //! # Writing a factory for a backend we do not ship
 //!
@@ -45,7 +48,7 @@
 //!    timeout: the pool cannot interrupt a blocked thread. Inside a callback,
 //!    [`callback_deadline`](crate::callback_deadline) says when the pool stops waiting; give the
 //!    call the time left. (The `postgres` client takes no socket timeout, so its adapter runs
-//!    `create` and `destroy`, which the maintenance thread calls, on a helper thread the pool's
+//!    `create` and `destroy`, which the maintenance loop calls, on a helper thread the pool's
 //!    timeouts can abandon, and pings with a timeout before each reset.) An async client that
 //!    needs a runtime (anything built on tokio) must not rely on the caller having one: own a
 //!    runtime (or take a handle to one, like `tokio::runtime::Handle`) and run the connection's

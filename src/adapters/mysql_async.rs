@@ -105,6 +105,10 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a factory could not be built or a connection could not be made.
 ///
+/// As every error of this crate, its `Display` is the adapter's own context in one line, and
+/// the cause (for [`Mysql`](Self::Mysql), the driver's error) is the
+/// [`source()`](std::error::Error::source), not repeated in the text.
+///
 /// # Examples
 ///
 /// ```
@@ -113,13 +117,14 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// let err = MysqlAsyncConnectionFactory::new("postgres://not/mysql").unwrap_err();
 /// assert!(matches!(err, MysqlAsyncError::Mysql(_)));
+/// assert_eq!(err.to_string(), "the MySQL driver returned an error");
 /// assert!(err.source().unwrap().is::<mysql_async::Error>());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MysqlAsyncError {
-    /// The URL did not parse, or connecting failed.
-    #[error("{0}")]
+    /// The URL did not parse, or connecting failed; the driver's error is the source.
+    #[error("the MySQL driver returned an error")]
     Mysql(#[source] ::mysql_async::Error),
     /// Connecting took longer than the factory's `connect_timeout`.
     #[error("connecting took longer than {0:?}")]

@@ -1,8 +1,7 @@
-//! What the two PostgreSQL adapters share: how a session is reset, which errors mean the
-//! session is gone, and how a driver error is told in one line.
+//! What the two PostgreSQL adapters share: how a session is reset, and which errors mean the
+//! session is gone.
 
 use std::error::Error as _;
-use std::fmt;
 
 #[cfg(all(feature = "postgres", not(feature = "tokio-postgres")))]
 use ::postgres::{
@@ -207,32 +206,4 @@ pub fn connection_lost(err: &Error) -> bool {
     text == "timeout waiting for server"
         || text == "unexpected message from server"
         || text == "error parsing response from server"
-}
-
-/// A driver error in one line with the server's words: the driver's `Display` alone is often
-/// just "db error" or "error connecting to server", its cause (the `DbError`, the `io::Error`)
-/// being only in `source()`; users who print an error with `{}` would never see
-/// `database "x" does not exist` or `Connection refused`. So this prints the driver's text and
-/// then every cause, joined by `: `. A `DbError` puts `DETAIL` and `HINT` on lines of their own;
-/// they are joined with `; ` to keep one line.
-pub(crate) struct OneLine<'a>(pub(crate) &'a Error);
-
-impl fmt::Display for OneLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(err) = cause {
-            f.write_str(": ")?;
-            let text = err.to_string();
-            let mut lines = text.lines();
-            if let Some(first) = lines.next() {
-                f.write_str(first)?;
-            }
-            for line in lines {
-                write!(f, "; {line}")?;
-            }
-            cause = err.source();
-        }
-        Ok(())
-    }
 }

@@ -13,7 +13,7 @@
 //! back a transaction left open and clears the session: everything `DISCARD ALL` does except
 //! deallocating the client's prepared statements ([`PostgresReset`] says why, and offers plain
 //! `DISCARD ALL`). `destroy` closes the session politely (a `Terminate` message). A failed
-//! `create` is a [`PostgresError`]: the driver's error, printed with the server's message.
+//! `create` is a [`PostgresError`], with the driver's error as its source.
 //!
 //! # A clean session at no cost
 //!
@@ -62,10 +62,10 @@
 //! `acquire_timeout` holds there:
 //!
 //! * `create` and `destroy` run on a helper thread, one per call, that the pool awaits without
-//!   blocking: the pool's `create_timeout` and `destroy_timeout` hold, and its maintenance thread
-//!   (which also runs the creator and the health checks) never hangs on a dead socket. A call
-//!   the pool gave up on finishes on its helper, which lives until the socket fails or the peer
-//!   answers. The `connect_timeout` that [`new`](PostgresConnectionFactory::new) sets (10 s)
+//!   blocking: the pool's `create_timeout` and `destroy_timeout` hold, and no thread of the
+//!   pool's (nor of the executor a spawned maintenance future runs on) hangs on a dead socket.
+//!   A call the pool gave up on finishes on its helper, which lives until the socket fails or
+//!   the peer answers. The `connect_timeout` that [`new`](PostgresConnectionFactory::new) sets (10 s)
 //!   bounds only the TCP connect, not the start-up exchange after it; `create_timeout` bounds both.
 //! * `validate` and [`PostgresHealthCheck::is_healthy`] are an empty query that waits for the
 //!   server's answer at most until the pool's deadline for the call
@@ -149,7 +149,6 @@ use ::postgres::types::Type;
 use ::postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket, Statement};
 
 use super::helper_thread;
-use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
 use super::pg_statements::DEFAULT_CAPACITY;
@@ -168,15 +167,14 @@ const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// client's own default is two hours).
 const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(60);
 
-/// Why a connection could not be made: a [`postgres::Error`] whose `Display` is one line that
-/// includes the server's message.
+/// Why a connection could not be made: a [`postgres::Error`] behind the adapter's context.
 ///
-/// The driver's own `Display` leaves the server's words to its `source()` (`db error` for
-/// `database "x" does not exist`, `error connecting to server` for `Connection refused`), so a
-/// pool error printed with `{}` would hide them. This prints `db error: FATAL: database "x" does
-/// not exist` instead. The driver's error is the [`source()`](std::error::Error::source) (and
-/// [`get_ref`](Self::get_ref)), for its [`code()`](postgres::Error::code) or
-/// [`connection_lost`].
+/// As every error of this crate, its `Display` is the adapter's own context in one line, and
+/// the driver's error is the [`source()`](std::error::Error::source) (and
+/// [`get_ref`](Self::get_ref)), not repeated in the text: downcast it for its
+/// [`code()`](postgres::Error::code) or [`connection_lost`]. The server's message
+/// (`FATAL: database "x" does not exist`) or the operating system's (`Connection refused`) is in
+/// turn the driver's error's source. Print the whole chain with `{:#}` of `anyhow` or `eyre`.
 ///
 /// # Examples
 ///
@@ -186,8 +184,9 @@ const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(60);
 ///
 /// let driver = "postgres://[nonsense".parse::<postgres::Config>().unwrap_err();
 /// let err = PostgresError::from(driver);
-/// assert!(err.to_string().starts_with("invalid connection string: "), "{err}");
-/// assert!(err.source().unwrap().is::<postgres::Error>());
+/// assert_eq!(err.to_string(), "the PostgreSQL driver returned an error");
+/// let source = err.source().unwrap().downcast_ref::<postgres::Error>().unwrap();
+/// assert!(source.to_string().starts_with("invalid connection string"), "{source}");
 /// assert!(err.get_ref().as_db_error().is_none());
 /// ```
 #[derive(Debug)]
@@ -232,7 +231,7 @@ impl From<::postgres::Error> for PostgresError {
 
 impl fmt::Display for PostgresError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        OneLine(&self.0).fmt(f)
+        f.write_str("the PostgreSQL driver returned an error")
     }
 }
 
@@ -803,8 +802,8 @@ pub enum PrepareCachedError {
          a named statement does not outlive its transaction there; use query_typed"
     )]
     Refused,
-    /// Preparing failed; the driver's error.
-    #[error("{}", OneLine(.0))]
+    /// Preparing failed; the driver's error is the source.
+    #[error("could not prepare the statement")]
     Postgres(#[from] ::postgres::Error),
 }
 

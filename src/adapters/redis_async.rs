@@ -120,6 +120,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a factory could not be built or a connection could not be made.
 ///
+/// As every error of this crate, its `Display` is the adapter's own context in one line, and
+/// the cause (for [`Redis`](Self::Redis), the driver's error) is the
+/// [`source()`](std::error::Error::source), not repeated in the text.
+///
 /// # Examples
 ///
 /// ```
@@ -128,14 +132,19 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// let err = RedisAsyncConnectionFactory::new("not a url").unwrap_err();
 /// assert!(matches!(err, RedisAsyncError::Redis(_)));
+/// assert_eq!(err.to_string(), "the Redis driver returned an error");
 /// assert!(err.source().unwrap().is::<redis::RedisError>());
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisAsyncError {
-    /// The URL did not parse, or connecting failed.
-    #[error("{0}")]
+    /// The URL did not parse, or connecting failed; the driver's error is the source.
+    #[error("the Redis driver returned an error")]
     Redis(#[source] RedisError),
+    /// Connecting (and naming the connection, if the factory sets a client name) took longer
+    /// than the factory's `connect_timeout`.
+    #[error("connecting took longer than {0:?}")]
+    ConnectTimeout(Duration),
     /// The factory's own runtime could not be started.
     #[error("could not start the runtime for the connections")]
     Runtime(#[source] std::io::Error),
@@ -327,7 +336,8 @@ impl RedisAsyncConnectionFactory {
         matches!(self.runtime, RuntimeRef::Owned(_))
     }
 
-    /// How long `create` may take to connect and set the connection up; 5 s by default.
+    /// How long `create` may take to connect and set the connection up; 5 s by default. Past
+    /// it the create fails with [`RedisAsyncError::ConnectTimeout`].
     ///
     /// # Examples
     ///
@@ -490,10 +500,8 @@ impl ConnectionFactory for RedisAsyncConnectionFactory {
                 Ok::<_, RedisError>(conn)
             };
             match ::tokio::time::timeout(timeout, setup).await {
-                Ok(result) => result,
-                Err(_) => Err(RedisError::from(std::io::Error::from(
-                    std::io::ErrorKind::TimedOut,
-                ))),
+                Ok(result) => result.map_err(RedisAsyncError::from),
+                Err(_) => Err(RedisAsyncError::ConnectTimeout(timeout)),
             }
         })));
         let conn = connect.join(|| RedisAsyncError::RuntimeGone).await??;

@@ -1,6 +1,6 @@
 //! The tokio runtime an async adapter's connections do their I/O on: the one it was built in, or
 //! a small one of its own, so that its connections work from plain threads and any executor. Shared
-//! by the `tokio-postgres` and async Redis adapters.
+//! by the `tokio-postgres`, async Redis and `mysql_async` adapters.
 
 use std::sync::Arc;
 

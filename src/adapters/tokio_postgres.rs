@@ -174,7 +174,6 @@ use ::tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use ::tokio_postgres::types::Type;
 use ::tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Socket, Statement};
 
-use super::pg_common::OneLine;
 pub use super::pg_common::{PostgresReset, connection_lost};
 use super::pg_common::{in_failed_block, probe_found_block, probe_sql, reset_sql};
 use super::pg_statements::DEFAULT_CAPACITY;
@@ -184,11 +183,13 @@ use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, Connection
 
 /// Why a factory could not be built or a connection could not be made.
 ///
-/// `Display` is one line that includes the server's message (`db error: FATAL: database "x"
-/// does not exist`, `error connecting to server: Connection refused (os error 111)`), which
-/// [`tokio_postgres::Error`]'s own `Display` leaves to its `source()`. The driver's error is the
-/// [`source()`](std::error::Error::source), so a caller walking the chain can downcast it and
-/// ask for its [`code()`](tokio_postgres::Error::code).
+/// As every error of this crate, its `Display` is the adapter's own context in one line, and
+/// the cause is the [`source()`](std::error::Error::source), not repeated in the text. For
+/// [`Postgres`](Self::Postgres) the source is the [`tokio_postgres::Error`], which a caller
+/// walking the chain can downcast and ask for its [`code()`](tokio_postgres::Error::code); the
+/// server's message (`FATAL: database "x" does not exist`) or the operating system's
+/// (`Connection refused`) is in turn that error's source. Print the whole chain with `{:#}` of
+/// `anyhow` or `eyre`.
 ///
 /// # Examples
 ///
@@ -198,20 +199,31 @@ use crate::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, Connection
 ///
 /// let err = TokioPostgresConnectionFactory::new("postgres://[nonsense").unwrap_err();
 /// assert!(matches!(err, TokioPostgresError::Postgres(_)));
-/// // The driver's cause is in the text, and the driver's error is the source.
-/// assert!(err.to_string().starts_with("invalid connection string: "), "{err}");
-/// assert!(err.source().unwrap().is::<tokio_postgres::Error>());
+/// assert_eq!(err.to_string(), "the PostgreSQL driver returned an error");
+/// // The driver's error is the source, with its own words.
+/// let driver = err.source().unwrap().downcast_ref::<tokio_postgres::Error>().unwrap();
+/// assert!(driver.to_string().starts_with("invalid connection string"), "{driver}");
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokioPostgresError {
-    /// The connection string did not parse, or connecting failed.
-    #[error("{}", OneLine(.0))]
+    /// The connection string did not parse, connecting failed, or preparing a statement did.
+    #[error("the PostgreSQL driver returned an error")]
     Postgres(#[from] ::tokio_postgres::Error),
     /// No socket to the server could be opened (the adapter opens it itself to watch the
-    /// session; see the [module docs](self#a-clean-session-at-no-cost)).
-    #[error("could not connect to the server: {0}")]
+    /// session; see the [module docs](self#a-clean-session-at-no-cost)); the operating system's
+    /// error is the source.
+    #[error("could not connect to the server")]
     Connect(#[source] std::io::Error),
+    /// Every host of the connection string resolved to no address at all, so there was nothing
+    /// to connect to.
+    #[error("no host of the connection string resolved to an address")]
+    NoAddress,
+    /// The server's `transaction_read_only` did not match the connection string's
+    /// `target_session_attrs`: the last host tried was a read-only standby where `read-write`
+    /// was asked for, or the other way round.
+    #[error("the server's transaction_read_only does not match target_session_attrs")]
+    SessionAttrsMismatch,
     /// The factory's own runtime could not be started.
     #[error("could not start the runtime for the connections")]
     Runtime(#[source] std::io::Error),
@@ -710,12 +722,7 @@ async fn connect_tracked(config: &Config) -> Result<Connected, TokioPostgresErro
             }
         }
     }
-    Err(last.unwrap_or_else(|| {
-        TokioPostgresError::Connect(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "could not resolve any addresses",
-        ))
-    }))
+    Err(last.unwrap_or(TokioPostgresError::NoAddress))
 }
 
 /// Opens one socket, runs the start-up on it and checks `target_session_attrs`.
@@ -748,10 +755,7 @@ async fn connect_peer(config: &Config, peer: &Peer) -> Result<Connected, TokioPo
             _ => false,
         };
         if refused {
-            return Err(TokioPostgresError::Connect(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "the server's transaction_read_only does not match target_session_attrs",
-            )));
+            return Err(TokioPostgresError::SessionAttrsMismatch);
         }
     }
     Ok(Connected {

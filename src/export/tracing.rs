@@ -16,21 +16,16 @@
 //! fast path but a comparison. Acquires that waited less than
 //! [`min_wait`](TracingExporter::min_wait) are not logged either: with a health check or checkout
 //! validation configured, most acquires of a used connection run a quick `reset` or `validate`
-//! first, and a line for each would drown the waits that show contention. Events carry the target `nexus_pool::export::tracing`: filter
-//! with `nexus_pool=debug` (or `=warn` for the failures only).
+//! first, and a line for each would drown the waits that show contention. Events carry the
+//! target `nexus_pool::export::tracing`: filter with `nexus_pool=debug` (or `=warn` for the
+//! failures only).
 //!
 //! # Examples
 //!
 //! ```
 //! use nexus_pool::export::tracing::TracingExporter;
-//! use nexus_pool::{ConnectionFactory, ConnectionPool};
-//!
-//! struct Units;
-//! impl ConnectionFactory for Units {
-//!     type Connection = ();
-//!     type Error = std::io::Error;
-//!     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-//! }
+//! use nexus_pool::ConnectionPool;
+//! # use nexus_pool::doc_support::Units;
 //!
 //! // With a subscriber installed (tracing-subscriber's fmt, for instance), creates, waits and
 //! // failures appear in its output.
@@ -55,14 +50,8 @@ use crate::{DestroyReason, PoolEventHandler};
 ///
 /// ```
 /// use nexus_pool::export::tracing::TracingExporter;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::ConnectionPool;
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::builder(Units)
 ///     .event_handler(TracingExporter::new())

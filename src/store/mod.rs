@@ -99,13 +99,15 @@ pub enum StoreError {
     /// An item could not be turned into JSON or back.
     #[error("could not encode or decode an item")]
     Serde(#[from] serde_json::Error),
-    /// A stored key does not parse as the store's id type.
-    #[error("the stored key {key:?} is not a valid id: {reason}")]
+    /// A stored key does not parse as the store's id type; the id type's `FromStr` error is
+    /// the source.
+    #[error("the stored key {key:?} is not a valid id")]
     Key {
         /// The key as stored.
         key: String,
-        /// What the id type's `FromStr` said.
-        reason: String,
+        /// Why the id type's `FromStr` refused it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The table name is not a plain identifier.
     #[error(
@@ -146,18 +148,23 @@ pub trait StoreItem: Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> StoreItem for T {}
 
-/// What a store can use as an id: any type that prints (`Display`) and parses back (`FromStr`),
-/// such as `String`, the integers or `uuid::Uuid`. Ids are stored as that text. Implemented for
-/// every such type.
+/// What a store can use as an id: any type that prints (`Display`) and parses back (`FromStr`,
+/// whose error is an error type or a string), such as `String`, the integers or `uuid::Uuid`.
+/// Ids are stored as that text. Implemented for every such type.
 ///
 /// # Examples
 ///
 /// ```
+/// use std::error::Error as _;
 /// use nexus_pool::store::StoreKey;
 ///
 /// assert_eq!(42u64.to_key(), "42");
 /// assert_eq!(u64::from_key("42").unwrap(), 42);
-/// assert!(u64::from_key("forty-two").is_err());
+///
+/// // The parse error is the source, as its own type.
+/// let err = u64::from_key("forty-two").unwrap_err();
+/// assert_eq!(err.to_string(), r#"the stored key "forty-two" is not a valid id"#);
+/// assert!(err.source().unwrap().is::<std::num::ParseIntError>());
 /// ```
 pub trait StoreKey: Send + Sync + 'static + Sized {
     /// The text the id is stored as.
@@ -174,7 +181,7 @@ pub trait StoreKey: Send + Sync + 'static + Sized {
 impl<K> StoreKey for K
 where
     K: fmt::Display + FromStr + Send + Sync + 'static,
-    K::Err: fmt::Display,
+    K::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     fn to_key(&self) -> String {
         self.to_string()
@@ -183,7 +190,7 @@ where
     fn from_key(key: &str) -> Result<Self, StoreError> {
         key.parse().map_err(|e: K::Err| StoreError::Key {
             key: key.to_owned(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 }

@@ -46,15 +46,9 @@
 //!
 //! ```
 //! # #[cfg(feature = "blocking")] {
-//! use nexus_pool::export::metrics::{MetricsExporter, record_gauges};
-//! use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-//!
-//! struct Units;
-//! impl ConnectionFactory for Units {
-//!     type Connection = ();
-//!     type Error = std::io::Error;
-//!     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-//! }
+//! use nexus_pool::export::metrics_facade::{MetricsExporter, record_gauges};
+//! use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+//! # use nexus_pool::doc_support::Units;
 //!
 //! // First install a recorder (metrics-exporter-prometheus, an OpenTelemetry bridge, ...).
 //! let config = ConnectionPoolConfig::builder().name("orders").build()?;
@@ -74,7 +68,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ::metrics::{
+use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
@@ -109,15 +103,9 @@ pub const STATE: &str = "state";
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::export::metrics::MetricsExporter;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::export::metrics_facade::MetricsExporter;
+/// use nexus_pool::ConnectionPool;
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::builder(Units)
 ///     .event_handler(MetricsExporter::new())
@@ -166,7 +154,7 @@ impl MetricsExporter {
     /// # Examples
     ///
     /// ```
-    /// let exporter = nexus_pool::export::metrics::MetricsExporter::new();
+    /// let exporter = nexus_pool::export::metrics_facade::MetricsExporter::new();
     /// # drop(exporter);
     /// ```
     pub fn new() -> Self {
@@ -219,15 +207,9 @@ impl PoolEventHandler for MetricsExporter {
 /// # Examples
 ///
 /// ```
-/// use nexus_pool::export::metrics::record_gauges;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::export::metrics_facade::record_gauges;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// record_gauges(&pool); // e.g. in the scrape handler, before rendering
@@ -245,15 +227,9 @@ pub fn record_gauges<F: ConnectionFactory>(pool: &ConnectionPool<F>) {
 /// ```
 /// # #[cfg(feature = "blocking")] {
 /// use std::time::Duration;
-/// use nexus_pool::export::metrics::record_snapshot;
-/// use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
-///
-/// struct Units;
-/// impl ConnectionFactory for Units {
-///     type Connection = ();
-///     type Error = std::io::Error;
-///     async fn create(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// }
+/// use nexus_pool::export::metrics_facade::record_snapshot;
+/// use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
+/// # use nexus_pool::doc_support::Units;
 ///
 /// let pool = ConnectionPool::new(Units, ConnectionPoolConfig::default());
 /// let name = pool.config().name().to_owned();
