@@ -37,9 +37,6 @@ mod maintenance;
 mod pool;
 mod scope;
 mod snapshot;
-// `core::stats` still reaches the snapshot types by the module's old name; this alias goes once
-// it names them `crate::snapshot::...`.
-use crate::snapshot as metrics;
 
 #[cfg(feature = "blocking")]
 mod blocking;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::DestroyReason;
-use crate::metrics::{DestroyedCounts, Distribution, PoolStatistics};
+use crate::snapshot::{DestroyedCounts, Distribution, PoolStatistics};
 
 /// Sub-buckets per power of two.
 const SUB_BITS: u32 = 3;
