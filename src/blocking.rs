@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use event_listener::Listener;
 
 use crate::connection::Lend;
-use crate::core::Popped;
-use crate::pool::timeout_error;
+use crate::core::{Outcome, Popped};
 use crate::snapshot::Ticks;
 use crate::{
     ConnectionFactory, ConnectionPool, ConnectionScope, OwnedPooledConnection,
@@ -108,10 +107,9 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         let started = Instant::now();
         let deadline = started + self.config().acquire_timeout();
         let slow = self.shared().acquire_slow(candidate, deadline);
-        match block_on(slow, Some(deadline)) {
-            Some(Some(result)) => self.finish_slow(result, started, location),
-            Some(None) | None => Err(timeout_error(self.shared(), started)),
-        }
+        // Parking with the deadline is one of the ways a wait times out (see `core::timeout`).
+        let outcome = block_on(slow, Some(deadline)).unwrap_or(Outcome::TimedOut);
+        self.finish_slow(outcome, started, location)
     }
 
     /// Closes the pool (see [`close_now`](ConnectionPool::close_now)) and blocks until every

@@ -32,10 +32,9 @@ use futures_lite::Stream;
 
 use crate::core::Shared;
 #[cfg(feature = "async")]
-use crate::core::{Acquired, Popped, SlowAcquire, Timer, WaiterKind};
+use crate::core::{Outcome, Popped, SlowAcquire, Timer, WaiterKind};
 use crate::factory::BoxFuture;
 #[cfg(feature = "async")]
-use crate::pool::{record_slow, timeout_error};
 #[cfg(feature = "async")]
 use crate::snapshot::Ticks;
 use crate::{
@@ -379,10 +378,11 @@ where
         }
     }
 
-    /// Polls the wait: `Some` with its result, `None` past the deadline. Out of line, so that
-    /// the fast path inlined into callers stays small.
+    /// Polls the wait to its outcome; this future's own timer is one of the ways it can time
+    /// out (see `core::timeout`). Out of line, so that the fast path inlined into callers stays
+    /// small.
     #[inline(never)]
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Acquired<F>>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<F>> {
         if let Poll::Ready(result) = self.wait.poll(cx) {
             return Poll::Ready(result);
         }
@@ -392,7 +392,7 @@ where
         }
         if let Some(timer) = self.timer.as_mut() {
             if Pin::new(timer).poll(cx).is_ready() {
-                return Poll::Ready(None);
+                return Poll::Ready(Outcome::TimedOut);
             }
         }
         Poll::Pending
@@ -430,10 +430,7 @@ impl<'a, F: ConnectionFactory> Future for Acquire<'a, F> {
         // order. It is dropped before the error is built, so the error's snapshot never counts
         // this caller among the waiters.
         this.slow = None;
-        Poll::Ready(match outcome {
-            Some(result) => this.pool.finish_slow(result, started, this.location),
-            None => Err(timeout_error(this.pool.shared(), started)),
-        })
+        Poll::Ready(this.pool.finish_slow(outcome, started, this.location))
     }
 }
 
@@ -501,17 +498,9 @@ impl<F: ConnectionFactory> Future for AcquireOwned<F> {
         // Cancellation safety: as in `Acquire::poll`, the slow future is dropped before the
         // result is wrapped, leaving the wait list as a caller's own drop would.
         this.slow = None;
-        Poll::Ready(match outcome {
-            Some(Ok(entry)) => {
-                let waited = record_slow(shared, started);
-                Ok(this.lend(entry, waited))
-            }
-            Some(Err(err)) => {
-                this.shared = None;
-                Err(err)
-            }
-            None => {
-                let err = timeout_error(shared, started);
+        Poll::Ready(match shared.conclude(outcome, started) {
+            Ok((entry, waited)) => Ok(this.lend(entry, waited)),
+            Err(err) => {
                 this.shared = None;
                 Err(err)
             }

@@ -9,9 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::connection::Lend;
-use crate::core::{Acquired, Popped, Shared};
-use crate::error::TimeoutError;
-use crate::events::emit;
+use crate::core::{Outcome, Popped, Shared};
 use crate::{
     ConfigError, ConnectionFactory, ConnectionPoolBuilder, ConnectionPoolConfig,
     OwnedPooledConnection, PoolError, PoolMetrics, PooledConnection, maintenance,
@@ -278,15 +276,14 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
         }
     }
 
-    /// Wraps what the slow path returned, counting its duration.
+    /// Wraps how the slow path ended (`core::timeout`): a guard, or the error.
     pub(crate) fn finish_slow<'a, G: Lend<'a, F>>(
         &'a self,
-        result: Acquired<F>,
+        outcome: Outcome<F>,
         started: Instant,
         location: &'static Location<'static>,
     ) -> Result<G, PoolError<F::Error>> {
-        let entry = result?;
-        let waited = record_slow(self.shared(), started);
+        let (entry, waited) = self.shared().conclude(outcome, started)?;
         Ok(G::lend(&self.shared, entry, waited, location))
     }
 
@@ -475,37 +472,6 @@ impl<F: ConnectionFactory> ConnectionPool<F> {
             shared,
         }
     }
-}
-
-/// Counts a slow acquire that started at `started`; returns how long it waited.
-pub(crate) fn record_slow<F: ConnectionFactory>(shared: &Shared<F>, started: Instant) -> Duration {
-    let waited = started.elapsed();
-    shared.record_slow_acquire(waited);
-    waited
-}
-
-/// The error for an acquire that gave up after waiting since `started`.
-pub(crate) fn timeout_error<F: ConnectionFactory>(
-    shared: &Shared<F>,
-    started: Instant,
-) -> PoolError<F::Error> {
-    if shared.is_closed() {
-        return PoolError::Closed;
-    }
-    let waited = started.elapsed();
-    shared.count_timeout();
-    emit(&shared.events, |h| {
-        h.on_timed_out(shared.config.name(), waited)
-    });
-    let m = PoolMetrics::of(shared);
-    PoolError::Timeout(TimeoutError {
-        waited,
-        total: m.total,
-        idle: m.idle,
-        waiting: m.waiting,
-        max: m.max,
-        last_create_error: shared.last_create_error(),
-    })
 }
 
 /// A handle to a [`ConnectionPool`] that does not keep it open: made by

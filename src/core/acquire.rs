@@ -14,24 +14,20 @@ use std::time::Instant;
 
 use super::sync::Arc;
 use super::waitlist::Slot;
-use super::{DestroyReason, Entry, Interrupted, Popped, RetireOnDrop, Shared, with_timeout};
+use super::{DestroyReason, Entry, Outcome, Popped, RetireOnDrop, Shared};
 use super::{Offer, WaiterKind};
 use crate::factory::BoxFuture;
 use crate::{ConnectionFactory, PoolError};
 
-/// What the slow path ends with.
-pub(crate) type Acquired<F> =
-    Result<Entry<<F as ConnectionFactory>::Connection>, PoolError<<F as ConnectionFactory>::Error>>;
-
 impl<F: ConnectionFactory> Shared<F> {
-    /// Acquires a connection, or gives up with `None` once `deadline` has passed: the blocking
-    /// facade's form of `SlowAcquire`.
+    /// Acquires a connection, or gives up once `deadline` has passed: the blocking facade's form
+    /// of `SlowAcquire`.
     #[cfg(feature = "blocking")]
     pub(crate) async fn acquire_slow(
         &self,
         candidate: Option<Popped<F::Connection>>,
         deadline: Instant,
-    ) -> Option<Acquired<F>> {
+    ) -> Outcome<F> {
         let mut slow = SlowAcquire::new(self, candidate, deadline, WaiterKind::Thread);
         futures_lite::future::poll_fn(|cx| slow.poll(cx)).await
     }
@@ -96,9 +92,9 @@ where
         &self.shared
     }
 
-    /// Drives the acquire: `Some` with its result, or `None` once the deadline has passed. The
+    /// Drives the acquire to its outcome (see `timeout` for the ways it can time out). The
     /// facades may also drop it at their own deadline, which is safe at every `Pending`.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Acquired<F>>> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<F>> {
         loop {
             if let Some(vetting) = self.vetting.as_mut() {
                 let Poll::Ready(vetted) = vetting.as_mut().poll(cx) else {
@@ -106,7 +102,7 @@ where
                 };
                 self.vetting = None;
                 match vetted {
-                    Some(entry) => return Poll::Ready(Some(Ok(entry))),
+                    Some(entry) => return Poll::Ready(Outcome::Served(entry)),
                     None => {
                         self.served = true;
                         continue;
@@ -115,13 +111,13 @@ where
             }
             if let Some(popped) = self.candidate.take() {
                 if popped.is_ready() {
-                    return Poll::Ready(Some(Ok(popped.entry)));
+                    return Poll::Ready(Outcome::Served(popped.entry));
                 }
                 // Checked between candidates: each check may take up to `check_timeout`, and a
                 // blocking one cannot be cut short.
                 if Instant::now() >= self.deadline {
                     self.shared.push_idle(popped.entry, Offer::Oldest);
-                    return Poll::Ready(None);
+                    return Poll::Ready(Outcome::TimedOut);
                 }
                 let shared = self.shared.clone();
                 let deadline = self.deadline;
@@ -131,7 +127,7 @@ where
                 continue;
             }
             if self.shared.is_closed() {
-                return Poll::Ready(Some(Err(PoolError::Closed)));
+                return Poll::Ready(Outcome::Failed(PoolError::Closed));
             }
             if let Some(entry) = self.take() {
                 self.served = true;
@@ -139,14 +135,14 @@ where
                 continue;
             }
             if self.slot.as_ref().is_some_and(|slot| slot.is_expired()) {
-                return Poll::Ready(None);
+                return Poll::Ready(Outcome::TimedOut);
             }
             if !self.queued {
                 if self.served && Instant::now() >= self.deadline {
-                    return Poll::Ready(None);
+                    return Poll::Ready(Outcome::TimedOut);
                 }
                 if !self.enqueue(self.served) {
-                    return Poll::Ready(Some(Err(PoolError::Closed)));
+                    return Poll::Ready(Outcome::Failed(PoolError::Closed));
                 }
                 // Whichever comes first serves this waiter: a returned connection or a new one.
                 self.shared.signal_demand();
@@ -263,26 +259,5 @@ impl<F: ConnectionFactory> Shared<F> {
         let mut entry = guard.entry.take()?;
         entry.dirty = false;
         Some(entry)
-    }
-}
-
-impl<F: ConnectionFactory> Shared<F> {
-    /// Runs one checkout check, bounded by `check_timeout` and by what is left before the
-    /// acquire's deadline (`acquire_timeout` bounds the whole acquire). `None`: the deadline
-    /// cut it short, leaving the connection in an unknown state, as a caller's drop would.
-    async fn check<T>(
-        &self,
-        deadline: Instant,
-        fut: impl Future<Output = T>,
-    ) -> Option<Result<T, Interrupted>> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let limit = self.config.check_timeout();
-        if left >= limit {
-            return Some(with_timeout(limit, fut).await);
-        }
-        match with_timeout(left, fut).await {
-            Err(Interrupted::TimedOut) => None,
-            other => Some(other),
-        }
     }
 }

@@ -97,13 +97,15 @@ mod leaks;
 mod stats;
 mod surplus;
 mod sync;
+mod timeout;
 mod waitlist;
 
 pub(crate) use waitlist::{Offer, WaiterKind};
 
 use capacity::RetireOnDrop;
+pub(crate) use timeout::Outcome;
+use timeout::{Interrupted, with_timeout};
 
-pub(crate) use acquire::Acquired;
 #[cfg(feature = "async")]
 pub(crate) use acquire::SlowAcquire;
 pub use clock::ManualClock;
@@ -116,8 +118,7 @@ use stats::Stats;
 pub(crate) use sync::Timer;
 use sync::{ArrayQueue, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use event_listener::Event;
@@ -357,36 +358,6 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn claim_maintenance(&self) -> bool {
         !self.maintenance_started.swap(true, Ordering::AcqRel)
     }
-}
-
-/// Why a user callback gave no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Interrupted {
-    TimedOut,
-    Panicked,
-}
-
-/// Runs a user callback's future for at most `limit`. On time-out the future is dropped; a panic
-/// is caught, since a user's bug must not kill the maintenance loop or leak what the caller holds.
-/// The callback sees the deadline through `callback_deadline`: the timer cannot stop one that
-/// blocks inside a poll, so such a callback must bound itself.
-pub(crate) async fn with_timeout<T>(
-    limit: Duration,
-    fut: impl Future<Output = T>,
-) -> Result<T, Interrupted> {
-    use futures_lite::FutureExt;
-    let deadline = Instant::now().checked_add(limit);
-    let guarded = async {
-        std::panic::AssertUnwindSafe(crate::factory::with_deadline(deadline, fut))
-            .catch_unwind()
-            .await
-            .map_err(|_| Interrupted::Panicked)
-    };
-    futures_lite::future::or(guarded, async {
-        sync::Timer::after(limit).await;
-        Err(Interrupted::TimedOut)
-    })
-    .await
 }
 
 /// A connection just taken from a queue, and what must run on it before it is lent.

@@ -656,7 +656,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::acquire::SlowAcquire;
-    use super::super::{Acquired, LeakId, Shared};
+    use super::super::{Entry, LeakId, Outcome, Shared};
     use super::WaiterKind;
     use crate::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
 
@@ -717,10 +717,13 @@ mod tests {
             w
         }
 
-        fn poll(&mut self) -> Option<Acquired<Numbers>> {
+        /// `Some` with the connection once served; no wait here fails or reaches its deadline.
+        fn poll(&mut self) -> Option<Entry<u32>> {
             let waker = Waker::from(self.wakes.clone());
             match self.wait.poll(&mut Context::from_waker(&waker)) {
-                Poll::Ready(done) => Some(done.expect("no wait here reaches its deadline")),
+                Poll::Ready(Outcome::Served(entry)) => Some(entry),
+                Poll::Ready(Outcome::Failed(err)) => panic!("the wait failed: {err}"),
+                Poll::Ready(Outcome::TimedOut) => panic!("the wait timed out"),
                 Poll::Pending => None,
             }
         }
@@ -731,7 +734,7 @@ mod tests {
 
         /// Polls it, expecting a connection, and returns that to the pool.
         fn served(&mut self, pool: &ConnectionPool<Numbers>) {
-            let entry = self.poll().expect("served").expect("a connection");
+            let entry = self.poll().expect("served");
             pool.shared().release(entry, None, LeakId::NONE);
         }
     }
@@ -810,7 +813,7 @@ mod tests {
         assert_eq!((first.wakes(), second.wakes()), (1, 0));
         assert_eq!(pool.current_metrics().idle, 2);
         // The competitor takes one and, seeing another idle, passes the turn on.
-        let entry = first.poll().expect("served").expect("a connection");
+        let entry = first.poll().expect("served");
         assert_eq!(
             second.wakes(),
             1,
