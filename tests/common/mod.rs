@@ -1,12 +1,31 @@
-//! Shared test helpers: a factory that counts live connections, and a filter that keeps the
-//! panics a test raises on purpose out of its output.
+//! The test toolkit, one for every test binary (each says `mod common;` and uses a part of it):
+//! a factory that counts live connections, the scripted factory, a filter that keeps the panics
+//! a test raises on purpose out of its output, and these modules:
+//!
+//! - [`wait`]: the one bounded poll (`wait_until` and its variants) and its `PATIENCE`.
+//! - [`sync`]: locks that shrug off poisoning (a failed test must not fail the next ones).
+//! - [`servers`]: which database servers to test against, skip lines, names and temp files.
+//! - [`pg`] and [`redis_db`]: unpooled sessions and the like for the tests against PostgreSQL
+//!   and Redis.
+//! - [`faults`]: load, outage timing and a TCP proxy for the fault tests against PostgreSQL.
 #![allow(dead_code)]
 
+#[cfg(all(feature = "postgres", feature = "blocking"))]
+pub mod faults;
+pub mod pg;
+#[cfg(feature = "redis")]
+pub mod redis_db;
 pub mod scripted;
+pub mod servers;
+pub mod sync;
+pub mod wait;
+
+// Each binary uses a part of these.
+#[allow(unused_imports)]
+pub use wait::{PATIENCE, wait_until};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
 
@@ -122,21 +141,4 @@ pub fn quiet_panics_starting_with(prefix: &'static str) {
             }
         }));
     });
-}
-
-/// The longest `wait_until` waits: far above what the awaited event takes, so reaching it means
-/// the event is not coming.
-pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Polls `cond` until it holds; panics naming `what` if it does not within `PATIENCE`.
-#[track_caller]
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {PATIENCE:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
