@@ -18,486 +18,58 @@
 
 mod common;
 
-use std::collections::{BTreeSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread;
-use std::time::{Duration, Instant};
-
-use common::{Counts, CreateFailed, TestFactory};
+use common::Behavior;
+use common::LONG_TIMEOUT;
+use common::Op;
+use common::PATIENCE;
+use common::Refused;
+use common::Script;
+use common::ScriptedFactory;
+use common::facade::Facade;
+use common::facade::acquire_via;
+use common::polled::WakeCounter;
+use common::queue::SWEEP_FUTURES;
+use common::queue::SWEEP_MAX;
+use common::queue::SWEEP_ROUNDS;
+use common::queue::Task;
+use common::queue::TestConn;
+use common::queue::TestResult;
+use common::queue::VictimWas;
+use common::queue::acquire_patiently;
+use common::queue::assert_no_slot_lost;
+use common::queue::poll_woken;
+use common::queue::queue_demand;
+use common::queue::strict_config;
+use common::queue::sweep;
+use common::queue::wait_for_waiting;
+use common::sync::read;
+use common::sync::write;
+use common::wait_until;
+use nexus_pool::ConnectionPool;
+use nexus_pool::ConnectionPoolConfig;
+use nexus_pool::CreateError;
+use nexus_pool::PoolError;
 use nexus_pool::futures::Acquire;
-use nexus_pool::{
-    ConnectionFactory, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
-    PooledConnection,
-};
-
-// ----- sizes and timings ----------------------------------------------------------------------
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::RwLockReadGuard;
+use std::sync::RwLockWriteGuard;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::task::Context;
+use std::task::Poll;
+use std::task::Waker;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
 
 /// Waiters queued in a known order in the FIFO tests (a newcomer comes after them).
 const WAITERS: usize = 8;
-/// How long a spin loop waits for a condition before the test fails (generous: on a loaded
-/// machine threads were seen to stall for a second).
-const SPIN_LIMIT: Duration = Duration::from_secs(10);
-/// An acquire (or create) timeout that never fires in a passing test.
-const LONG_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `max_connections` in the cancellation sweep.
-const SWEEP_MAX: usize = 2;
-/// Acquire futures queued behind the held connections in each sweep scenario.
-const SWEEP_FUTURES: usize = 5;
-/// Rounds of "release one connection, poll the woken futures" per sweep scenario; each round has
-/// two drop points (before and after the release), so a sweep has
-/// `SWEEP_FUTURES * 2 * SWEEP_ROUNDS` scenarios.
-const SWEEP_ROUNDS: usize = 6;
-
-/// The acquire timeout in the handover race.
-const HANDOVER_TIMEOUT: Duration = Duration::from_millis(20);
-/// Iterations of the handover race per facade.
-const HANDOVER_ITERATIONS: usize = 40;
-/// The release is placed at the waiter's deadline plus an offset swept over `[-J, +J]` µs.
-const HANDOVER_JITTER_US: i64 = 1_500;
-
-/// Iterations of the drop-versus-release race (before its fix, the stranding it checks for
-/// showed up a few times in 10 000 on a 2-core machine).
-const RACE_ITERATIONS: usize = 20_000;
-/// Iterations of the newcomer-versus-release race (the window is a few instructions wide:
-/// 100 000 iterations hit it 100 to 800 times on a 2-core machine).
-const NEWCOMER_RACE_ITERATIONS: usize = 100_000;
-/// Main spins `i % RACE_MAX_SPIN` times before its release in iteration `i` of a race.
-const RACE_MAX_SPIN: usize = 48;
-
-/// The acquire timeout in the tests where creates hang.
-const CREATE_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(100);
-/// The `create_timeout` past which a hanging create is abandoned.
-const HANGING_CREATE_TIMEOUT: Duration = Duration::from_millis(300);
-/// The acquire timeout in the tests where creates fail.
-const FAIL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(100);
-/// `create_backoff` in the tests where creates fail: short, so that retries come quickly.
-const FAIL_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(40));
-
-// ----- helpers: configuration, waiting, facades -----------------------------------------------
-
-type TestConn<'p> = PooledConnection<'p, TestFactory>;
-type TestResult<'p> = Result<TestConn<'p>, PoolError<CreateFailed>>;
-
-/// Strict first come, first served (`fairness_bound` zero): these tests check the order itself,
-/// and that cancellation never breaks it. `tests/fairness.rs` covers the default bounded mode.
-fn config(max: usize, acquire_timeout: Duration) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .min_connections(0)
-        .acquire_timeout(acquire_timeout)
-        .fairness_bound(Duration::ZERO)
-        .build()
-        .unwrap()
-}
-
-/// Spins (1 ms sleeps) until `cond` holds; fails the test after [`SPIN_LIMIT`].
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + SPIN_LIMIT;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {SPIN_LIMIT:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-#[track_caller]
-fn wait_for_waiting<F: ConnectionFactory>(pool: &ConnectionPool<F>, n: usize) {
-    wait_until(&format!("{n} callers are waiting"), || {
-        pool.current_metrics().waiting == n
-    });
-}
-
-/// Acquires via `facade`, retrying while it times out (for connections the maintenance thread
-/// must create first, when the pool's `acquire_timeout` is short); fails after [`SPIN_LIMIT`].
-#[track_caller]
-fn acquire_patiently<'p, F: ConnectionFactory>(
-    pool: &'p ConnectionPool<F>,
-    facade: Facade,
-    what: &str,
-) -> PooledConnection<'p, F> {
-    let deadline = Instant::now() + SPIN_LIMIT;
-    loop {
-        match acquire_via(pool, facade) {
-            Ok(conn) => return conn,
-            Err(PoolError::Timeout(t)) if Instant::now() < deadline => drop(t),
-            Err(e) => panic!("{what}: no connection within {SPIN_LIMIT:?}: {e}"),
-        }
-    }
-}
-
-/// Keeps the two kinds of tests that hurt each other apart: the races spin two threads flat out
-/// (exclusive), which on a small machine would starve the threads that the tests with short
-/// timeouts need to run promptly (shared).
-static CPU: RwLock<()> = RwLock::new(());
-
-fn cpu_exclusive() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn cpu_shared() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Which facade a caller uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Facade {
-    /// `acquire_blocking()` on the calling thread.
-    Blocking,
-    /// `acquire().await`, driven by `futures_lite::future::block_on` on the calling thread.
-    Async,
-}
-
-fn acquire_via<F: ConnectionFactory>(
-    pool: &ConnectionPool<F>,
-    facade: Facade,
-) -> Result<PooledConnection<'_, F>, PoolError<F::Error>> {
-    match facade {
-        Facade::Blocking => pool.acquire_blocking(),
-        Facade::Async => futures_lite::future::block_on(pool.acquire()),
-    }
-}
-
-/// The audit every scenario ends with: no waiter is left, `total` matches the factory's live
-/// connections, `max_connections` connections can be held at once (idle ones taken with
-/// `try_acquire`, the rest created), no more than that, and the factory never had more live.
-#[track_caller]
-fn assert_no_slot_lost(pool: &ConnectionPool<TestFactory>, counts: &Counts) {
-    let max = pool.config().max_connections();
-    wait_until("nobody waits", || pool.current_metrics().waiting == 0);
-    wait_until("metrics.total == the factory's live connections", || {
-        pool.current_metrics().total == counts.live()
-    });
-    let mut held = Vec::with_capacity(max);
-    while held.len() < max {
-        match pool.try_acquire() {
-            Ok(conn) => held.push(conn),
-            Err(PoolError::Exhausted) => break,
-            Err(e) => panic!("try_acquire failed: {e}"),
-        }
-    }
-    while held.len() < max {
-        let what = format!(
-            "slot lost? holding {} of {max} connections, metrics {:?}",
-            held.len(),
-            pool.current_metrics()
-        );
-        held.push(acquire_patiently(pool, Facade::Blocking, &what));
-    }
-    assert!(
-        matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
-        "more than max_connections connections could be held"
-    );
-    let m = pool.current_metrics();
-    assert_eq!(
-        (m.total, m.idle, m.active, m.waiting),
-        (max, 0, max, 0),
-        "metrics while holding every connection: {m:?}"
-    );
-    assert_eq!(counts.live(), max, "the factory's live connections");
-    assert!(
-        counts.peak() <= max,
-        "the factory had {} live connections at once, max is {max}",
-        counts.peak()
-    );
-    drop(held);
-    let m = pool.current_metrics();
-    assert_eq!((m.total, m.idle, m.waiting), (max, max, 0), "{m:?}");
-}
-
-// ----- helpers: polling futures by hand -------------------------------------------------------
-
-/// A waker that counts its wake-ups.
-#[derive(Default)]
-struct WakeCounter(AtomicUsize);
-
-impl WakeCounter {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for WakeCounter {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// An acquire future polled by hand, like an executor would: only after its waker fired.
-///
-/// Its timer only takes effect when it is polled, so until then it stays queued however long
-/// the test takes: that is what makes the scenarios below independent of scheduling.
-struct Task<'p, F: ConnectionFactory = TestFactory> {
-    fut: Option<Acquire<'p, F>>,
-    wakes: Arc<WakeCounter>,
-    waker: Waker,
-    /// `wakes` when it was last polled.
-    seen: usize,
-}
-
-impl<'p, F: ConnectionFactory> Task<'p, F> {
-    fn new(fut: Acquire<'p, F>) -> Self {
-        let wakes = Arc::new(WakeCounter::default());
-        Task {
-            fut: Some(fut),
-            waker: Waker::from(wakes.clone()),
-            wakes,
-            seen: 0,
-        }
-    }
-
-    fn is_pending(&self) -> bool {
-        self.fut.is_some()
-    }
-
-    /// Whether the waker fired since the last poll.
-    fn woken(&self) -> bool {
-        self.wakes.count() != self.seen
-    }
-
-    /// Polls once; `Some` (and the future is gone) when it completed.
-    #[allow(clippy::type_complexity)]
-    fn poll(&mut self) -> Option<Result<PooledConnection<'p, F>, PoolError<F::Error>>> {
-        let fut = self.fut.as_mut()?;
-        self.seen = self.wakes.count();
-        let mut cx = Context::from_waker(&self.waker);
-        match Pin::new(fut).poll(&mut cx) {
-            Poll::Ready(result) => {
-                self.fut = None;
-                Some(result)
-            }
-            Poll::Pending => None,
-        }
-    }
-}
-
-/// Queues a hand-polled acquire: the maintenance thread then starts a create for it, however
-/// late that thread gets to run, and the demand lasts until the task is dropped.
-fn queue_demand<F: ConnectionFactory>(pool: &ConnectionPool<F>) -> Task<'_, F> {
-    let mut task = Task::new(pool.acquire());
-    assert!(task.poll().is_none(), "nothing is idle");
-    task
-}
-
-/// Polls every pending task whose waker fired, in queue order; hands each connection obtained to
-/// `served`. Returns whether any task was polled.
-fn poll_woken<'p>(tasks: &mut [Task<'p>], mut served: impl FnMut(usize, TestConn<'p>)) -> bool {
-    let mut polled = false;
-    for (i, task) in tasks.iter_mut().enumerate() {
-        if task.is_pending() && task.woken() {
-            polled = true;
-            match task.poll() {
-                None => {}
-                Some(Ok(conn)) => served(i, conn),
-                Some(Err(e)) => panic!("future {i} failed: {e}"),
-            }
-        }
-    }
-    polled
-}
-
-// ----- helpers: racing main against one other thread -----------------------------------------
-
-/// Makes main and one helper thread act at the same instant, once per round: the helper spins on
-/// `round`, so it starts within nanoseconds of main's `start`.
-struct Rendezvous<T, R> {
-    input: Mutex<Option<T>>,
-    output: Mutex<Option<R>>,
-    /// The round main started; `usize::MAX` stops the helper.
-    round: AtomicUsize,
-    /// The round the helper finished.
-    done: AtomicUsize,
-}
-
-impl<T: Send, R: Send> Rendezvous<T, R> {
-    fn new() -> Self {
-        Rendezvous {
-            input: Mutex::new(None),
-            output: Mutex::new(None),
-            round: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        }
-    }
-
-    /// The helper's side: runs `act` on each round's input as soon as main starts the round.
-    fn serve(&self, act: impl Fn(T) -> R) {
-        let mut seen = 0;
-        loop {
-            let mut spins = 0u32;
-            let round = loop {
-                let round = self.round.load(Ordering::Acquire);
-                if round != seen {
-                    break round;
-                }
-                spins = spins.wrapping_add(1);
-                if spins % 1024 == 0 {
-                    thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            };
-            if round == usize::MAX {
-                return;
-            }
-            seen = round;
-            let input = self
-                .input
-                .lock()
-                .unwrap()
-                .take()
-                .expect("the round's input");
-            *self.output.lock().unwrap() = Some(act(input));
-            self.done.store(round, Ordering::Release);
-        }
-    }
-
-    /// Main's side: hands `input` to the helper and starts round `round` (from 1 up).
-    fn start(&self, round: usize, input: T) {
-        *self.input.lock().unwrap() = Some(input);
-        self.round.store(round, Ordering::Release);
-    }
-
-    /// Main's side: waits for the helper to finish round `round`; returns its output.
-    #[track_caller]
-    fn finish(&self, round: usize) -> R {
-        let deadline = Instant::now() + SPIN_LIMIT;
-        while self.done.load(Ordering::Acquire) != round {
-            assert!(
-                Instant::now() < deadline,
-                "the racing thread stalled in round {round}"
-            );
-            thread::yield_now();
-        }
-        self.output
-            .lock()
-            .unwrap()
-            .take()
-            .expect("the round's output")
-    }
-
-    fn stop(&self) {
-        self.round.store(usize::MAX, Ordering::Release);
-    }
-}
-
-/// Spins `i % RACE_MAX_SPIN` times: main's delay in round `i` of a race, so that over the rounds
-/// the two threads meet at every relative offset.
-fn race_delay(i: usize) {
-    for _ in 0..i % RACE_MAX_SPIN {
-        std::hint::spin_loop();
-    }
-}
-
-// ----- helpers: a factory whose creates hang on command --------------------------------------
-
-/// A gate that `create` waits on while it is closed.
-struct Script {
-    /// Whether creates may finish, and the wakers of creates hanging on the gate.
-    state: Mutex<(bool, Vec<Waker>)>,
-    started: AtomicUsize,
-    /// Creates dropped before they finished (the pool abandoned them).
-    cancelled: AtomicUsize,
-    live: AtomicUsize,
-}
-
-impl Script {
-    /// Lets every create, hanging or future, succeed.
-    fn open(&self) {
-        let wakers = {
-            let mut state = self.state.lock().unwrap();
-            state.0 = true;
-            std::mem::take(&mut state.1)
-        };
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
-    fn poll_gate(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.state.lock().unwrap();
-        if state.0 {
-            Poll::Ready(())
-        } else {
-            state.1.push(cx.waker().clone());
-            Poll::Pending
-        }
-    }
-
-    fn started(&self) -> usize {
-        self.started.load(Ordering::SeqCst)
-    }
-    fn cancelled(&self) -> usize {
-        self.cancelled.load(Ordering::SeqCst)
-    }
-    fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
-    }
-}
-
-/// Counts a create dropped before it finished.
-struct CancelGuard<'a>(&'a Script, bool);
-
-impl Drop for CancelGuard<'_> {
-    fn drop(&mut self) {
-        if self.1 {
-            self.0.cancelled.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// A factory whose creates hang until the test opens its gate; connections are serial numbers.
-#[derive(Clone)]
-struct GatedFactory {
-    script: Arc<Script>,
-}
-
-impl ConnectionFactory for GatedFactory {
-    type Connection = usize;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<usize, std::io::Error> {
-        let id = self.script.started.fetch_add(1, Ordering::SeqCst);
-        let mut guard = CancelGuard(&self.script, true);
-        futures_lite::future::poll_fn(|cx| self.script.poll_gate(cx)).await;
-        guard.1 = false;
-        self.script.live.fetch_add(1, Ordering::SeqCst);
-        Ok(id)
-    }
-
-    async fn destroy(&self, _conn: usize) {
-        self.script.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A pool of at most one connection over a closed gate, with `acquire_timeout` of
-/// [`CREATE_ACQUIRE_TIMEOUT`] and the given `create_timeout`.
-fn gated_pool(create_timeout: Duration) -> (ConnectionPool<GatedFactory>, Arc<Script>) {
-    let script = Arc::new(Script {
-        state: Mutex::new((false, Vec::new())),
-        started: AtomicUsize::new(0),
-        cancelled: AtomicUsize::new(0),
-        live: AtomicUsize::new(0),
-    });
-    let factory = GatedFactory {
-        script: script.clone(),
-    };
-    let config = ConnectionPoolConfig::builder()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(CREATE_ACQUIRE_TIMEOUT)
-        .create_timeout(create_timeout)
-        .build()
-        .unwrap();
-    (ConnectionPool::new(factory, config), script)
-}
 
 // ----- 1. FIFO across facades -----------------------------------------------------------------
 
@@ -554,7 +126,7 @@ fn run_fifo(kind: impl Fn(usize) -> WaiterKind) {
                             let conn = pool.acquire().await?;
                             served.lock().unwrap().push(i);
                             drop(conn);
-                            Ok::<(), PoolError<CreateFailed>>(())
+                            Ok::<(), PoolError<Refused>>(())
                         });
                         tx.send((i, outcome.map_err(|e| e.to_string()))).unwrap();
                     });
@@ -579,7 +151,7 @@ fn run_fifo(kind: impl Fn(usize) -> WaiterKind) {
 
         // A barger that may only win once every waiter is served.
         let barger = s.spawn(|| {
-            let deadline = Instant::now() + SPIN_LIMIT;
+            let deadline = Instant::now() + PATIENCE;
             loop {
                 match pool.try_acquire() {
                     Ok(conn) => {
@@ -602,7 +174,7 @@ fn run_fifo(kind: impl Fn(usize) -> WaiterKind) {
         drop(held);
         for _ in 0..=WAITERS {
             let (i, outcome) = rx
-                .recv_timeout(SPIN_LIMIT)
+                .recv_timeout(PATIENCE)
                 .expect("a waiter was never served");
             outcome.unwrap_or_else(|e| panic!("waiter {i} failed: {e}"));
         }
@@ -709,19 +281,6 @@ fn fifo_async_only() {
 
 // ----- 2. cancellation sweep ------------------------------------------------------------------
 
-/// What the victim of a sweep scenario was doing when it was dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum VictimWas {
-    /// Queued, not woken.
-    Queued,
-    /// Woken (a connection was being handed to it) but not polled again.
-    Woken,
-    /// Served and holding its connection (dropping it releases the connection).
-    Holding,
-    /// Served and already released.
-    Released,
-}
-
 /// Whether a blocking waiter queues behind the futures of a sweep scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tail {
@@ -743,7 +302,7 @@ enum Tail {
 /// it was handed a connection (its waker fired) before the tail got one.
 fn sweep_scenario(victim: usize, drop_at: usize, tail: Tail) -> VictimWas {
     let blocking_tail = tail != Tail::Absent;
-    let (pool, counts) = common::pool(config(SWEEP_MAX, LONG_TIMEOUT));
+    let (pool, counts) = common::pool(strict_config(SWEEP_MAX, LONG_TIMEOUT));
     let served = Mutex::new(Vec::new());
     let tail_done = AtomicBool::new(false);
     // The futures whose waker had never fired when the tail got its connection.
@@ -806,7 +365,7 @@ fn sweep_scenario(victim: usize, drop_at: usize, tail: Tail) -> VictimWas {
 
         // Release everything, then drive the rest; each connection goes back at once.
         held.clear();
-        let deadline = Instant::now() + SPIN_LIMIT;
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let polled = poll_woken(&mut tasks, |i, conn| {
                 served.lock().unwrap().push(i);
@@ -890,17 +449,7 @@ fn drop_victim<'p>(
 }
 
 fn run_sweep(tail: Tail) {
-    let points = 2 * SWEEP_ROUNDS;
-    let mut seen = BTreeSet::new();
-    for k in 0..SWEEP_FUTURES * points {
-        seen.insert(sweep_scenario(k % SWEEP_FUTURES, k / SWEEP_FUTURES, tail));
-    }
-    for needed in [VictimWas::Queued, VictimWas::Woken, VictimWas::Holding] {
-        assert!(
-            seen.contains(&needed),
-            "the sweep never dropped a {needed:?} future"
-        );
-    }
+    sweep(|victim, drop_at| sweep_scenario(victim, drop_at, tail));
 }
 
 /// Dropping an acquire future at every point (queued, woken mid-handover, holding) loses no
@@ -922,6 +471,127 @@ fn cancellation_sweep_with_blocking_waiter() {
     run_sweep(Tail::Blocking);
 }
 
+/// The acquire timeout in the handover race.
+const HANDOVER_TIMEOUT: Duration = Duration::from_millis(20);
+/// Iterations of the handover race per facade.
+const HANDOVER_ITERATIONS: usize = 40;
+/// The release is placed at the waiter's deadline plus an offset swept over `[-J, +J]` µs.
+const HANDOVER_JITTER_US: i64 = 1_500;
+
+/// Iterations of the drop-versus-release race (before its fix, the stranding it checks for
+/// showed up a few times in 10 000 on a 2-core machine).
+const RACE_ITERATIONS: usize = 20_000;
+/// Iterations of the newcomer-versus-release race (the window is a few instructions wide:
+/// 100 000 iterations hit it 100 to 800 times on a 2-core machine).
+const NEWCOMER_RACE_ITERATIONS: usize = 100_000;
+/// Main spins `i % RACE_MAX_SPIN` times before its release in iteration `i` of a race.
+const RACE_MAX_SPIN: usize = 48;
+
+/// Keeps the two kinds of tests that hurt each other apart: the races spin two threads flat out
+/// (exclusive), which on a small machine would starve the threads that the tests with short
+/// timeouts need to run promptly (shared).
+static CPU: RwLock<()> = RwLock::new(());
+
+fn cpu_exclusive() -> RwLockWriteGuard<'static, ()> {
+    write(&CPU)
+}
+
+fn cpu_shared() -> RwLockReadGuard<'static, ()> {
+    read(&CPU)
+}
+
+// ----- helpers: racing main against one other thread -----------------------------------------
+
+/// Makes main and one helper thread act at the same instant, once per round: the helper spins on
+/// `round`, so it starts within nanoseconds of main's `start`.
+struct Rendezvous<T, R> {
+    input: Mutex<Option<T>>,
+    output: Mutex<Option<R>>,
+    /// The round main started; `usize::MAX` stops the helper.
+    round: AtomicUsize,
+    /// The round the helper finished.
+    done: AtomicUsize,
+}
+
+impl<T: Send, R: Send> Rendezvous<T, R> {
+    fn new() -> Self {
+        Rendezvous {
+            input: Mutex::new(None),
+            output: Mutex::new(None),
+            round: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        }
+    }
+
+    /// The helper's side: runs `act` on each round's input as soon as main starts the round.
+    fn serve(&self, act: impl Fn(T) -> R) {
+        let mut seen = 0;
+        loop {
+            let mut spins = 0u32;
+            let round = loop {
+                let round = self.round.load(Ordering::Acquire);
+                if round != seen {
+                    break round;
+                }
+                spins = spins.wrapping_add(1);
+                if spins % 1024 == 0 {
+                    thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            };
+            if round == usize::MAX {
+                return;
+            }
+            seen = round;
+            let input = self
+                .input
+                .lock()
+                .unwrap()
+                .take()
+                .expect("the round's input");
+            *self.output.lock().unwrap() = Some(act(input));
+            self.done.store(round, Ordering::Release);
+        }
+    }
+
+    /// Main's side: hands `input` to the helper and starts round `round` (from 1 up).
+    fn start(&self, round: usize, input: T) {
+        *self.input.lock().unwrap() = Some(input);
+        self.round.store(round, Ordering::Release);
+    }
+
+    /// Main's side: waits for the helper to finish round `round`; returns its output.
+    #[track_caller]
+    fn finish(&self, round: usize) -> R {
+        let deadline = Instant::now() + PATIENCE;
+        while self.done.load(Ordering::Acquire) != round {
+            assert!(
+                Instant::now() < deadline,
+                "the racing thread stalled in round {round}"
+            );
+            thread::yield_now();
+        }
+        self.output
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the round's output")
+    }
+
+    fn stop(&self) {
+        self.round.store(usize::MAX, Ordering::Release);
+    }
+}
+
+/// Spins `i % RACE_MAX_SPIN` times: main's delay in round `i` of a race, so that over the rounds
+/// the two threads meet at every relative offset.
+fn race_delay(i: usize) {
+    for _ in 0..i % RACE_MAX_SPIN {
+        std::hint::spin_loop();
+    }
+}
+
 // ----- 3. timeouts and drops racing a release -------------------------------------------------
 
 /// Each iteration: the only connection is held, one waiter (via `facade`, on its own thread)
@@ -929,7 +599,7 @@ fn cancellation_sweep_with_blocking_waiter() {
 /// The waiter may be served or time out; either way no slot may be lost.
 fn run_timeout_during_handover(facade: Facade) {
     let _cpu = cpu_shared();
-    let (pool, counts) = common::pool(config(1, HANDOVER_TIMEOUT));
+    let (pool, counts) = common::pool(strict_config(1, HANDOVER_TIMEOUT));
     let (mut served, mut timed_out) = (0, 0);
     for i in 0..HANDOVER_ITERATIONS {
         let span = 2 * HANDOVER_JITTER_US;
@@ -995,8 +665,8 @@ struct RaceOutcome {
 /// of small delays on main). Afterwards nobody may wait and the connection must be idle.
 fn race_drop_against_release(iterations: usize) -> RaceOutcome {
     let _cpu = cpu_exclusive();
-    let (pool, counts) = common::pool(config(1, LONG_TIMEOUT));
-    let rendezvous = Rendezvous::<Acquire<'_, TestFactory>, ()>::new();
+    let (pool, counts) = common::pool(strict_config(1, LONG_TIMEOUT));
+    let rendezvous = Rendezvous::<Acquire<'_, ScriptedFactory>, ()>::new();
     let (mut stranded, mut stranded_after_1ms) = (0, 0);
     let mut held = Some(pool.acquire_blocking().expect("the connection"));
 
@@ -1092,8 +762,8 @@ struct Barging {
 /// future); then a newcomer's first poll (on another thread) races main's release.
 fn race_newcomer_against_release(iterations: usize) -> Barging {
     let _cpu = cpu_exclusive();
-    let (pool, counts) = common::pool(config(1, LONG_TIMEOUT));
-    let rendezvous = Rendezvous::<Acquire<'_, TestFactory>, Poll<TestResult<'_>>>::new();
+    let (pool, counts) = common::pool(strict_config(1, LONG_TIMEOUT));
+    let rendezvous = Rendezvous::<Acquire<'_, ScriptedFactory>, Poll<TestResult<'_>>>::new();
     let mut barging = Barging::default();
     let mut held = Some(pool.acquire_blocking().expect("the connection"));
     let mut older = queue_demand(&pool);
@@ -1167,6 +837,28 @@ fn newcomer_racing_release_does_not_barge() {
     );
 }
 
+/// The acquire timeout in the tests where creates hang.
+const CREATE_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(100);
+/// The `create_timeout` past which a hanging create is abandoned.
+const HANGING_CREATE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The acquire timeout in the tests where creates fail.
+const FAIL_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(100);
+/// `create_backoff` in the tests where creates fail: short, so that retries come quickly.
+const FAIL_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(40));
+
+/// A pool of at most one connection whose creates wait at the factory's closed gate, with
+/// `acquire_timeout` of [`CREATE_ACQUIRE_TIMEOUT`] and the given `create_timeout`.
+fn gated_pool(create_timeout: Duration) -> (ConnectionPool<ScriptedFactory>, Arc<Script>) {
+    let config = common::builder(1)
+        .acquire_timeout(CREATE_ACQUIRE_TIMEOUT)
+        .create_timeout(create_timeout)
+        .build()
+        .unwrap();
+    let (pool, script) = common::pool(config);
+    script.set(Op::Create, Behavior::Gated);
+    (pool, script)
+}
+
 // ----- 4. timeouts while a create hangs -------------------------------------------------------
 
 /// A caller (via `facade`) times out while a create hangs. Callers do not create (the
@@ -1176,9 +868,9 @@ fn run_timeout_while_creating(facade: Facade) {
     let _cpu = cpu_shared();
     let (pool, script) = gated_pool(LONG_TIMEOUT);
     let demand = queue_demand(&pool);
-    wait_until("a create started", || script.started() >= 1);
+    wait_until("a create started", || script.calls(Op::Create) >= 1);
     drop(demand);
-    assert_eq!(script.started(), 1, "one create: the pool is full");
+    assert_eq!(script.calls(Op::Create), 1, "one create: the pool is full");
     let m = pool.current_metrics();
     assert_eq!(
         (m.total, m.idle, m.waiting),
@@ -1195,14 +887,18 @@ fn run_timeout_while_creating(facade: Facade) {
         }
         other => panic!("expected a timeout while the create hangs, got {other:?}"),
     }
-    assert_eq!(script.started(), 1, "no second create: the pool is full");
     assert_eq!(
-        script.cancelled(),
+        script.calls(Op::Create),
+        1,
+        "no second create: the pool is full"
+    );
+    assert_eq!(
+        script.abandoned(Op::Create),
         0,
         "a caller's timeout does not cancel a create"
     );
 
-    script.open();
+    script.open_gate();
     wait_until("the create's connection lands idle", || {
         pool.current_metrics().idle == 1
     });
@@ -1210,8 +906,8 @@ fn run_timeout_while_creating(facade: Facade) {
     assert_eq!((m.total, m.idle, m.waiting), (1, 1, 0), "{m:?}");
     assert_eq!(script.live(), 1);
     let conn = acquire_via(&pool, facade).expect("the idle connection");
-    assert_eq!(*conn, 0, "the connection of the create that hung");
-    assert_eq!(script.started(), 1);
+    assert_eq!(conn.id, 0, "the connection of the create that hung");
+    assert_eq!(script.calls(Op::Create), 1);
     drop(conn);
     pool.close_blocking();
     assert_eq!(script.live(), 0, "every connection made was destroyed");
@@ -1238,21 +934,26 @@ fn run_create_timeout_frees_slot(facade: Facade) {
     let _cpu = cpu_shared();
     let (pool, script) = gated_pool(HANGING_CREATE_TIMEOUT);
     let demand = queue_demand(&pool);
-    wait_until("a create started", || script.started() >= 1);
+    wait_until("a create started", || script.calls(Op::Create) >= 1);
     drop(demand);
     // Normally one create; more if this thread was held up past `create_timeout`.
     wait_until(
         "the hanging creates are abandoned and their places freed",
-        || script.cancelled() == script.started() && pool.current_metrics().total == 0,
+        || {
+            script.abandoned(Op::Create) == script.calls(Op::Create)
+                && pool.current_metrics().total == 0
+        },
     );
     let m = pool.current_metrics();
     assert_eq!((m.total, m.idle, m.waiting), (0, 0, 0), "{m:?}");
     assert_eq!(script.live(), 0);
 
     // New demand: the creator, done with the abandoned create, starts another.
-    let before = script.started();
+    let before = script.calls(Op::Create);
     let demand = queue_demand(&pool);
-    wait_until("another create started", || script.started() > before);
+    wait_until("another create started", || {
+        script.calls(Op::Create) > before
+    });
     drop(demand);
 
     let err = acquire_via(&pool, facade).map(drop).unwrap_err();
@@ -1270,7 +971,7 @@ fn run_create_timeout_frees_slot(facade: Facade) {
     let cause = std::error::Error::source(&err).expect("the abandoned create is the source");
     assert!(cause.to_string().contains("create timed out"), "{cause}");
 
-    script.open();
+    script.open_gate();
     let conn = acquire_patiently(&pool, facade, "creates work again");
     match acquire_via(&pool, facade) {
         Err(PoolError::Timeout(t)) => assert!(
@@ -1304,9 +1005,7 @@ fn create_timeout_frees_slot_async() {
 // ----- 5. failing creates ---------------------------------------------------------------------
 
 fn failing_config(acquire_timeout: Duration) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(1)
-        .min_connections(0)
+    common::builder(1)
         .acquire_timeout(acquire_timeout)
         .create_backoff(FAIL_BACKOFF.0, FAIL_BACKOFF.1)
         .build()
@@ -1320,10 +1019,10 @@ fn failing_config(acquire_timeout: Duration) -> ConnectionPoolConfig {
 fn run_failing_creates(facade: Facade) {
     let _cpu = cpu_shared();
     let (pool, counts) = common::pool(failing_config(FAIL_ACQUIRE_TIMEOUT));
-    counts.fail_create.store(true, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Fail);
     // A second attempt starts only after the first failure was recorded.
     let demand = queue_demand(&pool);
-    wait_until("two creates failed", || counts.created() >= 2);
+    wait_until("two creates failed", || counts.calls(Op::Create) >= 2);
     drop(demand);
 
     let err = acquire_via(&pool, facade).map(drop).unwrap_err();
@@ -1332,7 +1031,7 @@ fn run_failing_creates(facade: Facade) {
             assert!(t.waited >= FAIL_ACQUIRE_TIMEOUT, "waited {:?}", t.waited);
             assert_eq!((t.waiting, t.max), (0, 1), "{t:?}");
             match &t.last_create_error {
-                Some(CreateError::Failed(e)) => assert!(e.0 < counts.created(), "{e}"),
+                Some(CreateError::Failed(e)) => assert!(e.0 <= counts.calls(Op::Create), "{e}"),
                 other => panic!("expected the factory's error, got {other:?}"),
             }
         }
@@ -1354,7 +1053,7 @@ fn run_failing_creates(facade: Facade) {
     assert_eq!((m.total, m.idle, m.waiting), (0, 0, 0), "{m:?}");
     assert_eq!(counts.live(), 0);
 
-    counts.fail_create.store(false, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Succeed);
     let conn = acquire_patiently(&pool, facade, "creates work again");
     match acquire_via(&pool, facade) {
         Err(PoolError::Timeout(t)) => assert!(
@@ -1368,14 +1067,14 @@ fn run_failing_creates(facade: Facade) {
 
     // A waiter (with time to spare) queued while creates fail.
     let (pool, counts) = common::pool(failing_config(LONG_TIMEOUT));
-    counts.fail_create.store(true, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Fail);
     thread::scope(|s| {
         let waiter = s.spawn(|| acquire_via(&pool, facade).map(|conn| conn.id));
         wait_for_waiting(&pool, 1);
         wait_until("creates failed twice while the caller waits", || {
-            counts.created() >= 2
+            counts.calls(Op::Create) >= 2
         });
-        counts.fail_create.store(false, Ordering::SeqCst);
+        counts.set(Op::Create, Behavior::Succeed);
         let id = waiter.join().unwrap().expect("served once creates recover");
         assert_eq!(
             id + 1,

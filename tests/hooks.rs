@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::scripted::{Op, Refused, ScriptedFactory, quiet_scripted_panics};
 use common::wait_until;
+use common::{Op, Refused, ScriptedFactory, quiet_scripted_panics};
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
 };

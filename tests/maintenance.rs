@@ -3,7 +3,7 @@
 //! panics, backoff, recovery), bursts, eviction, resizing, leak detection, and the pool dropped
 //! while its maintenance runs.
 //!
-//! Every callback is driven by the scripted factory of `tests/common/scripted.rs`. Connection ages
+//! Every callback is driven by the scripted factory of `tests/common/factory.rs`. Connection ages
 //! are driven by a `ManualClock` and `sweep_idle()` where the test is about an age; elsewhere the
 //! configured times are short (tens to hundreds of milliseconds) and whatever another thread does
 //! is awaited with `wait_until`, a bounded poll that fails naming what it waited for. No test
@@ -16,222 +16,38 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Barrier, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
-
 use async_io::Timer;
-use common::scripted::{Behavior, Op, Refused, Script, ScriptedFactory, quiet_scripted_panics};
-use futures_lite::future::{self, block_on};
-use nexus_pool::{
-    CheckoutValidation, ConnectionPool, ConnectionPoolConfig, ConnectionPoolConfigBuilder,
-    CreateError, DestroyReason, MaintenanceMode, ManualClock, PoolError, PoolEventHandler,
-    PooledConnection, TimeoutError,
-};
-
-type Pool = ConnectionPool<ScriptedFactory>;
-type Conn<'a> = PooledConnection<'a, ScriptedFactory>;
-type Error = PoolError<Refused>;
-
-/// The longest any `wait_until` waits: far above what the awaited event takes, so reaching it
-/// means the event is not coming.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// How long a "nothing more happens" check watches.
-const QUIET: Duration = Duration::from_millis(150);
-
-/// Polls `cond` until it holds; panics naming `what` if it does not within `PATIENCE`.
-#[track_caller]
-fn wait_until(what: &str, cond: impl FnMut() -> bool) {
-    wait_until_state(what, cond, String::new);
-}
-
-/// `wait_until`, adding `state()` (what the test can see) to the failure message.
-#[track_caller]
-fn wait_until_state(what: &str, mut cond: impl FnMut() -> bool, state: impl Fn() -> String) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {PATIENCE:?} waiting until {what} {}",
-            state()
-        );
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// What a failure message shows of a pool and its factory.
-fn state(pool: &Pool, script: &Script) -> String {
-    format!(
-        "({:?}; live {:?}; calls create {} (running {}), destroy {} (running {}))",
-        pool.current_metrics(),
-        script.live_ids(),
-        script.calls(Op::Create),
-        script.running(Op::Create),
-        script.calls(Op::Destroy),
-        script.running(Op::Destroy),
-    )
-}
-
-/// The two ways to acquire.
-#[derive(Debug, Clone, Copy)]
-enum Facade {
-    Blocking,
-    Async,
-}
-
-const FACADES: [Facade; 2] = [Facade::Blocking, Facade::Async];
-
-/// Acquires through `how`: `acquire_blocking()`, or `acquire().await` on this thread.
-fn acquire(pool: &Pool, how: Facade) -> Result<Conn<'_>, Error> {
-    match how {
-        Facade::Blocking => pool.acquire_blocking(),
-        Facade::Async => block_on(pool.acquire()),
-    }
-}
-
-/// A configuration with nothing automatic: no minimum, no idle timeout, lifetime, health checks
-/// or checkout validation, a generous acquire timeout and a short create backoff. Tests turn on
-/// what they are about.
-fn base(max: usize) -> ConnectionPoolConfigBuilder {
-    ConnectionPoolConfig::builder()
-        .name("maint")
-        .max_connections(max)
-        .min_connections(0)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .health_check_interval(None)
-        .checkout_validation(CheckoutValidation::Never)
-        .acquire_timeout(PATIENCE)
-        .create_backoff(Duration::from_millis(5), Duration::from_millis(50))
-}
-
-/// The events a pool reported.
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Log>>);
-
-#[derive(Default)]
-struct Log {
-    destroyed: Vec<DestroyReason>,
-    health_checks: Vec<(bool, Duration)>,
-    leaks: Vec<(Duration, &'static Location<'static>)>,
-}
-
-impl Events {
-    fn log(&self) -> std::sync::MutexGuard<'_, Log> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    fn destroyed(&self, reason: DestroyReason) -> usize {
-        self.log()
-            .destroyed
-            .iter()
-            .filter(|r| **r == reason)
-            .count()
-    }
-    fn destroyed_total(&self) -> usize {
-        self.log().destroyed.len()
-    }
-    fn failed_health_checks(&self) -> Vec<Duration> {
-        let log = self.log();
-        let failed = log.health_checks.iter().filter(|(ok, _)| !ok);
-        failed.map(|(_, took)| *took).collect()
-    }
-    fn leaks(&self) -> Vec<(Duration, &'static Location<'static>)> {
-        self.log().leaks.clone()
-    }
-}
-
-impl PoolEventHandler for Events {
-    fn on_destroyed(&self, _pool: &str, reason: DestroyReason) {
-        self.log().destroyed.push(reason);
-    }
-    fn on_health_check(&self, _pool: &str, healthy: bool, took: Duration) {
-        self.log().health_checks.push((healthy, took));
-    }
-    fn on_leak_suspected(&self, _pool: &str, held: Duration, at: &'static Location<'static>) {
-        self.log().leaks.push((held, at));
-    }
-}
-
-/// What a test builds its pool with, besides the configuration.
-#[derive(Default)]
-struct Options<'a> {
-    health_check: bool,
-    clock: Option<&'a ManualClock>,
-}
-
-/// Builds a pool over a fresh scripted factory (callbacks succeed until told otherwise), with
-/// the event recorder installed.
-fn start(config: ConnectionPoolConfig) -> (Pool, Arc<Script>, Events) {
-    start_with(config, Options::default(), |_| {})
-}
-
-/// `start`, with options, scripting the factory before the pool exists.
-fn start_with(
-    config: ConnectionPoolConfig,
-    options: Options<'_>,
-    script_first: impl FnOnce(&Script),
-) -> (Pool, Arc<Script>, Events) {
-    quiet_scripted_panics();
-    let (factory, script) = ScriptedFactory::new();
-    script_first(&script);
-    let events = Events::default();
-    let mut builder = ConnectionPool::builder(factory)
-        .config(config)
-        .event_handler(events.clone());
-    if options.health_check {
-        builder = builder.health_check(script.health());
-    }
-    if let Some(clock) = options.clock {
-        builder = builder.clock(clock.clone());
-    }
-    (builder.build().unwrap(), script, events)
-}
-
-fn with_health() -> Options<'static> {
-    Options {
-        health_check: true,
-        clock: None,
-    }
-}
-
-fn with_clock(clock: &ManualClock) -> Options<'_> {
-    Options {
-        health_check: false,
-        clock: Some(clock),
-    }
-}
-
-fn idle(pool: &Pool) -> usize {
-    pool.current_metrics().idle
-}
-
-fn total(pool: &Pool) -> usize {
-    pool.current_metrics().total
-}
-
-/// Asserts that `n` connections are idle, waiting out the instant in which the maintenance
-/// thread's sweep or health check has one off the queue (it looks at them one at a time). A pool
-/// that holds a different number fails after `PATIENCE`.
-#[track_caller]
-fn assert_idle(pool: &Pool, n: usize, why: &str) {
-    wait_until_state(
-        &format!("{n} are idle: {why}"),
-        || idle(pool) == n,
-        || format!("({:?})", pool.current_metrics()),
-    );
-}
-
-#[track_caller]
-fn expect_timeout<T: std::fmt::Debug>(result: Result<T, Error>) -> TimeoutError<Refused> {
-    match result {
-        Err(PoolError::Timeout(t)) => t,
-        other => panic!("expected a timeout, got {other:?}"),
-    }
-}
+use common::Behavior;
+use common::Op;
+use common::PATIENCE;
+use common::Script;
+use common::ScriptedFactory;
+use common::facade::FACADES;
+use common::facade::Facade;
+use common::facade::acquire_via;
+use common::maintenance::*;
+use common::quiet_scripted_panics;
+use common::wait::wait_until_state;
+use common::wait_until;
+use futures_lite::future;
+use futures_lite::future::block_on;
+use nexus_pool::CheckoutValidation;
+use nexus_pool::ConnectionPool;
+use nexus_pool::ConnectionPoolConfigBuilder;
+use nexus_pool::CreateError;
+use nexus_pool::DestroyReason;
+use nexus_pool::MaintenanceMode;
+use nexus_pool::ManualClock;
+use nexus_pool::PoolError;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::Barrier;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
 
 // ----- idle timeout -----------------------------------------------------------------------------
 
@@ -289,7 +105,7 @@ fn idle_timeout_is_enforced_by_the_maintenance_thread() {
         .unwrap();
     let (pool, script, events) = start(config);
     for how in FACADES {
-        let held: Vec<_> = (0..4).map(|_| acquire(&pool, how).unwrap()).collect();
+        let held: Vec<_> = (0..4).map(|_| acquire_via(&pool, how).unwrap()).collect();
         drop(held);
         wait_until("the maintenance loop closes the idle surplus", || {
             script.live() == 1 && idle(&pool) == 1
@@ -302,13 +118,6 @@ fn idle_timeout_is_enforced_by_the_maintenance_thread() {
 }
 
 // ----- lifetime ---------------------------------------------------------------------------------
-
-/// Makes `n` connections at the clock's current time and leaves them idle.
-fn fill(pool: &Pool, n: usize) {
-    let held: Vec<_> = (0..n).map(|_| pool.acquire_blocking().unwrap()).collect();
-    drop(held);
-    wait_until(&format!("{n} idle"), || idle(pool) == n);
-}
 
 #[test]
 fn max_lifetime_jitter_spreads_expiry() {
@@ -424,7 +233,7 @@ fn max_lifetime_without_jitter_expires_together_and_lent_ones_on_return() {
     });
     assert_eq!(script.live(), 0);
     for how in FACADES {
-        let conn = acquire(&pool, how).unwrap();
+        let conn = acquire_via(&pool, how).unwrap();
         assert!(conn.id >= 4, "a new connection, not an expired one");
     }
 }
@@ -487,12 +296,6 @@ fn min_idle_is_refilled_after_connections_are_lost() {
 
 // ----- health checks ----------------------------------------------------------------------------
 
-fn health_config(max: usize, min: usize) -> ConnectionPoolConfigBuilder {
-    base(max)
-        .min_connections(min)
-        .health_check_interval(Duration::from_millis(20))
-}
-
 #[test]
 fn health_checks_replace_an_unhealthy_connection_and_keep_the_others() {
     let config = health_config(5, 3).build().unwrap();
@@ -533,7 +336,7 @@ fn every_idle_connection_dead_at_once_is_replaced() {
 
     script.kill_all(); // the database restarted
     for i in 0..8 {
-        let conn = acquire(&pool, FACADES[i % 2]).unwrap();
+        let conn = acquire_via(&pool, FACADES[i % 2]).unwrap();
         assert!(
             !script.is_dead(conn.id),
             "an acquirer got dead connection {}",
@@ -565,7 +368,7 @@ fn never_lent_connection_is_validated_after_sitting_idle() {
         .unwrap();
     let (pool, script, events) = start_with(config, with_clock(&clock), |_| {});
     wait_until("2 idle", || idle(&pool) == 2);
-    let fresh = acquire(&pool, FACADES[0]).unwrap();
+    let fresh = acquire_via(&pool, FACADES[0]).unwrap();
     assert_eq!(
         script.calls(Op::Validate),
         0,
@@ -576,7 +379,7 @@ fn never_lent_connection_is_validated_after_sitting_idle() {
     script.kill_all(); // the server went away while they sat idle
     clock.advance(Duration::from_millis(600));
     for how in FACADES {
-        let conn = acquire(&pool, how).unwrap();
+        let conn = acquire_via(&pool, how).unwrap();
         assert!(
             !script.is_dead(conn.id),
             "{how:?}: lent dead connection {}",
@@ -615,7 +418,7 @@ fn hung_health_check_is_bounded_by_check_timeout() {
     }
     // Acquirers are served all along.
     for how in FACADES {
-        drop(acquire(&pool, how).unwrap());
+        drop(acquire_via(&pool, how).unwrap());
     }
 
     script.set(Op::IsHealthy, Behavior::Succeed);
@@ -640,8 +443,8 @@ fn hung_health_check_does_not_block_acquirers_or_creates() {
     wait_until("a health check hangs on connection 0", || {
         script.running(Op::IsHealthy) == 1
     });
-    let a = acquire(&pool, Facade::Blocking).unwrap();
-    let b = acquire(&pool, Facade::Async).unwrap();
+    let a = acquire_via(&pool, Facade::Blocking).unwrap();
+    let b = acquire_via(&pool, Facade::Async).unwrap();
     assert!(a.id != 0 && b.id != 0, "served by new connections");
     assert_eq!(
         script.running(Op::IsHealthy),
@@ -714,9 +517,9 @@ fn failed_reset_replaces_the_connection() {
     let config = base(1).build().unwrap();
     let (pool, script, events) = start_with(config, with_health(), |_| {});
     for (round, how) in FACADES.into_iter().enumerate() {
-        drop(acquire(&pool, how).unwrap());
+        drop(acquire_via(&pool, how).unwrap());
         script.push(Op::Reset, [Behavior::Fail]);
-        let conn = acquire(&pool, how).unwrap();
+        let conn = acquire_via(&pool, how).unwrap();
         assert_eq!(conn.id, round + 1, "a new connection");
         assert_eq!(conn.use_count(), 1);
     }
@@ -791,7 +594,7 @@ fn build_starts_without_the_database_and_fills_when_it_returns() {
     assert!(!pool.is_closed());
     wait_until("the pool tries to connect", || script.calls(Op::Create) > 0);
     for how in FACADES {
-        let err = acquire(&pool, how).map(|c| c.id).unwrap_err();
+        let err = acquire_via(&pool, how).map(|c| c.id).unwrap_err();
         assert!(
             err.create_error().is_some(),
             "{how:?}: carries the create error"
@@ -805,7 +608,7 @@ fn build_starts_without_the_database_and_fills_when_it_returns() {
         idle(&pool) == 2 && script.live() == 2
     });
     for how in FACADES {
-        drop(acquire(&pool, how).unwrap());
+        drop(acquire_via(&pool, how).unwrap());
     }
 }
 
@@ -832,7 +635,7 @@ fn hung_create_with_more_waiters_than_max_then_recovery() {
                 let pool = &pool;
                 s.spawn(move || {
                     let started = Instant::now();
-                    let result = acquire(pool, FACADES[i % 2]).map(|c| c.id);
+                    let result = acquire_via(pool, FACADES[i % 2]).map(|c| c.id);
                     (result, started.elapsed())
                 })
             })
@@ -862,7 +665,7 @@ fn hung_create_with_more_waiters_than_max_then_recovery() {
             .map(|i| {
                 let pool = &pool;
                 s.spawn(move || {
-                    let conn = acquire(pool, FACADES[i % 2]).unwrap();
+                    let conn = acquire_via(pool, FACADES[i % 2]).unwrap();
                     thread::sleep(Duration::from_millis(10));
                     conn.id
                 })
@@ -900,7 +703,7 @@ fn outage(
                 s.spawn(move || {
                     loop {
                         let failing = !healed.load(SeqCst) && script.calls(Op::Create) > 0;
-                        match acquire(pool, FACADES[i % 2]) {
+                        match acquire_via(pool, FACADES[i % 2]) {
                             Ok(conn) => {
                                 thread::sleep(Duration::from_millis(5));
                                 return conn.id;
@@ -1166,7 +969,7 @@ fn evict_all_replaces_idle_now_and_lent_on_return() {
     });
     assert_eq!(script.live(), 0);
     for how in FACADES {
-        assert!(acquire(&pool, how).unwrap().id >= 4, "new connections");
+        assert!(acquire_via(&pool, how).unwrap().id >= 4, "new connections");
     }
     let destroys = script.threads(Op::Destroy);
     assert_eq!(destroys.len(), 4);
@@ -1203,7 +1006,7 @@ fn resize_down_and_up_under_load() {
             let (pool, errors, stop) = (&pool, &errors, &stop);
             s.spawn(move || {
                 while !stop.load(SeqCst) {
-                    match acquire(pool, FACADES[i % 2]) {
+                    match acquire_via(pool, FACADES[i % 2]) {
                         Ok(conn) => {
                             thread::sleep(Duration::from_millis(1));
                             drop(conn);
@@ -1327,7 +1130,7 @@ fn panicking_or_hanging_create_gives_its_place_back() {
                         .unwrap();
                     let (pool, script, _) =
                         start_with(config, Options::default(), |s| s.set(Op::Create, behavior));
-                    let t = expect_timeout(acquire(&pool, how));
+                    let t = expect_timeout(acquire_via(&pool, how));
                     match (behavior, t.last_create_error) {
                         (Behavior::Panic, Some(CreateError::Panicked)) => {}
                         (Behavior::Hang, Some(CreateError::TimedOut(_))) => {}
@@ -1337,7 +1140,11 @@ fn panicking_or_hanging_create_gives_its_place_back() {
                         total(&pool) == 0 && script.running(Op::Create) == 0
                     });
                     script.set(Op::Create, Behavior::Succeed);
-                    assert_eq!(acquire(&pool, how).unwrap().id, 0, "{behavior:?} {how:?}");
+                    assert_eq!(
+                        acquire_via(&pool, how).unwrap().id,
+                        0,
+                        "{behavior:?} {how:?}"
+                    );
                 });
             }
         }
@@ -1354,9 +1161,9 @@ fn panicking_or_hanging_validate_gives_its_place_back() {
                 .build()
                 .unwrap();
             let (pool, script, events) = start(config);
-            drop(acquire(&pool, how).unwrap());
+            drop(acquire_via(&pool, how).unwrap());
             script.push(Op::Validate, [behavior]);
-            let conn = acquire(&pool, how).unwrap();
+            let conn = acquire_via(&pool, how).unwrap();
             assert_eq!(
                 conn.id, 1,
                 "{behavior:?} {how:?}: replaced by a new connection"
@@ -1382,7 +1189,11 @@ fn panicking_or_hanging_is_healthy_gives_its_place_back() {
         });
         assert_eq!(events.destroyed(DestroyReason::Unhealthy), 1);
         for how in FACADES {
-            assert_eq!(acquire(&pool, how).unwrap().id, 1, "{behavior:?} {how:?}");
+            assert_eq!(
+                acquire_via(&pool, how).unwrap().id,
+                1,
+                "{behavior:?} {how:?}"
+            );
         }
     }
 }
@@ -1396,9 +1207,9 @@ fn panicking_or_hanging_reset_gives_its_place_back() {
                 .build()
                 .unwrap();
             let (pool, script, events) = start_with(config, with_health(), |_| {});
-            drop(acquire(&pool, how).unwrap());
+            drop(acquire_via(&pool, how).unwrap());
             script.push(Op::Reset, [behavior]);
-            let conn = acquire(&pool, how).unwrap();
+            let conn = acquire_via(&pool, how).unwrap();
             assert_eq!(
                 conn.id, 1,
                 "{behavior:?} {how:?}: replaced by a new connection"
@@ -1419,13 +1230,17 @@ fn panicking_or_hanging_destroy_gives_its_place_back() {
                 .unwrap();
             let (pool, script, _) = start(config);
             script.push(Op::Destroy, [behavior]);
-            let mut conn = acquire(&pool, how).unwrap();
+            let mut conn = acquire_via(&pool, how).unwrap();
             conn.mark_broken();
             drop(conn);
             wait_until("the connection is gone and its place free", || {
                 total(&pool) == 0 && script.live() == 0
             });
-            assert_eq!(acquire(&pool, how).unwrap().id, 1, "{behavior:?} {how:?}");
+            assert_eq!(
+                acquire_via(&pool, how).unwrap().id,
+                1,
+                "{behavior:?} {how:?}"
+            );
         }
     }
 }
@@ -1434,7 +1249,7 @@ fn panicking_or_hanging_destroy_gives_its_place_back() {
 /// that destroy has started, with the instant just before the connection was retired.
 fn retire_into_destroy(pool: &Pool, script: &Script, behavior: Behavior, how: Facade) -> Instant {
     script.push(Op::Destroy, [behavior]);
-    let mut conn = acquire(pool, how).unwrap();
+    let mut conn = acquire_via(pool, how).unwrap();
     conn.mark_broken();
     let retired_at = Instant::now();
     drop(conn);
@@ -1467,7 +1282,7 @@ fn hung_destroy_keeps_its_place_until_destroy_timeout() {
                     );
                 }
 
-                let conn = acquire(&pool, how).unwrap();
+                let conn = acquire_via(&pool, how).unwrap();
                 assert!(
                     retired_at.elapsed() >= DESTROY_TIMEOUT,
                     "{how:?}: the place came back before destroy_timeout"
@@ -1501,7 +1316,7 @@ fn blocking_destroy_keeps_its_place_until_it_returns() {
                 let (pool, script, events) = start(config);
                 let retired_at =
                     retire_into_destroy(&pool, &script, Behavior::Block(BLOCKS_FOR), how);
-                let conn = acquire(&pool, how).unwrap();
+                let conn = acquire_via(&pool, how).unwrap();
                 let held = retired_at.elapsed();
                 assert!(
                     held >= BLOCKS_FOR,
@@ -1532,10 +1347,10 @@ fn hung_validate_or_reset_never_delays_an_acquire_past_acquire_timeout() {
             let (pool, script, events) = start_with(config, with_health(), |_| {});
             // Made in the background, so no acquire below waits for a create.
             wait_until("1 idle", || idle(&pool) == 1);
-            drop(acquire(&pool, how).unwrap());
+            drop(acquire_via(&pool, how).unwrap());
             script.push(op, [Behavior::Hang]);
             let started = Instant::now();
-            expect_timeout(acquire(&pool, how));
+            expect_timeout(acquire_via(&pool, how));
             let waited = started.elapsed();
             assert!(
                 waited >= acquire_timeout && waited < acquire_timeout + Duration::from_secs(5),
@@ -1549,7 +1364,7 @@ fn hung_validate_or_reset_never_delays_an_acquire_past_acquire_timeout() {
                         && idle(&pool) == 1
                 },
             );
-            assert_eq!(acquire(&pool, how).unwrap().id, 1, "{op:?} {how:?}");
+            assert_eq!(acquire_via(&pool, how).unwrap().id, 1, "{op:?} {how:?}");
         }
     }
 }
@@ -1569,7 +1384,7 @@ fn dropped_pool_stops_its_busy_maintenance_thread() {
     });
     wait_until("3 idle", || idle(&pool) == 3);
     for how in FACADES {
-        let held: Vec<_> = (0..4).map(|_| acquire(&pool, how).unwrap()).collect();
+        let held: Vec<_> = (0..4).map(|_| acquire_via(&pool, how).unwrap()).collect();
         drop(held);
     }
     drop(pool);
@@ -1641,7 +1456,7 @@ fn spawned_maintenance_runs_on_the_callers_executor_and_ends_with_the_pool() {
     let runner = thread::spawn(move || block_on(task));
     wait_until("min idle made by the spawned loop", || idle(&pool) == 2);
     for how in FACADES {
-        drop(acquire(&pool, how).unwrap());
+        drop(acquire_via(&pool, how).unwrap());
     }
 
     drop(pool);

@@ -14,118 +14,51 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
-use std::time::{Duration, Instant};
-
-use common::{Conn, Counts, CreateFailed, TestFactory};
+use common::Behavior;
+use common::Op;
+use common::Refused;
+use common::SHORT_TIMEOUT;
+use common::Script;
+use common::ScriptedConn;
+use common::ScriptedFactory;
+use common::builder;
+use common::checks::assert_metrics;
+use common::checks::wait_destroyed;
+use common::tracker::Tracker;
+use common::wait::until_served;
+use common::wait::watchdog;
+use common::wait_until;
 use futures_lite::FutureExt;
 use futures_lite::future::block_on;
-use nexus_pool::{
-    CheckoutValidation, ConnectionPool, ConnectionPoolConfig, ConnectionScope, CreateError,
-    MAX_CONNECTIONS_LIMIT, ManualClock, PoolError, PooledConnection,
-};
+use nexus_pool::CheckoutValidation;
+use nexus_pool::ConnectionPool;
+use nexus_pool::ConnectionPoolConfig;
+use nexus_pool::ConnectionScope;
+use nexus_pool::CreateError;
+use nexus_pool::MAX_CONNECTIONS_LIMIT;
+use nexus_pool::ManualClock;
+use nexus_pool::PoolError;
+use nexus_pool::PooledConnection;
+use std::panic::AssertUnwindSafe;
+use std::panic::catch_unwind;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
 
-type Pool = ConnectionPool<TestFactory>;
-type Error = PoolError<CreateFailed>;
-
-/// The longest any `wait_until` waits: far above what the awaited event takes, so reaching it
-/// means the event is not coming.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Polls `cond` until it holds; panics naming `what` if it does not within `PATIENCE`.
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {PATIENCE:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Waits until the factory has destroyed `n` connections in all and the pool has stopped
-/// counting them: the pool frees a place only after the factory's `destroy` has returned, so the
-/// factory's count alone does not say the pool's `total` has caught up.
-#[track_caller]
-fn wait_destroyed(pool: &Pool, counts: &Counts, n: usize) {
-    wait_until(&format!("{n} connection(s) are destroyed"), || {
-        counts.destroyed() >= n && pool.current_metrics().total == counts.live()
-    });
-    assert_eq!(
-        counts.destroyed(),
-        n,
-        "more connections destroyed than expected"
-    );
-}
-
-/// Aborts the process if the test is still running after `WATCHDOG`: a test that hangs (a
-/// `close` that never completes, a thread that is never woken) fails loudly instead of stalling
-/// the suite. Disarmed when dropped, at the end of the test or while it unwinds.
-#[must_use]
-struct Watchdog(#[allow(dead_code)] mpsc::Sender<()>);
-
-const WATCHDOG: Duration = Duration::from_secs(120);
-
-fn watchdog() -> Watchdog {
-    let (tx, rx) = mpsc::channel::<()>();
-    let name = thread::current().name().unwrap_or("?").to_owned();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(WATCHDOG) {
-            eprintln!("test {name} hung for {WATCHDOG:?}: aborting");
-            std::process::abort();
-        }
-    });
-    Watchdog(tx)
-}
-
-fn builder(max: usize) -> nexus_pool::ConnectionPoolConfigBuilder {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .min_connections(0)
-}
-
-/// Asserts the metrics snapshot of a quiet pool (no thread working on it).
-#[track_caller]
-fn assert_metrics(pool: &Pool, total: usize, idle: usize, waiting: usize) {
-    let m = pool.current_metrics();
-    assert_eq!(
-        (m.total, m.idle, m.active, m.waiting),
-        (total, idle, total - idle, waiting),
-        "metrics (total, idle, active, waiting) in {m:?}"
-    );
-    assert_eq!(
-        m.idle + m.active,
-        m.total,
-        "idle + active == total in {m:?}"
-    );
-    assert!(m.total <= m.max, "total <= max in {m:?}");
-}
-
-/// The application error of the `with_connection` tests.
-#[derive(Debug)]
-enum AppError {
-    Pool(Error),
-    Query(&'static str),
-}
-
-impl From<Error> for AppError {
-    fn from(e: Error) -> Self {
-        AppError::Pool(e)
-    }
-}
+type Pool = ConnectionPool<ScriptedFactory>;
+type Error = PoolError<Refused>;
 
 // ----- reuse -------------------------------------------------------------------------------
 
 fn check_reuse<'p>(
     pool: &'p Pool,
-    counts: &Counts,
-    mut acquire: impl FnMut() -> PooledConnection<'p, TestFactory>,
+    counts: &Script,
+    mut acquire: impl FnMut() -> PooledConnection<'p, ScriptedFactory>,
 ) {
     let first = acquire();
     let id = first.id;
@@ -175,31 +108,6 @@ fn blocking_and_async_share_connections() {
 }
 
 // ----- the max_connections bound ---------------------------------------------------------
-
-/// Checks, while guards are held, that no connection is lent twice and at most `max` are lent.
-#[derive(Default)]
-struct Tracker {
-    in_use: Mutex<HashSet<usize>>,
-    holding: AtomicUsize,
-    max_holding: AtomicUsize,
-}
-
-impl Tracker {
-    fn enter(&self, conn: &Conn) {
-        let held = self.holding.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_holding.fetch_max(held, Ordering::SeqCst);
-        assert!(
-            self.in_use.lock().unwrap().insert(conn.id),
-            "connection #{} lent to two holders at once",
-            conn.id
-        );
-    }
-
-    fn leave(&self, conn: &Conn) {
-        self.in_use.lock().unwrap().remove(&conn.id);
-        self.holding.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// `threads` OS threads (blocking facade) and `tasks` tokio tasks (async facade) each acquire
 /// and release `iterations` times. With `churn`, every fifth acquire marks its connection
@@ -278,18 +186,7 @@ fn pool_never_exceeds_max() {
     let (pool, counts) = common::pool(common::config(MAX));
     let tracker = hammer(&pool, 16, 16, 2_000, false);
 
-    assert!(
-        counts.peak() <= MAX,
-        "peak of {} live connections",
-        counts.peak()
-    );
-    assert!(
-        counts.created() <= MAX,
-        "{} connections created",
-        counts.created()
-    );
-    let held = tracker.max_holding.load(Ordering::SeqCst);
-    assert!(held <= MAX, "{held} connections held at once");
+    tracker.assert_within(&counts, MAX);
     assert_eq!(counts.destroyed(), 0);
     // A create started for a waiter that a returned connection served finishes on its own.
     wait_until("no create is in flight", || {
@@ -320,9 +217,9 @@ fn pool_never_exceeds_max_with_churn() {
     let tracker = thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
-                counts.fail_validate.store(true, Ordering::SeqCst);
+                counts.set(Op::Validate, Behavior::Fail);
                 thread::sleep(Duration::from_micros(300));
-                counts.fail_validate.store(false, Ordering::SeqCst);
+                counts.set(Op::Validate, Behavior::Succeed);
                 thread::sleep(Duration::from_millis(1));
             }
         });
@@ -352,19 +249,17 @@ fn pool_never_exceeds_max_with_churn() {
 
 // ----- timeouts ---------------------------------------------------------------------------
 
-const SHORT: Duration = Duration::from_millis(50);
-
 /// Two connections made in advance (`min_connections`), so that no acquire here depends on a
 /// create finishing within the short `acquire_timeout` on a loaded machine.
 fn timeout_config() -> ConnectionPoolConfig {
     builder(2)
         .min_connections(2)
-        .acquire_timeout(SHORT)
+        .acquire_timeout(SHORT_TIMEOUT)
         .build()
         .unwrap()
 }
 
-fn check_timeout(pool: &Pool, counts: &Counts, acquire: impl Fn() -> Result<(), Error>) {
+fn check_timeout(pool: &Pool, counts: &Script, acquire: impl Fn() -> Result<(), Error>) {
     wait_until("min_connections are made", || {
         pool.current_metrics().idle == 2
     });
@@ -377,13 +272,13 @@ fn check_timeout(pool: &Pool, counts: &Counts, acquire: impl Fn() -> Result<(), 
         panic!("expected a timeout, got {err:?}");
     };
     assert!(
-        t.waited >= SHORT,
-        "waited {:?} < acquire_timeout {SHORT:?}",
+        t.waited >= SHORT_TIMEOUT,
+        "waited {:?} < acquire_timeout {SHORT_TIMEOUT:?}",
         t.waited
     );
     assert!(
-        elapsed >= SHORT,
-        "returned after {elapsed:?} < acquire_timeout {SHORT:?}"
+        elapsed >= SHORT_TIMEOUT,
+        "returned after {elapsed:?} < acquire_timeout {SHORT_TIMEOUT:?}"
     );
     assert!(t.waited <= elapsed);
     assert_eq!(
@@ -421,15 +316,17 @@ fn acquire_times_out_on_exhausted_pool_blocking() {
 
 /// Creates fail: the acquire keeps waiting (the pool retries with backoff) and times out with
 /// the factory's error attached; once creates work again, the pool recovers.
-fn check_create_failure(pool: &Pool, counts: &Counts, acquire: impl Fn() -> Result<u64, Error>) {
-    counts.fail_create.store(true, Ordering::SeqCst);
+fn check_create_failure(pool: &Pool, counts: &Script, acquire: impl Fn() -> Result<u64, Error>) {
+    counts.set(Op::Create, Behavior::Fail);
     let err = acquire().expect_err("every create fails");
     let PoolError::Timeout(t) = &err else {
         panic!("expected a timeout carrying the create error, got {err:?}");
     };
     assert!(t.waited >= CREATE_FAILING_TIMEOUT, "waited {:?}", t.waited);
     match &t.last_create_error {
-        Some(CreateError::Failed(cause)) => assert!(cause.0 < counts.created(), "{cause:?}"),
+        Some(CreateError::Failed(cause)) => {
+            assert!(cause.0 <= counts.calls(Op::Create), "{cause:?}")
+        }
         other => panic!("expected the factory's error, got {other:?}"),
     }
     assert!(err.create_error().is_some());
@@ -440,28 +337,21 @@ fn check_create_failure(pool: &Pool, counts: &Counts, acquire: impl Fn() -> Resu
         "{text:?}: the cause is the source, not repeated in the text"
     );
     let create = std::error::Error::source(&err).expect("the cause is the source");
-    assert!(create.is::<CreateError<CreateFailed>>(), "{create:?}");
+    assert!(create.is::<CreateError<Refused>>(), "{create:?}");
     let cause = create.source().expect("the factory's error is behind it");
     assert!(
         cause.to_string().contains("scripted create failure #"),
         "{cause}"
     );
-    assert!(counts.created() >= 1, "the pool tried");
+    assert!(counts.calls(Op::Create) >= 1, "the pool tried");
     wait_until("no create is in flight", || {
         pool.current_metrics().total == 0
     });
     assert_eq!(counts.live(), 0);
 
-    counts.fail_create.store(false, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Succeed);
     // The pool may still be pausing after the failures (backoff); it must recover soon after.
-    let deadline = Instant::now() + PATIENCE;
-    let uses = loop {
-        match acquire() {
-            Ok(uses) => break uses,
-            Err(PoolError::Timeout(_)) if Instant::now() < deadline => continue,
-            Err(e) => panic!("creates work again, yet: {e}"),
-        }
-    };
+    let uses = until_served("creates work again, yet", &acquire);
     assert_eq!(uses, 1, "a new connection");
     assert_metrics(pool, 1, 1, 0);
     assert_eq!(counts.live(), 1);
@@ -501,14 +391,14 @@ fn create_failure_is_reported_blocking() {
 
 fn check_validation_failure<'p>(
     pool: &'p Pool,
-    counts: &Counts,
-    acquire: impl Fn() -> PooledConnection<'p, TestFactory>,
+    counts: &Script,
+    acquire: impl Fn() -> PooledConnection<'p, ScriptedFactory>,
 ) {
     let first = acquire();
     assert_eq!(first.id, 0);
     drop(first);
     assert_eq!(
-        counts.validations.load(Ordering::SeqCst),
+        counts.calls(Op::Validate),
         0,
         "new connections are not validated"
     );
@@ -516,23 +406,23 @@ fn check_validation_failure<'p>(
     // Validated on reuse, and passes.
     let again = acquire();
     assert_eq!((again.id, again.use_count()), (0, 2));
-    assert_eq!(counts.validations.load(Ordering::SeqCst), 1);
+    assert_eq!(counts.calls(Op::Validate), 1);
     drop(again);
 
     // Fails: destroyed, and a fresh one is made in its place (max is 1: the slot is freed).
-    counts.fail_validate.store(true, Ordering::SeqCst);
+    counts.set(Op::Validate, Behavior::Fail);
     let fresh = acquire();
     assert_eq!(
         fresh.id, 1,
         "a new connection replaced the one that failed validation"
     );
     assert_eq!(fresh.use_count(), 1);
-    assert_eq!(counts.validations.load(Ordering::SeqCst), 2);
+    assert_eq!(counts.calls(Op::Validate), 2);
     assert_eq!(counts.created(), 2);
     wait_destroyed(pool, counts, 1);
     assert_eq!(counts.live(), 1);
     assert!(counts.peak() <= 1, "never two open with max 1");
-    counts.fail_validate.store(false, Ordering::SeqCst);
+    counts.set(Op::Validate, Behavior::Succeed);
     drop(fresh);
 
     let reused = acquire();
@@ -571,12 +461,12 @@ fn validation_never_does_not_call_validate() {
         .build()
         .unwrap();
     let (pool, counts) = common::pool(config);
-    counts.fail_validate.store(true, Ordering::SeqCst);
+    counts.set(Op::Validate, Behavior::Fail);
     for round in 1..=3 {
         let conn = pool.acquire_blocking().unwrap();
         assert_eq!((conn.id, conn.use_count()), (0, round));
     }
-    assert_eq!(counts.validations.load(Ordering::SeqCst), 0);
+    assert_eq!(counts.calls(Op::Validate), 0);
 }
 
 #[test]
@@ -588,11 +478,11 @@ fn validation_idle_for_skips_recently_used() {
         .build()
         .unwrap();
     let (pool, counts) = common::pool(config);
-    counts.fail_validate.store(true, Ordering::SeqCst);
+    counts.set(Op::Validate, Behavior::Fail);
     drop(pool.acquire_blocking().unwrap());
     let conn = pool.acquire_blocking().unwrap();
     assert_eq!((conn.id, conn.use_count()), (0, 2));
-    assert_eq!(counts.validations.load(Ordering::SeqCst), 0);
+    assert_eq!(counts.calls(Op::Validate), 0);
 }
 
 // ----- closing ----------------------------------------------------------------------------
@@ -871,15 +761,14 @@ const LIFETIME: Duration = Duration::from_secs(60);
 
 /// A pool whose connection-age decisions follow a `ManualClock`, so expiry needs no sleep.
 /// Lifetime jitter is off so that the lifetime is exact.
-fn expiring_pool() -> (Pool, Arc<Counts>, ManualClock) {
+fn expiring_pool() -> (Pool, Arc<Script>, ManualClock) {
     let config = builder(2)
         .max_lifetime(LIFETIME)
         .max_lifetime_jitter(Duration::ZERO)
         .idle_timeout(None)
         .build()
         .unwrap();
-    let factory = TestFactory::default();
-    let counts = factory.counts.clone();
+    let (factory, counts) = ScriptedFactory::new();
     let clock = ManualClock::new();
     let pool = ConnectionPool::builder(factory)
         .config(config)
@@ -891,9 +780,9 @@ fn expiring_pool() -> (Pool, Arc<Counts>, ManualClock) {
 
 fn check_expired_idle<'p>(
     pool: &'p Pool,
-    counts: &Counts,
+    counts: &Script,
     clock: &ManualClock,
-    acquire: impl Fn() -> PooledConnection<'p, TestFactory>,
+    acquire: impl Fn() -> PooledConnection<'p, ScriptedFactory>,
 ) {
     let old = acquire();
     assert_eq!(old.id, 0);
@@ -966,10 +855,23 @@ fn expired_connections_are_replaced_real_clock() {
 
 // ----- broken, detached and panicked connections -------------------------------------------
 
+/// The application error of the `with_connection` tests.
+#[derive(Debug)]
+enum AppError {
+    Pool(Error),
+    Query(&'static str),
+}
+
+impl From<Error> for AppError {
+    fn from(e: Error) -> Self {
+        AppError::Pool(e)
+    }
+}
+
 fn check_mark_broken<'p>(
     pool: &'p Pool,
-    counts: &Counts,
-    acquire: impl Fn() -> PooledConnection<'p, TestFactory>,
+    counts: &Script,
+    acquire: impl Fn() -> PooledConnection<'p, ScriptedFactory>,
 ) {
     let mut conn = acquire();
     assert!(conn.is_healthy());
@@ -1011,10 +913,10 @@ fn broken_connection_released_explicitly_is_destroyed() {
 
 fn check_detach<'p>(
     pool: &'p Pool,
-    counts: &Counts,
-    acquire: impl Fn() -> PooledConnection<'p, TestFactory>,
+    counts: &Script,
+    acquire: impl Fn() -> PooledConnection<'p, ScriptedFactory>,
 ) {
-    let conn: Conn = acquire().detach();
+    let conn: ScriptedConn = acquire().detach();
     assert_eq!(conn.id, 0);
     assert_metrics(pool, 0, 0, 0);
     // max is 1: the slot is free for a new one, and the detached one is not destroyed.
@@ -1159,7 +1061,7 @@ fn with_connection_mutates_the_connection() {
 
 // ----- scopes -----------------------------------------------------------------------------
 
-fn named(name: &str) -> (Pool, Arc<Counts>) {
+fn named(name: &str) -> (Pool, Arc<Script>) {
     common::pool(builder(2).name(name).build().unwrap())
 }
 

@@ -7,259 +7,47 @@
     allow(dead_code, unused_imports)
 )]
 
-use std::collections::HashMap;
-use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
-
 mod common;
 
-use nexus_pool::{
-    CheckoutValidation, ConnectionFactory, ConnectionHealthCheck, ConnectionPool,
-    ConnectionPoolConfig, DestroyReason, ManualClock, PoolError, PoolEventHandler, PoolMetrics,
-};
+use common::Behavior;
+use common::Op;
+use common::PATIENCE;
+use common::Script;
+use common::ScriptedFactory;
+use common::telemetry::Panicking;
+use common::telemetry::Recording;
+use common::telemetry::Seen;
+use common::telemetry::check_snapshot;
+use common::telemetry::counting_pool;
+#[cfg(feature = "blocking")]
+use common::telemetry::must_acquire;
+use common::telemetry::named_config;
+use common::wait_until;
+use nexus_pool::CheckoutValidation;
+use nexus_pool::ConnectionPool;
+use nexus_pool::DestroyReason;
+use nexus_pool::ManualClock;
+use nexus_pool::PoolError;
+use nexus_pool::PoolEventHandler;
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
+
+// ----- metrics agree with reality -----------------------------------------------------------------
 
 /// Threads hammering the pool in the stress scenario, and cycles each.
 const THREADS: usize = 8;
 const CYCLES: usize = 400;
-/// How long a test waits for the maintenance loop to catch up before it fails.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-// ----- a factory that counts what it did --------------------------------------------------------
-
-#[derive(Debug, Default)]
-struct Counts {
-    /// `create` calls, failed ones included.
-    attempts: AtomicUsize,
-    created: AtomicUsize,
-    destroyed: AtomicUsize,
-    /// Made and not yet destroyed (the test uncounts the ones it detaches).
-    live: AtomicUsize,
-    fail_create: AtomicBool,
-    fail_validate: AtomicBool,
-    unhealthy: AtomicBool,
-}
-
-impl Counts {
-    fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refused on purpose")]
-struct Refused;
-
-#[derive(Clone, Default)]
-struct Counting(Arc<Counts>);
-
-impl ConnectionFactory for Counting {
-    type Connection = usize;
-    type Error = Refused;
-
-    async fn create(&self) -> Result<usize, Refused> {
-        let id = self.0.attempts.fetch_add(1, Ordering::SeqCst);
-        if self.0.fail_create.load(Ordering::SeqCst) {
-            return Err(Refused);
-        }
-        self.0.created.fetch_add(1, Ordering::SeqCst);
-        self.0.live.fetch_add(1, Ordering::SeqCst);
-        Ok(id)
-    }
-
-    async fn destroy(&self, _conn: usize) {
-        self.0.destroyed.fetch_add(1, Ordering::SeqCst);
-        self.0.live.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    async fn validate(&self, _conn: &mut usize) -> bool {
-        !self.0.fail_validate.load(Ordering::SeqCst)
-    }
-}
-
-struct Health(Arc<Counts>);
-
-impl ConnectionHealthCheck<usize> for Health {
-    async fn is_healthy(&self, _conn: &mut usize) -> bool {
-        !self.0.unhealthy.load(Ordering::SeqCst)
-    }
-}
-
-fn config(name: &str, max: usize) -> nexus_pool::ConnectionPoolConfigBuilder {
-    ConnectionPoolConfig::builder()
-        .name(name)
-        .max_connections(max)
-        .min_connections(0)
-        .create_backoff(Duration::from_millis(1), Duration::from_millis(10))
-}
-
-fn counting_pool(name: &str, max: usize) -> (ConnectionPool<Counting>, Arc<Counts>) {
-    let factory = Counting::default();
-    let counts = factory.0.clone();
-    let pool = ConnectionPool::new(factory, config(name, max).build().unwrap());
-    (pool, counts)
-}
-
-/// Polls `done` until it holds, failing the test after `PATIENCE`.
-#[track_caller]
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Acquires for a step that must succeed in a pool whose `acquire_timeout` is short (so that the
-/// steps meant to time out stay quick): on an overloaded machine a thread may sleep through a
-/// short timeout, so a timeout is retried, for `PATIENCE` in all. Timeouts still count in the
-/// statistics and the events alike, which is all the tests that use this compare.
-#[cfg(feature = "blocking")]
-#[track_caller]
-fn must_acquire<F: ConnectionFactory>(
-    pool: &ConnectionPool<F>,
-) -> nexus_pool::PooledConnection<'_, F> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match pool.acquire_blocking() {
-            Ok(conn) => return conn,
-            Err(PoolError::Timeout(t)) if Instant::now() < deadline => {
-                let _ = t;
-            }
-            Err(e) => panic!("acquire failed: {e}"),
-        }
-    }
-}
-
-/// The invariants every snapshot must keep, whatever is happening. (`active` is derived as
-/// `total - idle`, so only the counters the pool keeps are checked.)
-#[track_caller]
-fn check_snapshot(m: &PoolMetrics, max_waiters: usize) {
-    // A wrapped counter shows as a huge number.
-    assert!(m.total <= m.max, "total above max (or wrapped): {m:?}");
-    assert!(m.waiting <= max_waiters, "waiting wrapped: {m:?}");
-}
-
-// ----- a handler that records every event -------------------------------------------------------
-
-/// What a recording handler saw; each event that carries a duration is kept with it.
-#[derive(Debug, Default)]
-struct Seen {
-    created: Log,
-    create_failed: AtomicU64,
-    destroyed: Mutex<HashMap<DestroyReason, u64>>,
-    acquired: Log,
-    released: Log,
-    timed_out: Log,
-    health_checks: AtomicU64,
-    health_failures: AtomicU64,
-    leaks: Log,
-    /// Events whose pool name was not the pool's.
-    wrong_name: AtomicU64,
-}
-
-/// The durations one kind of event carried, in the order the events came.
-#[derive(Debug, Default)]
-struct Log(Mutex<Vec<Duration>>);
-
-impl Log {
-    fn push(&self, d: Duration) {
-        self.0.lock().unwrap().push(d);
-    }
-
-    fn all(&self) -> Vec<Duration> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> u64 {
-        self.0.lock().unwrap().len() as u64
-    }
-}
-
-impl Seen {
-    fn destroyed(&self, reason: DestroyReason) -> u64 {
-        self.destroyed
-            .lock()
-            .unwrap()
-            .get(&reason)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-struct Recording {
-    pool: String,
-    seen: Arc<Seen>,
-}
-
-impl Recording {
-    fn check_name(&self, pool: &str) {
-        if pool != self.pool {
-            self.seen.wrong_name.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn count(&self, pool: &str, counter: &AtomicU64) {
-        self.check_name(pool);
-        counter.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn log(&self, pool: &str, log: &Log, d: Duration) {
-        self.check_name(pool);
-        log.push(d);
-    }
-}
-
-impl PoolEventHandler for Recording {
-    fn on_created(&self, pool: &str, took: Duration) {
-        self.log(pool, &self.seen.created, took);
-    }
-    fn on_create_failed(&self, pool: &str, _error: &(dyn std::error::Error + 'static)) {
-        self.count(pool, &self.seen.create_failed);
-    }
-    fn on_destroyed(&self, pool: &str, reason: DestroyReason) {
-        *self
-            .seen
-            .destroyed
-            .lock()
-            .unwrap()
-            .entry(reason)
-            .or_default() += 1;
-        self.check_name(pool);
-    }
-    fn on_acquired(&self, pool: &str, waited: Duration) {
-        self.log(pool, &self.seen.acquired, waited);
-    }
-    fn on_released(&self, pool: &str, held: Duration) {
-        self.log(pool, &self.seen.released, held);
-    }
-    fn on_timed_out(&self, pool: &str, waited: Duration) {
-        self.log(pool, &self.seen.timed_out, waited);
-    }
-    fn on_health_check(&self, pool: &str, healthy: bool, _took: Duration) {
-        self.count(pool, &self.seen.health_checks);
-        if !healthy {
-            self.seen.health_failures.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn on_leak_suspected(&self, pool: &str, held: Duration, _at: &'static Location<'static>) {
-        self.log(pool, &self.seen.leaks, held);
-    }
-}
-
-/// A handler that panics at every create; the pool, and the handlers after it, must not mind.
-struct Panicking;
-
-impl PoolEventHandler for Panicking {
-    fn on_created(&self, _pool: &str, _took: Duration) {
-        panic!("a handler bug (on purpose)");
-    }
-}
-
-// ----- metrics agree with reality -----------------------------------------------------------------
 
 /// Threads acquire, hold, break, detach and release while a sampler checks every snapshot;
 /// afterwards the snapshot equals the factory's own counts.
@@ -278,7 +66,6 @@ fn metrics_match_the_factory_under_load() {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
                 let pool = &pool;
-                let counts = &counts;
                 let detached = &detached;
                 s.spawn(move || {
                     for i in 0..CYCLES {
@@ -286,8 +73,7 @@ fn metrics_match_the_factory_under_load() {
                         match (t + i) % 50 {
                             0 => conn.mark_broken(),
                             1 => {
-                                let _conn: usize = conn.detach();
-                                counts.live.fetch_sub(1, Ordering::SeqCst);
+                                drop(conn.detach());
                                 detached.fetch_add(1, Ordering::SeqCst);
                                 continue;
                             }
@@ -307,7 +93,7 @@ fn metrics_match_the_factory_under_load() {
 
     // Broken connections are destroyed by the maintenance loop (until then they count as
     // active: open, and not idle): wait for it to settle.
-    eventually("the reaper to destroy broken connections", || {
+    wait_until("the reaper to destroy broken connections", || {
         let m = pool.current_metrics();
         m.active == 0 && m.total == counts.live()
     });
@@ -333,17 +119,17 @@ fn metrics_match_the_factory_under_load() {
 #[cfg(feature = "blocking")]
 #[test]
 fn waiting_counts_waiters_exactly() {
-    let patient = config("waiting", 1)
+    let patient = named_config("waiting", 1)
         .acquire_timeout(PATIENCE)
         .build()
         .unwrap();
-    let pool = ConnectionPool::new(Counting::default(), patient);
+    let pool = ConnectionPool::new(ScriptedFactory::default(), patient);
     let held = pool.acquire_blocking().unwrap();
     thread::scope(|s| {
         let waiters: Vec<_> = (0..3)
             .map(|_| s.spawn(|| pool.acquire_blocking().map(drop)))
             .collect();
-        eventually("three waiters", || pool.current_metrics().waiting == 3);
+        wait_until("three waiters", || pool.current_metrics().waiting == 3);
         check_snapshot(&pool.current_metrics(), 3);
         drop(held);
         let served = waiters
@@ -356,11 +142,11 @@ fn waiting_counts_waiters_exactly() {
     assert_eq!(pool.current_metrics().waiting, 0);
 
     // Timed-out waiters leave no trace either.
-    let short = config("waiting-timeouts", 1)
+    let short = named_config("waiting-timeouts", 1)
         .acquire_timeout(Duration::from_millis(100))
         .build()
         .unwrap();
-    let pool = ConnectionPool::new(Counting::default(), short);
+    let pool = ConnectionPool::new(ScriptedFactory::default(), short);
     let _held = pool.acquire_blocking().unwrap();
     thread::scope(|s| {
         for _ in 0..2 {
@@ -384,10 +170,9 @@ fn waiting_counts_waiters_exactly() {
 #[cfg(feature = "blocking")]
 #[test]
 fn statistics_match_the_events() {
-    let factory = Counting::default();
-    let counts = factory.0.clone();
+    let (factory, counts) = ScriptedFactory::new();
     let seen = Arc::new(Seen::default());
-    let config = config("stats", 3)
+    let config = named_config("stats", 3)
         .max_connections_ceiling(4)
         .detailed_statistics(true)
         .acquire_timeout(Duration::from_millis(300))
@@ -398,7 +183,7 @@ fn statistics_match_the_events() {
         .unwrap();
     let pool = ConnectionPool::builder(factory)
         .config(config)
-        .health_check(Health(counts.clone()))
+        .health_check(counts.health())
         .event_handler(Panicking)
         .event_handler(Recording {
             pool: "stats".into(),
@@ -425,24 +210,24 @@ fn statistics_match_the_events() {
     // Resized: the surplus is destroyed when it comes back.
     pool.resize(2).unwrap();
     drop(all);
-    eventually("the shrink", || pool.current_metrics().total <= 2);
+    wait_until("the shrink", || pool.current_metrics().total <= 2);
     pool.resize(3).unwrap();
     // Failed validation: idle past `IdleFor` and refused.
     // (A health check may have the idle connection off the queue at that moment, and the
     // acquire then gets a fresh one, which is not validated: try again.)
-    counts.fail_validate.store(true, Ordering::SeqCst);
-    eventually("a failed validation", || {
+    counts.set(Op::Validate, Behavior::Fail);
+    wait_until("a failed validation", || {
         thread::sleep(Duration::from_millis(40));
         drop(must_acquire(&pool));
         pool.statistics().destroyed.failed_validation > 0
     });
-    counts.fail_validate.store(false, Ordering::SeqCst);
+    counts.set(Op::Validate, Behavior::Succeed);
     // Unhealthy: the periodic check finds it.
-    counts.unhealthy.store(true, Ordering::SeqCst);
-    eventually("a failed health check", || {
+    counts.set(Op::IsHealthy, Behavior::Fail);
+    wait_until("a failed health check", || {
         pool.statistics().health_check_failures > 0
     });
-    counts.unhealthy.store(false, Ordering::SeqCst);
+    counts.set(Op::IsHealthy, Behavior::Succeed);
     // Panicked while held.
     let pool_ref = &pool;
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -453,7 +238,7 @@ fn statistics_match_the_events() {
     drop(must_acquire(&pool));
     pool.evict_all();
     // Create failures, surfaced in the timeout.
-    counts.fail_create.store(true, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Fail);
     let held: Vec<_> = std::iter::from_fn(|| pool.try_acquire().ok()).collect();
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -461,14 +246,13 @@ fn statistics_match_the_events() {
             Err(PoolError::Timeout(t)) if t.last_create_error.is_some() => break,
             // The creator did not get to run within the timeout (an overloaded machine).
             Err(PoolError::Timeout(t)) => assert!(Instant::now() < deadline, "{t:?}"),
-            other => panic!("expected a timeout, got {:?}", other.map(|c| *c)),
+            other => panic!("expected a timeout, got {:?}", other.map(|c| c.id)),
         }
     }
-    counts.fail_create.store(false, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Succeed);
     drop(held);
     // Detached: gone from the pool, not destroyed.
-    let _conn: usize = must_acquire(&pool).detach();
-    counts.live.fetch_sub(1, Ordering::SeqCst);
+    drop(must_acquire(&pool).detach());
     // Closed: the rest.
     drop(must_acquire(&pool));
     pool.close_blocking();
@@ -503,12 +287,12 @@ fn statistics_match_the_events() {
     assert_eq!(stats.hold_time.map(|h| h.count), stats.released);
     assert_eq!(stats.create_time.count, stats.created);
     // And the factory agrees.
-    assert_eq!(stats.created, counts.created.load(Ordering::SeqCst) as u64);
+    assert_eq!(stats.created, counts.created() as u64);
     assert_eq!(
         stats.created + stats.create_failures,
-        counts.attempts.load(Ordering::SeqCst) as u64
+        counts.calls(Op::Create) as u64
     );
-    assert_eq!(d.total(), counts.destroyed.load(Ordering::SeqCst) as u64);
+    assert_eq!(d.total(), counts.destroyed() as u64);
     assert_eq!(
         counts.live(),
         0,
@@ -542,10 +326,10 @@ fn statistics_match_the_events() {
 #[cfg(feature = "blocking")]
 #[test]
 fn statistics_without_details_match_the_slow_events() {
-    let factory = Counting::default();
+    let factory = ScriptedFactory::default();
     let seen = Arc::new(Seen::default());
     let pool = ConnectionPool::builder(factory)
-        .config(config("lean", 2).build().unwrap())
+        .config(named_config("lean", 2).build().unwrap())
         .event_handler(Recording {
             pool: "lean".into(),
             seen: seen.clone(),
@@ -574,19 +358,6 @@ fn statistics_without_details_match_the_slow_events() {
 
 // ----- distributions, durations and ages ----------------------------------------------------------
 
-/// A factory whose `create` takes at least its duration (on a timer, under any executor).
-struct SlowToCreate(Duration);
-
-impl ConnectionFactory for SlowToCreate {
-    type Connection = usize;
-    type Error = Refused;
-
-    async fn create(&self) -> Result<usize, Refused> {
-        async_io::Timer::after(self.0).await;
-        Ok(0)
-    }
-}
-
 /// A reported percentile is never below the true one (the nearest-rank sample), and at most
 /// one bucket, 12.5%, above it, or the maximum.
 #[track_caller]
@@ -605,9 +376,9 @@ fn assert_percentile(reported: Duration, truth: Duration, max: Duration) {
 fn hold_times_of_known_length_give_their_percentiles() {
     let clock = ManualClock::new();
     let seen = Arc::new(Seen::default());
-    let pool = ConnectionPool::builder(Counting::default())
+    let pool = ConnectionPool::builder(ScriptedFactory::default())
         .config(
-            config("holds", 1)
+            named_config("holds", 1)
                 .detailed_statistics(true)
                 .build()
                 .unwrap(),
@@ -648,14 +419,16 @@ fn wait_and_create_times_show_what_happened() {
     const WAIT: Duration = Duration::from_millis(50);
     const FAST: usize = 19;
     let seen = Arc::new(Seen::default());
-    let patient = config("waits", 1)
+    let patient = named_config("waits", 1)
         .detailed_statistics(true)
         // However long this machine stalls between two cycles, a fast acquire stays fast.
         .checkout_validation(CheckoutValidation::Never)
         .acquire_timeout(PATIENCE)
         .build()
         .unwrap();
-    let pool = ConnectionPool::builder(SlowToCreate(CREATE))
+    let (slow, script) = ScriptedFactory::new();
+    script.set(Op::Create, Behavior::Slow(CREATE));
+    let pool = ConnectionPool::builder(slow)
         .config(patient)
         .event_handler(Recording {
             pool: "waits".into(),
@@ -671,7 +444,7 @@ fn wait_and_create_times_show_what_happened() {
     let held = pool.acquire_blocking().unwrap(); // the last fast one
     thread::scope(|s| {
         let waiter = s.spawn(|| pool.acquire_blocking().map(drop));
-        eventually("the waiter to queue", || {
+        wait_until("the waiter to queue", || {
             pool.current_metrics().waiting == 1
         });
         // The waiter is queued before this sleep starts, so it waits at least `WAIT`.
@@ -715,11 +488,11 @@ fn wait_and_create_times_show_what_happened() {
     // A timeout is reported with the wait it ended, at least `acquire_timeout`.
     let timeout = Duration::from_millis(100);
     let seen = Arc::new(Seen::default());
-    let short = config("waits-timeout", 1)
+    let short = named_config("waits-timeout", 1)
         .acquire_timeout(timeout)
         .build()
         .unwrap();
-    let pool = ConnectionPool::builder(Counting::default())
+    let pool = ConnectionPool::builder(ScriptedFactory::default())
         .config(short)
         .event_handler(Recording {
             pool: "waits-timeout".into(),
@@ -744,10 +517,9 @@ fn wait_and_create_times_show_what_happened() {
 #[test]
 fn age_destroys_are_counted_by_reason() {
     let clock = ManualClock::new();
-    let factory = Counting::default();
-    let counts = factory.0.clone();
+    let (factory, counts) = ScriptedFactory::new();
     let seen = Arc::new(Seen::default());
-    let ages = config("ages", 3)
+    let ages = named_config("ages", 3)
         .idle_timeout(Duration::from_secs(10))
         .max_lifetime(Duration::from_secs(60))
         .build()
@@ -765,21 +537,21 @@ fn age_destroys_are_counted_by_reason() {
     drop((0..2).map(|_| must_acquire(&pool)).collect::<Vec<_>>());
     clock.advance(Duration::from_secs(11));
     pool.sweep_idle();
-    eventually("two idle timeouts", || {
+    wait_until("two idle timeouts", || {
         pool.statistics().destroyed.idle_timeout == 2
     });
 
     let old = must_acquire(&pool);
     clock.advance(Duration::from_secs(61));
     drop(old);
-    eventually("one expiry", || pool.statistics().destroyed.expired == 1);
+    wait_until("one expiry", || pool.statistics().destroyed.expired == 1);
 
     pool.close_blocking();
     let d = pool.statistics().destroyed;
     assert_eq!(d.idle_timeout, seen.destroyed(DestroyReason::IdleTimeout));
     assert_eq!(d.expired, seen.destroyed(DestroyReason::Expired));
     assert_eq!((d.idle_timeout, d.expired), (2, 1));
-    assert_eq!(d.total(), counts.destroyed.load(Ordering::SeqCst) as u64);
+    assert_eq!(d.total(), counts.destroyed() as u64);
     assert_eq!(counts.live(), 0);
 }
 
@@ -824,7 +596,7 @@ impl PoolEventHandler for PanicsEverywhere {
 /// held, it would deadlock. (One level deep: the calls' own events do not recurse.)
 #[derive(Clone, Default)]
 struct ReentersThePool {
-    pool: Arc<Mutex<Option<ConnectionPool<Counting>>>>,
+    pool: Arc<Mutex<Option<ConnectionPool<ScriptedFactory>>>>,
     calls: Arc<AtomicU64>,
 }
 
@@ -879,14 +651,14 @@ impl PoolEventHandler for ReentersThePool {
 /// acquires, releases (one while the holder unwinds from a panic), a timeout, destroys, health
 /// checks, and a suspected leak on the manual clock.
 #[cfg(feature = "blocking")]
-fn every_event(pool: &ConnectionPool<Counting>, counts: &Counts, clock: &ManualClock) {
+fn every_event(pool: &ConnectionPool<ScriptedFactory>, counts: &Script, clock: &ManualClock) {
     // A failed create, while the pool is empty: surfaced in the timeout.
-    counts.fail_create.store(true, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Fail);
     assert!(matches!(
         pool.acquire_blocking(),
         Err(PoolError::Timeout(_))
     ));
-    counts.fail_create.store(false, Ordering::SeqCst);
+    counts.set(Op::Create, Behavior::Succeed);
     for _ in 0..3 {
         drop(must_acquire(pool));
     }
@@ -901,7 +673,7 @@ fn every_event(pool: &ConnectionPool<Counting>, counts: &Counts, clock: &ManualC
     let leaked = must_acquire(pool);
     clock.advance(Duration::from_secs(2));
     pool.sweep_idle();
-    eventually("the leak report", || pool.statistics().leaks_reported > 0);
+    wait_until("the leak report", || pool.statistics().leaks_reported > 0);
     // A timeout, with every connection held.
     let mut held: Vec<_> = std::iter::from_fn(|| pool.try_acquire().ok()).collect();
     while held.len() + 1 < pool.config().max_connections() {
@@ -914,7 +686,7 @@ fn every_event(pool: &ConnectionPool<Counting>, counts: &Counts, clock: &ManualC
     ));
     drop(held);
     // Health checks run on idle connections.
-    eventually("a health check", || pool.statistics().health_checks > 0);
+    wait_until("a health check", || pool.statistics().health_checks > 0);
 }
 
 /// A pool whose handlers misbehave: the first of them panics in every method, the second
@@ -925,11 +697,10 @@ fn every_event(pool: &ConnectionPool<Counting>, counts: &Counts, clock: &ManualC
 fn handlers_that_panic_or_reenter_break_nothing() {
     common::quiet_panics_starting_with(HANDLER_BUG);
     let clock = ManualClock::new();
-    let factory = Counting::default();
-    let counts = factory.0.clone();
+    let (factory, counts) = ScriptedFactory::new();
     let seen = Arc::new(Seen::default());
     let reenters = ReentersThePool::default();
-    let config = config("misbehaving", 2)
+    let config = named_config("misbehaving", 2)
         .detailed_statistics(true)
         .acquire_timeout(Duration::from_millis(200))
         .health_check_interval(Duration::from_millis(10))
@@ -939,7 +710,7 @@ fn handlers_that_panic_or_reenter_break_nothing() {
     let pool = ConnectionPool::builder(factory)
         .config(config)
         .clock(clock.clone())
-        .health_check(Health(counts.clone()))
+        .health_check(counts.health())
         .event_handler(PanicsEverywhere)
         .event_handler(reenters.clone())
         .event_handler(Recording {
@@ -998,10 +769,7 @@ fn handlers_that_panic_or_reenter_break_nothing() {
     let stats = pool.statistics();
     assert_eq!(stats.acquired, seen.acquired.count());
     assert_eq!(stats.released, Some(seen.released.count()));
-    assert_eq!(
-        stats.destroyed.total(),
-        counts.destroyed.load(Ordering::SeqCst) as u64
-    );
+    assert_eq!(stats.destroyed.total(), counts.destroyed() as u64);
     let m = pool.current_metrics();
     assert_eq!((m.total, m.idle, m.active, m.waiting), (0, 0, 0, 0));
     assert_eq!(counts.live(), 0, "every connection was destroyed");
@@ -1035,7 +803,7 @@ mod stream {
     }
 
     /// Three snapshots that track the pool, then the end once it closes.
-    async fn three_then_close(pool: ConnectionPool<Counting>) {
+    async fn three_then_close(pool: ConnectionPool<ScriptedFactory>) {
         let mut stream = pool.metrics_stream(TICK);
         assert_static_send(&stream);
         let first = stream.next().await.unwrap();
@@ -1092,7 +860,7 @@ mod stream {
 
     /// A stream waiting out its interval ends as soon as another thread closes the pool. A
     /// stream the close failed to wake fails after `PATIENCE` instead of hanging for an hour.
-    async fn ends_at_close_from_another_thread(pool: ConnectionPool<Counting>) {
+    async fn ends_at_close_from_another_thread(pool: ConnectionPool<ScriptedFactory>) {
         let mut stream = pool.metrics_stream(FOREVER);
         assert!(
             stream.next().await.is_some(),
@@ -1395,9 +1163,9 @@ mod metrics_export {
     #[test]
     fn counter_and_histograms_match_the_events() {
         let (_turn, snapshotter) = recorder();
-        let factory = Counting::default();
+        let factory = ScriptedFactory::default();
         let seen = Arc::new(Seen::default());
-        let config = config("metrics-events", 1)
+        let config = named_config("metrics-events", 1)
             .acquire_timeout(Duration::from_secs(1))
             .build()
             .unwrap();
@@ -1484,11 +1252,11 @@ mod metrics_export {
     ) {
         let (busy, quiet) = (format!("{prefix}-busy"), format!("{prefix}-quiet"));
         let pool = |name: &str| {
-            let config = config(name, 1)
+            let config = named_config(name, 1)
                 .acquire_timeout(Duration::from_millis(100))
                 .build()
                 .unwrap();
-            ConnectionPool::builder(Counting::default())
+            ConnectionPool::builder(ScriptedFactory::default())
                 .config(config)
                 .event_handler(exporter())
                 .build()
@@ -1522,9 +1290,8 @@ mod metrics_export {
     #[test]
     fn gauges_equal_the_pool_and_the_factory() {
         let (_turn, snapshotter) = recorder();
-        let factory = Counting::default();
-        let counts = factory.0.clone();
-        let config = config("metrics-gauges", 3)
+        let (factory, counts) = ScriptedFactory::new();
+        let config = named_config("metrics-gauges", 3)
             .acquire_timeout(Duration::from_secs(10))
             .build()
             .unwrap();
@@ -1558,7 +1325,7 @@ mod metrics_export {
             let waiters: Vec<_> = (0..2)
                 .map(|_| s.spawn(|| pool.acquire_blocking().map(drop)))
                 .collect();
-            eventually("two waiters", || pool.current_metrics().waiting == 2);
+            wait_until("two waiters", || pool.current_metrics().waiting == 2);
             check(0.0, 3.0, 2.0);
             drop(held.pop());
             for w in waiters {
@@ -1568,8 +1335,7 @@ mod metrics_export {
         check(1.0, 2.0, 0.0);
 
         // A detached connection leaves no trace in the gauges (nor in the factory's count).
-        let _conn: usize = held.pop().unwrap().detach();
-        counts.live.fetch_sub(1, Ordering::SeqCst);
+        drop(held.pop().unwrap().detach());
         check(1.0, 1.0, 0.0);
         drop(held);
         check(2.0, 0.0, 0.0);
@@ -1747,11 +1513,11 @@ mod tracing_export {
     fn acquires_served_at_once_log_nothing() {
         const POOL: &str = "tracing-quiet";
         captured();
-        let config = config(POOL, 1)
+        let config = named_config(POOL, 1)
             .checkout_validation(CheckoutValidation::Never)
             .build()
             .unwrap();
-        let pool = ConnectionPool::builder(Counting::default())
+        let pool = ConnectionPool::builder(ScriptedFactory::default())
             .config(config)
             .event_handler(TracingExporter::new())
             .build()
@@ -1772,9 +1538,8 @@ mod tracing_export {
     fn events_name_the_pool_at_their_level() {
         const POOL: &str = "tracing-events";
         captured();
-        let factory = Counting::default();
-        let counts = factory.0.clone();
-        let config = config(POOL, 1)
+        let (factory, counts) = ScriptedFactory::new();
+        let config = named_config(POOL, 1)
             .acquire_timeout(Duration::from_secs(1))
             .health_check_interval(Duration::from_millis(20))
             .leak_detection_threshold(Duration::from_millis(30))
@@ -1782,7 +1547,7 @@ mod tracing_export {
             .unwrap();
         let pool = ConnectionPool::builder(factory)
             .config(config)
-            .health_check(Health(counts.clone()))
+            .health_check(counts.health())
             .event_handler(TracingExporter::new())
             .build()
             .unwrap();
@@ -1799,7 +1564,7 @@ mod tracing_export {
                 pool.sweep_idle();
                 drop(conn);
             });
-            eventually("the waiter", || pool.current_metrics().waiting == 1);
+            wait_until("the waiter", || pool.current_metrics().waiting == 1);
             thread::sleep(Duration::from_millis(20));
             drop(held);
             waiter.join().unwrap();
@@ -1824,19 +1589,19 @@ mod tracing_export {
         expect(POOL, "acquire timed out", Level::WARN, "waited");
 
         // Passed health checks, at the finest level.
-        eventually("a passed health check", || {
+        wait_until("a passed health check", || {
             count(POOL, "health check passed") > 0
         });
         expect(POOL, "health check passed", Level::TRACE, "took");
 
         // A failed health check, and the destroy it causes.
-        counts.unhealthy.store(true, Ordering::SeqCst);
-        eventually("a failed health check", || {
+        counts.set(Op::IsHealthy, Behavior::Fail);
+        wait_until("a failed health check", || {
             count(POOL, "health check failed") > 0
         });
-        counts.unhealthy.store(false, Ordering::SeqCst);
+        counts.set(Op::IsHealthy, Behavior::Succeed);
         expect(POOL, "health check failed", Level::WARN, "took");
-        eventually("the unhealthy connection's destroy", || {
+        wait_until("the unhealthy connection's destroy", || {
             events_of(POOL).iter().any(|e| {
                 e.message == "connection destroyed"
                     && e.fields.get("reason").map(String::as_str) == Some("Unhealthy")
@@ -1845,9 +1610,9 @@ mod tracing_export {
         expect(POOL, "connection destroyed", Level::DEBUG, "reason");
 
         // A failed create.
-        counts.fail_create.store(true, Ordering::SeqCst);
+        counts.set(Op::Create, Behavior::Fail);
         assert!(pool.acquire_blocking().is_err());
-        counts.fail_create.store(false, Ordering::SeqCst);
+        counts.set(Op::Create, Behavior::Succeed);
         expect(POOL, "connection create failed", Level::WARN, "error");
 
         pool.close_blocking();
