@@ -4,7 +4,7 @@
 //!
 //! Each behaviour reachable from both facades is tested twice: `name` drives the async facade
 //! (`acquire().await` under `futures_lite::future::block_on`), `name_blocking` the blocking one.
-//! FIFO order and cancellation are covered by `tests/fifo_cancel.rs`; executors by
+//! FIFO order and cancellation are covered by `tests/fifo_*.rs`; executors by
 //! `tests/runtimes.rs`.
 //!
 //! No test sleeps to win a race: whatever happens on another thread (the maintenance loop
