@@ -10,7 +10,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::pg::{admin, backend_pid, factory};
-use common::servers::{driver_error, pg_url, refused_port, server_config, start_one, unique};
+use common::servers::{
+    driver_error, pg_url, refused_port, server_config, start_error, start_one, unique,
+};
 use common::wait::eventually;
 use futures_lite::future::block_on;
 use nexus_pool::adapters::postgres::{
@@ -407,17 +409,6 @@ fn unreachable_server_is_a_create_error() {
 }
 
 // ----- errors keep their cause ------------------------------------------------------------
-
-/// The error `build_connected` returns when its one create fails.
-fn start_error(factory: PostgresConnectionFactory) -> PoolError<PostgresError> {
-    match block_on(factory.pool_builder().config(start_one()).build_connected()) {
-        Ok(pool) => {
-            pool.close_blocking();
-            panic!("the connection was made")
-        }
-        Err(e) => e,
-    }
-}
 
 /// `err` is the failed create, its text is the pool's alone, and the chain holds the driver's
 /// error and `needle`; the adapter's own text says `needle` too, in one line.

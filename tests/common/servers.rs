@@ -300,3 +300,21 @@ pub fn start_one() -> nexus_pool::ConnectionPoolConfig {
         .build()
         .unwrap()
 }
+
+/// What `build_connected` fails with for `factory` under [`start_one`]'s settings: the first
+/// create's error. Panics if the connection was made.
+#[cfg(feature = "blocking")]
+pub fn start_error<F: nexus_pool::ConnectionFactory>(
+    factory: F,
+) -> nexus_pool::PoolError<F::Error> {
+    let started = nexus_pool::ConnectionPool::builder(factory)
+        .config(start_one())
+        .build_connected();
+    match futures_lite::future::block_on(started) {
+        Ok(pool) => {
+            pool.close_blocking();
+            panic!("the connection was made")
+        }
+        Err(e) => e,
+    }
+}
