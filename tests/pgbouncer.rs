@@ -25,6 +25,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::pg::admin;
 use common::servers::{
     host_port, pgbouncer_session_url, pgbouncer_tx_url, restart_command, server_config,
     server_exclusive, server_shared, unique,
@@ -94,10 +95,6 @@ fn pg_pool(url: &str, mode: Mode, max: usize) -> PgPool {
 
 /// An unpooled session for the test's own setup and checks. It sends simple queries only, so it
 /// works behind a transaction pooler too.
-fn admin(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).expect("admin connection through the bouncer")
-}
-
 /// The first value of the first row of a simple query's answer.
 fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
     messages.iter().find_map(|m| match m {

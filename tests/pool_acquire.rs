@@ -22,15 +22,13 @@ use std::time::{Duration, Instant};
 use common::checks::{assert_metrics, wait_destroyed};
 use common::tracker::Tracker;
 use common::wait::{until_served, watchdog};
-use common::{Behavior, Op, Refused, SHORT_TIMEOUT, Script, ScriptedFactory, builder, wait_until};
+use common::{
+    Behavior, Error, Op, Pool, Refused, SHORT_TIMEOUT, Script, ScriptedFactory, builder, wait_until,
+};
 use futures_lite::future::block_on;
 use nexus_pool::{
-    CheckoutValidation, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
-    PooledConnection,
+    CheckoutValidation, ConnectionPoolConfig, CreateError, PoolError, PooledConnection,
 };
-
-type Pool = ConnectionPool<ScriptedFactory>;
-type Error = PoolError<Refused>;
 
 // ----- reuse -------------------------------------------------------------------------------
 

@@ -20,12 +20,9 @@ use std::time::{Duration, Instant};
 
 use common::checks::{assert_metrics, wait_destroyed};
 use common::wait::watchdog;
-use common::{Refused, ScriptedFactory, builder, wait_until};
+use common::{Error, Pool, builder, wait_until};
 use futures_lite::future::block_on;
-use nexus_pool::{ConnectionPool, PoolError};
-
-type Pool = ConnectionPool<ScriptedFactory>;
-type Error = PoolError<Refused>;
+use nexus_pool::PoolError;
 
 // ----- closing ----------------------------------------------------------------------------
 

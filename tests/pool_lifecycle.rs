@@ -20,13 +20,10 @@ use std::time::Duration;
 
 use common::checks::{assert_metrics, wait_destroyed};
 use common::wait::watchdog;
-use common::{Refused, Script, ScriptedConn, ScriptedFactory, builder};
+use common::{Error, Pool, Script, ScriptedConn, ScriptedFactory, builder};
 use futures_lite::FutureExt;
 use futures_lite::future::block_on;
 use nexus_pool::{ConnectionPool, ManualClock, PoolError, PooledConnection};
-
-type Pool = ConnectionPool<ScriptedFactory>;
-type Error = PoolError<Refused>;
 
 // ----- expiry -----------------------------------------------------------------------------
 

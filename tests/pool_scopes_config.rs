@@ -19,14 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::checks::{assert_metrics, wait_destroyed};
 use common::wait::watchdog;
-use common::{Refused, Script, ScriptedFactory, builder, wait_until};
+use common::{Error, Pool, Script, builder, wait_until};
 use futures_lite::future::block_on;
-use nexus_pool::{
-    ConnectionPool, ConnectionPoolConfig, ConnectionScope, MAX_CONNECTIONS_LIMIT, PoolError,
-};
-
-type Pool = ConnectionPool<ScriptedFactory>;
-type Error = PoolError<Refused>;
+use nexus_pool::{ConnectionPoolConfig, ConnectionScope, MAX_CONNECTIONS_LIMIT, PoolError};
 
 // ----- scopes -----------------------------------------------------------------------------
 

@@ -21,12 +21,10 @@ use std::time::Instant;
 
 use common::tracker::Tracker;
 use common::wait::{wait_until_async, watchdog};
-use common::{LONG_TIMEOUT, Refused, SHORT_TIMEOUT, Script, ScriptedFactory, timed_config};
+use common::{Error, LONG_TIMEOUT, Pool, SHORT_TIMEOUT, Script, timed_config};
 use futures_lite::FutureExt;
-use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+use nexus_pool::{ConnectionPoolConfig, PoolError};
 
-type Pool = ConnectionPool<ScriptedFactory>;
-type Error = PoolError<Refused>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 // ----- runtimes ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use common::tracker::Tracker;
 use common::wait::watchdog_for;
-use common::{Behavior, Op, Refused, Script, ScriptedConn, ScriptedFactory};
+use common::{Behavior, Error, Op, Pool, Script, ScriptedConn, ScriptedFactory};
 use futures_lite::{FutureExt, future};
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, PoolError, PooledConnection,
@@ -66,9 +66,7 @@ const DELIBERATE: &str = "stress: deliberate panic";
 const CREATE_TAKES: Behavior = Behavior::Jitter(Duration::from_micros(300));
 const DESTROY_TAKES: Behavior = Behavior::Jitter(Duration::from_micros(200));
 
-type Pool = ConnectionPool<ScriptedFactory>;
 type Guard<'a> = PooledConnection<'a, ScriptedFactory>;
-type Error = PoolError<Refused>;
 
 // ----- what the workers tally ------------------------------------------------------------------
 

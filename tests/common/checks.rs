@@ -1,12 +1,8 @@
 //! Assertions on a pool over the scripted factory: its metrics while nothing works on it, and
 //! destroys awaited until the pool's counts have caught up.
 
-use nexus_pool::ConnectionPool;
-
 use super::wait::wait_until;
-use super::{Script, ScriptedFactory};
-
-type Pool = ConnectionPool<ScriptedFactory>;
+use super::{Pool, Script};
 
 /// Waits until the factory has destroyed `n` connections in all and the pool has stopped
 /// counting them: the pool frees a place only after the factory's `destroy` has returned, so the

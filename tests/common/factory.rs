@@ -22,9 +22,13 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use nexus_pool::{ConnectionFactory, ConnectionHealthCheck};
+use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, PoolError};
 
 use super::sync::lock;
+
+/// A pool over the test factory, and what its acquires fail with.
+pub type Pool = ConnectionPool<ScriptedFactory>;
+pub type Error = PoolError<Refused>;
 
 /// A user callback of the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

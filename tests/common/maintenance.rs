@@ -13,11 +13,10 @@ use nexus_pool::{
 
 use super::sync::lock;
 use super::wait::{PATIENCE, wait_until, wait_until_state};
+pub use super::{Error, Pool};
 use super::{Op, Refused, Script, ScriptedFactory, quiet_scripted_panics};
 
-pub type Pool = ConnectionPool<ScriptedFactory>;
 pub type Conn<'a> = PooledConnection<'a, ScriptedFactory>;
-pub type Error = PoolError<Refused>;
 
 /// How long a "nothing more happens" check watches.
 pub const QUIET: Duration = Duration::from_millis(150);

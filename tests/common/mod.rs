@@ -46,7 +46,8 @@ pub mod wait;
 // Each binary uses a part of these.
 #[allow(unused_imports)]
 pub use factory::{
-    Behavior, Op, Refused, Script, ScriptedConn, ScriptedFactory, quiet_scripted_panics,
+    Behavior, Error, Op, Pool, Refused, Script, ScriptedConn, ScriptedFactory,
+    quiet_scripted_panics,
 };
 #[allow(unused_imports)]
 pub use wait::{PATIENCE, wait_until};
