@@ -10,14 +10,15 @@
     )
 ))]
 
-mod adapter_support;
+mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{config, eventually, unique};
+use common::servers::{server_config, unique};
+use common::wait::eventually;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use nexus_pool::ConnectionPool;
@@ -62,7 +63,7 @@ type Pool<C> = ConnectionPool<DieselConnectionFactory<C>>;
 fn pool<C: DieselConnection>(url: &str, max: usize) -> Pool<C> {
     DieselConnectionFactory::<C>::new(url)
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
 }
@@ -86,7 +87,7 @@ mod pg {
     static TABLE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 
     pub fn server(test: &str) -> Option<Server> {
-        let base = adapter_support::pg_url(&format!("adapter_diesel::pg::{test}"))?;
+        let base = common::servers::pg_url(&format!("adapter_diesel::pg::{test}"))?;
         let tag = unique("np_diesel");
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}application_name={tag}");
@@ -252,7 +253,7 @@ mod mysql {
             .ok()
             .filter(|u| !u.trim().is_empty());
         let url = asked.clone().unwrap_or_else(|| MYSQL_LOCAL.to_owned());
-        let addr = adapter_support::host_port(&url, 3306);
+        let addr = common::servers::host_port(&url, 3306);
         let reachable = std::net::TcpStream::connect_timeout(
             &std::net::ToSocketAddrs::to_socket_addrs(&addr)
                 .ok()?
@@ -265,7 +266,7 @@ mod mysql {
                 panic!("MySQL is not reachable at {addr} ({e}), but {MYSQL_VAR}={url} asks for it")
             }
             (Err(e), None) => {
-                adapter_support::skip(
+                common::servers::skip(
                     "no server",
                     test,
                     &format!(
@@ -417,12 +418,12 @@ mod sqlite {
     /// A temporary database file with the test's table.
     pub struct Server {
         pub url: String,
-        _db: adapter_support::TempDb,
+        _db: common::servers::TempDb,
         admin: SqliteConnection,
     }
 
     pub fn server(_test: &str) -> Option<Server> {
-        let db = adapter_support::TempDb::new("np_diesel");
+        let db = common::servers::TempDb::new("np_diesel");
         let url = db.path().to_str().expect("a UTF-8 temp path").to_owned();
         let mut admin = SqliteConnection::establish(&url).unwrap();
         admin
@@ -725,7 +726,7 @@ macro_rules! scenarios {
                 let pool = factory
                     .pool_builder()
                     .health_check(check)
-                    .config(config(1))
+                    .config(server_config(1))
                     .build()
                     .unwrap();
                 let mut conn = pool.acquire_blocking().unwrap();

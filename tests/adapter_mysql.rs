@@ -3,13 +3,14 @@
 //! process list, filtered by that database, counts exactly the test's pooled connections.
 #![cfg(all(feature = "mysql", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{config, eventually, mysql_url, unique};
+use common::servers::{mysql_url, server_config, unique};
+use common::wait::eventually;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 use nexus_pool::adapters::mysql::{MysqlConnectionFactory, connection_lost};
@@ -55,7 +56,7 @@ impl Db {
     fn pool(&self, max: usize) -> Pool {
         self.factory()
             .pool_builder()
-            .config(config(max))
+            .config(server_config(max))
             .build()
             .unwrap()
     }
@@ -373,7 +374,7 @@ fn on_connect_runs_again_after_each_reset() {
         let runs = runs.clone();
         db.factory()
             .pool_builder()
-            .config(config(1))
+            .config(server_config(1))
             .on_connect(move |conn: &mut Conn| {
                 let runs = runs.clone();
                 Box::pin(async move {

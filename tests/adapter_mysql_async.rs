@@ -4,13 +4,14 @@
 //! database, counts exactly the test's pooled connections.
 #![cfg(all(feature = "mysql-async", feature = "async", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use adapter_support::{config, eventually, mysql_url, unique};
+use common::servers::{mysql_url, server_config, unique};
+use common::wait::eventually;
 use futures_lite::future::block_on;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
@@ -65,7 +66,7 @@ impl Db {
     fn pool(&self, max: usize) -> Pool {
         self.factory()
             .pool_builder()
-            .config(config(max))
+            .config(server_config(max))
             .build()
             .unwrap()
     }
@@ -167,7 +168,11 @@ fn queries_from_many_tokio_tasks() {
             !factory.has_own_runtime(),
             "the factory took the runtime it was built in"
         );
-        factory.pool_builder().config(config(4)).build().unwrap()
+        factory
+            .pool_builder()
+            .config(server_config(4))
+            .build()
+            .unwrap()
     });
     let handle = rt.handle().clone();
     rt.block_on(workload(&pool, |pool, t| {
@@ -195,7 +200,11 @@ fn queries_from_tokio_current_thread_smol_and_plain_threads() {
     rt.block_on(async {
         let factory = db.factory();
         assert!(factory.has_own_runtime());
-        let pool = factory.pool_builder().config(config(2)).build().unwrap();
+        let pool = factory
+            .pool_builder()
+            .config(server_config(2))
+            .build()
+            .unwrap();
         assert_eq!(one(&mut pool.acquire().await.unwrap()).await, 1);
         pool.close().await;
     });
@@ -525,7 +534,7 @@ fn on_connect_runs_again_after_each_reset() {
         let runs = runs.clone();
         db.factory()
             .pool_builder()
-            .config(config(1))
+            .config(server_config(1))
             .on_connect(move |conn: &mut MysqlAsyncConnection| {
                 let runs = runs.clone();
                 Box::pin(async move {

@@ -2,14 +2,18 @@
 //! standard local address).
 #![cfg(all(feature = "postgres", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{config, driver_error, eventually, pg_url, refused_port, start_one, unique};
+use common::pg::{admin, backend_pid, factory};
+use common::servers::{
+    driver_error, pg_url, refused_port, server_config, start_error, start_one, unique,
+};
+use common::wait::eventually;
 use futures_lite::future::block_on;
 use nexus_pool::adapters::postgres::{
     PostgresConnectionFactory, PostgresError, PostgresHealthCheck, PostgresReset,
@@ -18,36 +22,18 @@ use nexus_pool::adapters::postgres::{
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
 };
+use postgres::Client;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
 
 type Pool = ConnectionPool<PostgresConnectionFactory>;
-
-/// A factory whose sessions carry `app` as their `application_name`.
-fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
-    let mut factory = PostgresConnectionFactory::new(url).expect("the PostgreSQL URL parses");
-    factory.config_mut().application_name(app);
-    factory
-}
 
 /// The recommended setup: the adapter's health check attached.
 fn pool(url: &str, app: &str, max: usize) -> Pool {
     factory(url, app)
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
-}
-
-/// An unpooled session for the test's own checks.
-fn admin(url: &str) -> Client {
-    postgres::Client::connect(url, NoTls).expect("admin connection")
-}
-
-fn backend_pid(conn: &mut Client) -> i32 {
-    conn.query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0)
 }
 
 fn sessions(admin: &mut Client, app: &str) -> i64 {
@@ -297,7 +283,7 @@ fn discard_all_mode_deallocates_prepared_statements() {
         return;
     };
     let pool = ConnectionPool::builder(factory(&url, &unique("np_discard")))
-        .config(config(1))
+        .config(server_config(1))
         .health_check(PostgresHealthCheck::new().reset_mode(PostgresReset::DiscardAll))
         .build()
         .unwrap();
@@ -424,17 +410,6 @@ fn unreachable_server_is_a_create_error() {
 
 // ----- errors keep their cause ------------------------------------------------------------
 
-/// The error `build_connected` returns when its one create fails.
-fn start_error(factory: PostgresConnectionFactory) -> PoolError<PostgresError> {
-    match block_on(factory.pool_builder().config(start_one()).build_connected()) {
-        Ok(pool) => {
-            pool.close_blocking();
-            panic!("the connection was made")
-        }
-        Err(e) => e,
-    }
-}
-
 /// `err` is the failed create, its text is the pool's alone, and the chain holds the driver's
 /// error and `needle`; the adapter's own text, in one line, does not repeat `needle`.
 #[track_caller]
@@ -534,7 +509,7 @@ fn wrong_password_keeps_the_servers_message() {
     match outcome {
         Ok(pool) => {
             pool.close_blocking();
-            adapter_support::skip(
+            common::servers::skip(
                 "the server trusts this role",
                 "wrong_password_keeps_the_servers_message",
                 "add `host all nexus_pool_pw_blocking 127.0.0.1/32 scram-sha-256` to pg_hba.conf, as .ci/run does",
@@ -563,7 +538,11 @@ fn counting_pool(url: &str, app: &str) -> (Pool, Arc<AtomicI64>) {
         }
     });
     (
-        factory.pool_builder().config(config(1)).build().unwrap(),
+        factory
+            .pool_builder()
+            .config(server_config(1))
+            .build()
+            .unwrap(),
         warnings,
     )
 }
@@ -684,7 +663,7 @@ fn a_clean_reuse_is_only_pinged_or_sends_nothing() {
         let check = factory.health_check().ping_clean_reuse(true);
         let pool = factory
             .pool_builder()
-            .config(config(1))
+            .config(server_config(1))
             .health_check(check)
             .build()
             .unwrap();
@@ -763,7 +742,7 @@ fn prepare_cached_reuses_statements_and_follows_the_reset() {
     let pool = factory(&url, &unique("np_pg_cache"))
         .statement_cache_capacity(2)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     let mut conn = pool.acquire_blocking().unwrap();
@@ -785,7 +764,7 @@ fn prepare_cached_reuses_statements_and_follows_the_reset() {
     let pool = factory(&url, &unique("np_pg_cache_discard"))
         .reset_mode(PostgresReset::DiscardAll)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     for _ in 0..3 {
@@ -809,7 +788,7 @@ fn prepare_cached_reuses_statements_and_follows_the_reset() {
     let pool = factory(&url, &unique("np_pg_cache_pooler"))
         .reset_mode(PostgresReset::TransactionPooler)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     let err = pool

@@ -2,12 +2,14 @@
 //! address).
 #![cfg(all(feature = "redis", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use adapter_support::{config, eventually, redis_url, unique};
+use common::redis_db::{admin, client, kill, prefix};
+use common::servers::{redis_url, server_config};
+use common::wait::eventually;
 use nexus_pool::adapters::redis::RedisConnectionFactory;
 use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig};
 use redis::{Commands, Connection};
@@ -17,64 +19,16 @@ const DB: i64 = 3;
 
 type Pool = ConnectionPool<RedisConnectionFactory>;
 
-/// `url` with its database set to `db`.
-fn client(url: &str, db: i64) -> redis::Client {
-    let info = redis::Client::open(url).expect("the Redis URL parses");
-    let info = info.get_connection_info().clone();
-    let settings = info.redis_settings().clone().set_db(db);
-    redis::Client::open(info.set_redis_settings(settings)).unwrap()
-}
-
 fn pool(url: &str, max: usize) -> Pool {
     RedisConnectionFactory::from_client(client(url, DB))
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
 }
 
-fn admin(url: &str) -> Connection {
-    client(url, DB).get_connection().expect("admin connection")
-}
-
 fn client_id(conn: &mut Connection) -> i64 {
     redis::cmd("CLIENT").arg("ID").query(conn).unwrap()
-}
-
-fn kill(admin: &mut Connection, id: i64) {
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(id)
-        .query(admin)
-        .unwrap();
-    assert_eq!(killed, 1);
-}
-
-/// Deletes the test's keys when it ends, passing or failing.
-struct Cleanup {
-    url: String,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = client(&self.url, DB).get_connection() {
-            let keys: Vec<String> = conn.keys(format!("{}*", self.prefix)).unwrap_or_default();
-            for key in keys {
-                let _: Result<(), _> = conn.del(key);
-            }
-        }
-    }
-}
-
-fn prefix(url: &str, test: &str) -> (String, Cleanup) {
-    let prefix = format!("{}:", unique(&format!("nexus_pool_test_{test}")));
-    let cleanup = Cleanup {
-        url: url.to_owned(),
-        prefix: prefix.clone(),
-    };
-    (prefix, cleanup)
 }
 
 #[test]
@@ -82,7 +36,7 @@ fn smoke_blocking() {
     let Some(url) = redis_url("adapter_redis::smoke_blocking") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "smoke");
+    let (p, _cleanup) = prefix(&url, DB, "smoke");
     let pool = pool(&url, 2);
     let mut conn = pool.acquire_blocking().unwrap();
     let n: i64 = conn.incr(format!("{p}n"), 2).unwrap();
@@ -100,7 +54,7 @@ fn reset_selects_the_configured_database_again() {
     let Some(url) = redis_url("adapter_redis::reset_selects_the_configured_database_again") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "select");
+    let (p, _cleanup) = prefix(&url, DB, "select");
     let pool = pool(&url, 1);
     let mut conn = pool.acquire_blocking().unwrap();
     let id = client_id(&mut conn);
@@ -125,10 +79,10 @@ fn reset_discards_an_open_multi_and_watches() {
     let Some(url) = redis_url("adapter_redis::reset_discards_an_open_multi_and_watches") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "multi");
+    let (p, _cleanup) = prefix(&url, DB, "multi");
     let (queued, watched) = (format!("{p}queued"), format!("{p}watched"));
     let pool = pool(&url, 1);
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
 
     // A user leaves a MULTI open with a command queued, and a WATCH.
     let mut conn = pool.acquire_blocking().unwrap();
@@ -169,11 +123,11 @@ fn reset_without_the_reset_command() {
     let Some(url) = redis_url("adapter_redis::reset_without_the_reset_command") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "legacy");
+    let (p, _cleanup) = prefix(&url, DB, "legacy");
     let factory = RedisConnectionFactory::from_client(client(&url, DB));
     let check = factory.health_check().without_reset_command();
     let pool = ConnectionPool::builder(factory)
-        .config(config(1))
+        .config(server_config(1))
         .health_check(check)
         .build()
         .unwrap();
@@ -212,7 +166,7 @@ fn killed_while_idle_next_acquires_get_fresh_connections() {
     let mut guards: Vec<_> = (0..3).map(|_| pool.acquire_blocking().unwrap()).collect();
     let old: HashSet<i64> = guards.iter_mut().map(|c| client_id(c)).collect();
     drop(guards);
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
     for id in &old {
         kill(&mut admin, *id);
     }
@@ -243,7 +197,7 @@ fn killed_while_idle_caught_by_validation_without_health_check() {
     let mut conn = pool.acquire_blocking().unwrap();
     let old = client_id(&mut conn);
     drop(conn);
-    kill(&mut admin(&url), old);
+    kill(&mut admin(&url, DB), old);
     let mut conn = pool.acquire_blocking().unwrap();
     assert_ne!(
         client_id(&mut conn),
@@ -264,7 +218,7 @@ fn killed_while_lent_holder_gets_error_and_it_is_not_reused() {
     let pool = pool(&url, 1);
     let mut conn = pool.acquire_blocking().unwrap();
     let old = client_id(&mut conn);
-    kill(&mut admin(&url), old);
+    kill(&mut admin(&url, DB), old);
 
     let err = redis::cmd("PING")
         .query::<String>(&mut *conn)
@@ -316,7 +270,7 @@ fn max_connections_respected_as_the_server_counts() {
         ids.len()
     );
 
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
     pool.close_blocking();
     assert!(
         eventually(Duration::from_secs(5), || {

@@ -2,12 +2,14 @@
 //! address), driven from tokio (both flavours), smol and plain threads.
 #![cfg(all(feature = "redis-async", feature = "async", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use adapter_support::{config, eventually, redis_url, unique};
+use common::redis_db::{admin, client, kill, prefix};
+use common::servers::{redis_url, server_config, unique};
+use common::wait::eventually;
 use futures_lite::future::block_on;
 use nexus_pool::ConnectionPool;
 use nexus_pool::adapters::redis_async::{
@@ -19,14 +21,6 @@ use redis::{AsyncCommands, Commands, Connection};
 const DB: i64 = 4;
 
 type Pool = ConnectionPool<RedisAsyncConnectionFactory>;
-
-/// `url` with its database set to `db`.
-fn client(url: &str, db: i64) -> redis::Client {
-    let info = redis::Client::open(url).expect("the Redis URL parses");
-    let info = info.get_connection_info().clone();
-    let settings = info.redis_settings().clone().set_db(db);
-    redis::Client::open(info.set_redis_settings(settings)).unwrap()
-}
 
 /// A pool whose connections are named `name` (so `CLIENT LIST` can count them).
 fn pool(url: &str, max: usize, name: &str) -> Pool {
@@ -40,12 +34,11 @@ fn factory(url: &str, name: &str) -> RedisAsyncConnectionFactory {
 }
 
 fn pool_of(factory: RedisAsyncConnectionFactory, max: usize) -> Pool {
-    factory.pool_builder().config(config(max)).build().unwrap()
-}
-
-/// A blocking connection outside the pool, to watch and disturb the pool's connections.
-fn admin(url: &str) -> Connection {
-    client(url, DB).get_connection().expect("admin connection")
+    factory
+        .pool_builder()
+        .config(server_config(max))
+        .build()
+        .unwrap()
 }
 
 async fn client_id(conn: &mut RedisAsyncConnection) -> i64 {
@@ -64,16 +57,6 @@ async fn client_info(conn: &mut RedisAsyncConnection) -> String {
         .unwrap()
 }
 
-fn kill(admin: &mut Connection, id: i64) {
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(id)
-        .query(admin)
-        .unwrap();
-    assert_eq!(killed, 1);
-}
-
 /// The ids of the connections the server has open under `name`.
 fn named_clients(admin: &mut Connection, name: &str) -> HashSet<i64> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(admin).unwrap();
@@ -86,32 +69,6 @@ fn named_clients(admin: &mut Connection, name: &str) -> HashSet<i64> {
                 .and_then(|id| id.parse().ok())
         })
         .collect()
-}
-
-/// Deletes the test's keys when it ends, passing or failing.
-struct Cleanup {
-    url: String,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = client(&self.url, DB).get_connection() {
-            let keys: Vec<String> = conn.keys(format!("{}*", self.prefix)).unwrap_or_default();
-            for key in keys {
-                let _: Result<(), _> = conn.del(key);
-            }
-        }
-    }
-}
-
-fn prefix(url: &str, test: &str) -> (String, Cleanup) {
-    let prefix = format!("{}:", unique(&format!("nexus_pool_test_{test}")));
-    let cleanup = Cleanup {
-        url: url.to_owned(),
-        prefix: prefix.clone(),
-    };
-    (prefix, cleanup)
 }
 
 /// The commands every facade test runs: a counter, read back on the next checkout.
@@ -130,7 +87,7 @@ async fn smoke_tokio_multi_thread() {
     let Some(url) = redis_url("adapter_redis_async::smoke_tokio_multi_thread") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "tokio_mt");
+    let (p, _cleanup) = prefix(&url, DB, "tokio_mt");
     let factory = factory(&url, &unique("nexus_pool_smoke"));
     assert!(
         !factory.has_own_runtime(),
@@ -146,7 +103,7 @@ async fn smoke_tokio_current_thread() {
     let Some(url) = redis_url("adapter_redis_async::smoke_tokio_current_thread") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "tokio_ct");
+    let (p, _cleanup) = prefix(&url, DB, "tokio_ct");
     let factory = factory(&url, &unique("nexus_pool_smoke"));
     assert!(
         factory.has_own_runtime(),
@@ -162,7 +119,7 @@ fn smoke_smol() {
     let Some(url) = redis_url("adapter_redis_async::smoke_smol") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "smol");
+    let (p, _cleanup) = prefix(&url, DB, "smol");
     smol::block_on(async {
         let pool = pool(&url, 2, &unique("nexus_pool_smoke"));
         counter(&pool, &format!("{p}n")).await;
@@ -175,7 +132,7 @@ fn smoke_blocking() {
     let Some(url) = redis_url("adapter_redis_async::smoke_blocking") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "blocking");
+    let (p, _cleanup) = prefix(&url, DB, "blocking");
     let pool = pool(&url, 2, &unique("nexus_pool_smoke"));
     let key = format!("{p}n");
     // Plain threads that never saw a runtime.
@@ -205,11 +162,11 @@ fn dirty_session_is_never_lent_dirty() {
     let Some(url) = redis_url("adapter_redis_async::dirty_session_is_never_lent_dirty") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "dirty");
+    let (p, _cleanup) = prefix(&url, DB, "dirty");
     let (queued, watched) = (format!("{p}queued"), format!("{p}watched"));
     let name = unique("nexus_pool_dirty");
     let pool = pool(&url, 1, &name);
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
 
     // A user selects another database, WATCHes a key and leaves a MULTI open with a command
     // queued.
@@ -273,11 +230,11 @@ fn reset_without_the_reset_command() {
     let Some(url) = redis_url("adapter_redis_async::reset_without_the_reset_command") else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "legacy");
+    let (p, _cleanup) = prefix(&url, DB, "legacy");
     let factory = RedisAsyncConnectionFactory::from_client(client(&url, DB)).unwrap();
     let check = factory.health_check().without_reset_command();
     let pool = ConnectionPool::builder(factory)
-        .config(config(1))
+        .config(server_config(1))
         .health_check(check)
         .build()
         .unwrap();
@@ -321,7 +278,7 @@ async fn killed_while_idle_is_replaced() {
         old.insert(client_id(g).await);
     }
     drop(guards);
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
     for id in &old {
         kill(&mut admin, *id);
     }
@@ -350,7 +307,7 @@ fn killed_while_lent_holder_gets_error_and_it_is_not_reused() {
         return;
     };
     let pool = pool(&url, 1, &unique("nexus_pool_lent_kill"));
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
 
     // The holder follows the recommended pattern: `connection_lost`, then `mark_broken`.
     let mut conn = pool.acquire_blocking().unwrap();
@@ -383,7 +340,7 @@ fn abandoned_blocking_command_is_not_waited_for() {
     else {
         return;
     };
-    let (p, _cleanup) = prefix(&url, "blpop");
+    let (p, _cleanup) = prefix(&url, DB, "blpop");
     let pool = pool(&url, 1, &unique("nexus_pool_blpop"));
     smol::block_on(async {
         let mut conn = pool.acquire().await.unwrap();
@@ -420,7 +377,7 @@ async fn max_connections_respected_as_the_server_counts() {
     };
     const MAX: usize = 3;
     const TASKS: usize = 12;
-    let (p, _cleanup) = prefix(&url, "max");
+    let (p, _cleanup) = prefix(&url, DB, "max");
     let name = unique("nexus_pool_max");
     let pool = pool(&url, MAX, &name);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -429,7 +386,7 @@ async fn max_connections_respected_as_the_server_counts() {
     let watcher = {
         let (url, name, done) = (url.clone(), name.clone(), done.clone());
         std::thread::spawn(move || {
-            let mut admin = admin(&url);
+            let mut admin = admin(&url, DB);
             let (mut most, mut seen) = (0, HashSet::new());
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let now = named_clients(&mut admin, &name);
@@ -472,7 +429,7 @@ async fn max_connections_respected_as_the_server_counts() {
     assert!(most >= 1, "the watcher saw the pool's connections");
     assert!(most <= MAX, "{most} connections at once, max is {MAX}");
     assert!(seen.len() <= MAX, "{} connections in all", seen.len());
-    let mut admin = admin(&url);
+    let mut admin = admin(&url, DB);
     for i in 0..TASKS {
         let n: i64 = admin.get(format!("{p}{i}")).unwrap();
         assert_eq!(n, 10, "no transaction was lost");
@@ -490,7 +447,7 @@ async fn max_connections_respected_as_the_server_counts() {
 fn unreachable_server_is_a_create_error() {
     let factory = RedisAsyncConnectionFactory::new(&format!(
         "redis://127.0.0.1:{}/",
-        adapter_support::refused_port()
+        common::servers::refused_port()
     ))
     .unwrap();
     let config = nexus_pool::ConnectionPoolConfig::builder()

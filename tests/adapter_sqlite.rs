@@ -1,12 +1,12 @@
 //! The SQLite adapter, on temporary files: no server needed.
 #![cfg(all(feature = "rusqlite", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use adapter_support::{TempDb, config};
+use common::servers::{TempDb, server_config};
 use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
 use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
 
@@ -15,7 +15,7 @@ type Pool = ConnectionPool<SqliteConnectionFactory>;
 fn pool(path: &Path, max: usize) -> Pool {
     SqliteConnectionFactory::new(path)
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
 }
@@ -26,7 +26,7 @@ fn new_connections_use_wal_busy_timeout_and_foreign_keys() {
     let pool = SqliteConnectionFactory::new(db.path())
         .busy_timeout(Duration::from_millis(1234))
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     let conn = pool.acquire_blocking().unwrap();
@@ -112,7 +112,7 @@ fn read_only_pool_refuses_writes() {
     let readers = SqliteConnectionFactory::new(db.path())
         .read_only()
         .pool_builder()
-        .config(config(2))
+        .config(server_config(2))
         .build()
         .unwrap();
     let conn = readers.acquire_blocking().unwrap();
@@ -147,7 +147,7 @@ fn one_writer_many_readers() {
     let readers = SqliteConnectionFactory::new(db.path())
         .read_only()
         .pool_builder()
-        .config(config(READERS))
+        .config(server_config(READERS))
         .build()
         .unwrap();
 
@@ -264,11 +264,15 @@ fn every_way_of_building_a_pool_resets_a_used_session() {
     let db = TempDb::new("nexus_pool_sqlite_default_reset");
     let factory = || SqliteConnectionFactory::new(db.path());
     let pools: [(&str, Pool, bool); 4] = [
-        ("new", ConnectionPool::new(factory(), config(1)), true),
+        (
+            "new",
+            ConnectionPool::new(factory(), server_config(1)),
+            true,
+        ),
         (
             "builder",
             ConnectionPool::builder(factory())
-                .config(config(1))
+                .config(server_config(1))
                 .build()
                 .unwrap(),
             true,
@@ -277,7 +281,7 @@ fn every_way_of_building_a_pool_resets_a_used_session() {
         (
             "without_health_check",
             ConnectionPool::builder(factory())
-                .config(config(1))
+                .config(server_config(1))
                 .without_health_check()
                 .build()
                 .unwrap(),

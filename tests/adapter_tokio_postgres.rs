@@ -2,14 +2,17 @@
 //! local address): from plain threads with no runtime, and from tokio, smol and async-std tasks.
 #![cfg(all(feature = "tokio-postgres", feature = "blocking", feature = "async"))]
 
-mod adapter_support;
+mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use adapter_support::{config, driver_error, eventually, pg_url, refused_port, start_one, unique};
+use common::servers::{
+    driver_error, pg_url, refused_port, server_config, start_error, start_one, unique,
+};
+use common::wait::eventually;
 use futures_lite::future::block_on;
 use nexus_pool::adapters::tokio_postgres::{
     PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory, TokioPostgresError,
@@ -33,7 +36,7 @@ fn factory(url: &str, app: &str) -> Factory {
 fn pool(url: &str, app: &str, max: usize) -> Pool {
     factory(url, app)
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
 }
@@ -336,7 +339,7 @@ fn reset_modes() {
         PostgresReset::TransactionPooler,
     ] {
         let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_modes")))
-            .config(config(1))
+            .config(server_config(1))
             .health_check(TokioPostgresHealthCheck::new().reset_mode(mode))
             .build()
             .unwrap();
@@ -489,17 +492,6 @@ fn unreachable_server_is_a_create_error() {
 
 // ----- errors keep their cause ------------------------------------------------------------
 
-/// The error `build_connected` returns when its one create fails.
-fn start_error(factory: Factory) -> PoolError<TokioPostgresError> {
-    match block_on(factory.pool_builder().config(start_one()).build_connected()) {
-        Ok(pool) => {
-            pool.close_blocking();
-            panic!("the connection was made")
-        }
-        Err(e) => e,
-    }
-}
-
 /// `err` is the failed create, its text is the pool's alone, and the chain holds the driver's
 /// error and `needle`; the adapter's own text, in one line, does not repeat `needle`.
 #[track_caller]
@@ -612,7 +604,7 @@ fn wrong_password_keeps_the_servers_message() {
     match outcome {
         Ok(pool) => {
             pool.close_blocking();
-            adapter_support::skip(
+            common::servers::skip(
                 "the server trusts this role",
                 "wrong_password_keeps_the_servers_message",
                 "add `host all nexus_pool_pw_async 127.0.0.1/32 scram-sha-256` to pg_hba.conf, as .ci/run does",
@@ -886,7 +878,7 @@ fn reset_every_reuse_resets_a_clean_session_too_and_cancel_query_works() {
     };
     let admin = admin(&url);
     let pool = ConnectionPool::builder(factory(&url, &unique("np_tp_every")))
-        .config(config(1))
+        .config(server_config(1))
         .health_check(TokioPostgresHealthCheck::new().reset_every_reuse(true))
         .build()
         .unwrap();
@@ -931,7 +923,11 @@ fn built_inside_a_multi_thread_runtime_runs_there_else_on_its_own() {
         .unwrap();
     let inside = app.block_on(async { factory(&url, &unique("np_tp_rt")) });
     assert!(!inside.has_own_runtime());
-    let pool = inside.pool_builder().config(config(2)).build().unwrap();
+    let pool = inside
+        .pool_builder()
+        .config(server_config(2))
+        .build()
+        .unwrap();
     let sum = app.block_on(async {
         let conn = pool.acquire().await.unwrap();
         // The connection task is one of the application runtime's tasks.
@@ -961,7 +957,11 @@ fn built_inside_a_multi_thread_runtime_runs_there_else_on_its_own() {
         .unwrap();
     drop(app);
     assert!(factory.has_own_runtime());
-    let pool = factory.pool_builder().config(config(1)).build().unwrap();
+    let pool = factory
+        .pool_builder()
+        .config(server_config(1))
+        .build()
+        .unwrap();
     let conn = pool.acquire_blocking().unwrap();
     assert_eq!(
         block_on(conn.query_one("SELECT 1", &[]))
@@ -1002,7 +1002,7 @@ fn prepare_cached_reuses_statements_across_checkouts_within_its_bound() {
     let pool = factory(&url, &unique("np_stmt_cache"))
         .statement_cache_capacity(2)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     let conn = pool.acquire_blocking().unwrap();
@@ -1065,7 +1065,7 @@ fn prepare_cached_is_cleared_when_the_session_deallocates_statements() {
     let pool = factory(&url, &unique("np_stmt_discard"))
         .reset_mode(PostgresReset::DiscardAll)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     let conn = pool.acquire_blocking().unwrap();
@@ -1093,7 +1093,7 @@ fn prepare_cached_is_cleared_when_the_session_deallocates_statements() {
         factory(&url, &unique("np_stmt_discard_every")).reset_mode(PostgresReset::DiscardAll);
     let check = factory.health_check().reset_every_reuse(true);
     let pool = ConnectionPool::builder(factory)
-        .config(config(1))
+        .config(server_config(1))
         .health_check(check)
         .build()
         .unwrap();
@@ -1116,7 +1116,7 @@ fn prepare_cached_is_refused_for_a_transaction_pooler() {
     let pool = factory(&url, &unique("np_stmt_pooler"))
         .reset_mode(PostgresReset::TransactionPooler)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap();
     let conn = pool.acquire_blocking().unwrap();

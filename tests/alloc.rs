@@ -6,6 +6,8 @@
 //! release, complete the acquire, release again.
 #![cfg(feature = "async")]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
@@ -13,7 +15,8 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use nexus_pool::{CheckoutValidation, ConnectionFactory, ConnectionPool};
+use common::ScriptedFactory;
+use nexus_pool::{CheckoutValidation, ConnectionPool};
 
 struct Counting;
 
@@ -47,17 +50,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-struct Numbers;
-
-impl ConnectionFactory for Numbers {
-    type Connection = u64;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u64, std::io::Error> {
-        Ok(7)
-    }
-}
-
 /// Allocations made on this thread by `f`.
 fn allocations(f: impl FnOnce()) -> usize {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
@@ -69,13 +61,13 @@ fn allocations(f: impl FnOnce()) -> usize {
 
 /// One waiting acquire: the only connection is held, the acquire waits, the holder releases,
 /// the acquire completes with it.
-fn waiting_cycle(pool: &ConnectionPool<Numbers>, cx: &mut Context<'_>) {
+fn waiting_cycle(pool: &ConnectionPool<ScriptedFactory>, cx: &mut Context<'_>) {
     let held = pool.try_acquire().expect("the connection is idle");
     let mut acquire = pin!(pool.acquire());
     assert!(acquire.as_mut().poll(cx).is_pending(), "it must wait");
     drop(held);
     match acquire.as_mut().poll(cx) {
-        Poll::Ready(conn) => assert_eq!(*conn.expect("served"), 7),
+        Poll::Ready(conn) => assert_eq!(conn.expect("served").id, 0),
         Poll::Pending => panic!("the release served the waiter"),
     }
 }
@@ -83,7 +75,7 @@ fn waiting_cycle(pool: &ConnectionPool<Numbers>, cx: &mut Context<'_>) {
 #[test]
 fn a_waiting_acquire_allocates_nothing() {
     const CYCLES: usize = 1_000;
-    let pool = ConnectionPool::builder(Numbers)
+    let pool = ConnectionPool::builder(ScriptedFactory::default())
         .max_connections(1)
         .min_connections(0)
         .checkout_validation(CheckoutValidation::Never)
@@ -106,7 +98,7 @@ fn a_waiting_acquire_allocates_nothing() {
 #[test]
 fn a_waiting_owned_acquire_allocates_nothing() {
     const CYCLES: usize = 1_000;
-    let pool = ConnectionPool::builder(Numbers)
+    let pool = ConnectionPool::builder(ScriptedFactory::default())
         .max_connections(1)
         .min_connections(0)
         .checkout_validation(CheckoutValidation::Never)

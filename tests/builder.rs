@@ -7,14 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestFactory;
+use common::ScriptedFactory;
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, MaintenanceMode, PoolError,
 };
 
 #[test]
 fn every_setting_is_one_level_deep() {
-    let pool = ConnectionPool::builder(TestFactory::default())
+    let pool = ConnectionPool::builder(ScriptedFactory::default())
         .name("orders")
         .min_connections(0)
         .max_connections(16)
@@ -68,7 +68,7 @@ fn settings_refine_a_config_passed_in() {
         .max_connections(4)
         .build()
         .unwrap();
-    let pool = ConnectionPool::builder(TestFactory::default())
+    let pool = ConnectionPool::builder(ScriptedFactory::default())
         .config(base)
         .max_connections(8)
         .build()
@@ -79,7 +79,7 @@ fn settings_refine_a_config_passed_in() {
 
 #[test]
 fn invalid_settings_are_refused_naming_the_field_as_the_config_builder_does() {
-    let pool_err = ConnectionPool::builder(TestFactory::default())
+    let pool_err = ConnectionPool::builder(ScriptedFactory::default())
         .min_connections(5)
         .max_connections(2)
         .build()
@@ -93,7 +93,7 @@ fn invalid_settings_are_refused_naming_the_field_as_the_config_builder_does() {
     assert_eq!(pool_err.to_string(), config_err.to_string());
 
     let connected = futures_lite::future::block_on(
-        ConnectionPool::builder(TestFactory::default())
+        ConnectionPool::builder(ScriptedFactory::default())
             .acquire_timeout(Duration::ZERO)
             .build_connected(),
     );

@@ -3,27 +3,13 @@
 
 use std::time::Duration;
 
-use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError};
+mod common;
 
-struct Numbers;
+use common::{Refused, ScriptedFactory};
+use nexus_pool::{ConnectionPool, PoolError};
 
-impl ConnectionFactory for Numbers {
-    type Connection = u32;
-    type Error = std::io::Error;
-
-    async fn create(&self) -> Result<u32, std::io::Error> {
-        Ok(9)
-    }
-}
-
-fn pool(max: usize) -> ConnectionPool<Numbers> {
-    let config = ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    ConnectionPool::new(Numbers, config)
+fn pool(max: usize) -> ConnectionPool<ScriptedFactory> {
+    common::pool(common::timed_config(max, Duration::from_millis(100))).0
 }
 
 #[cfg(feature = "blocking")]
@@ -31,14 +17,14 @@ fn pool(max: usize) -> ConnectionPool<Numbers> {
 fn smoke_blocking() {
     let pool = pool(1);
     let conn = pool.acquire_blocking().unwrap();
-    assert_eq!(*conn, 9);
+    assert_eq!(conn.id, 0);
     assert!(matches!(
         pool.acquire_blocking(),
         Err(PoolError::Timeout(_))
     ));
     drop(conn);
     let reused = pool
-        .with_connection_blocking(|conn| Ok::<_, PoolError<std::io::Error>>(conn.use_count()))
+        .with_connection_blocking(|conn| Ok::<_, PoolError<Refused>>(conn.use_count()))
         .unwrap();
     assert_eq!(reused, 2, "the one connection was reused");
     pool.close_blocking();
@@ -52,11 +38,11 @@ fn smoke_async() {
     futures_lite::future::block_on(async {
         let pool = pool(1);
         let conn = pool.acquire().await.unwrap();
-        assert_eq!(*conn, 9);
+        assert_eq!(conn.id, 0);
         assert!(matches!(pool.acquire().await, Err(PoolError::Timeout(_))));
         drop(conn);
         let reused = pool
-            .with_connection(async |conn| Ok::<_, PoolError<std::io::Error>>(conn.use_count()))
+            .with_connection(async |conn| Ok::<_, PoolError<Refused>>(conn.use_count()))
             .await
             .unwrap();
         assert_eq!(reused, 2, "the one connection was reused");

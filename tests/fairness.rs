@@ -12,16 +12,13 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Counts, TestFactory};
-use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError, PooledConnection};
+use common::polled::Polled;
+use common::{Refused, Script, ScriptedFactory, wait_until};
+use nexus_pool::{ConnectionPool, PoolError, PooledConnection};
 
 /// A bound no test outlives: every waiter stays young.
 const YOUNG: Duration = Duration::from_secs(20);
@@ -29,13 +26,11 @@ const YOUNG: Duration = Duration::from_secs(20);
 const SHORT: Duration = Duration::from_millis(1);
 const PAST_SHORT: Duration = Duration::from_millis(10);
 
-type Conn<'p> = PooledConnection<'p, TestFactory>;
-type Acquired<'p> = Result<Conn<'p>, PoolError<common::CreateFailed>>;
+type Conn<'p> = PooledConnection<'p, ScriptedFactory>;
+type Acquired<'p> = Result<Conn<'p>, PoolError<Refused>>;
 
-fn pool(max: usize, bound: Duration) -> (ConnectionPool<TestFactory>, Arc<Counts>) {
-    let config = ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .min_connections(0)
+fn pool(max: usize, bound: Duration) -> (ConnectionPool<ScriptedFactory>, Arc<Script>) {
+    let config = common::builder(max)
         .acquire_timeout(Duration::from_secs(60))
         .fairness_bound(bound)
         .build()
@@ -44,68 +39,31 @@ fn pool(max: usize, bound: Duration) -> (ConnectionPool<TestFactory>, Arc<Counts
 }
 
 /// Takes every connection of `pool` (creating them), so that the next acquire waits.
-fn hold_all(pool: &ConnectionPool<TestFactory>, max: usize) -> Vec<Conn<'_>> {
+fn hold_all(pool: &ConnectionPool<ScriptedFactory>, max: usize) -> Vec<Conn<'_>> {
     (0..max).map(|_| pool.acquire_blocking().unwrap()).collect()
 }
 
-/// Counts the wake-ups of one hand-polled future.
-#[derive(Default)]
-struct Wakes(AtomicUsize);
-
-impl Wake for Wakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// An acquire polled by hand.
-struct Waiter<'p> {
-    fut: Pin<Box<dyn Future<Output = Acquired<'p>> + 'p>>,
-    wakes: Arc<Wakes>,
-}
+struct Waiter<'p>(Polled<'p, Acquired<'p>>);
 
 impl<'p> Waiter<'p> {
     /// Starts an acquire and polls it once: it must queue.
-    fn queue(pool: &'p ConnectionPool<TestFactory>) -> Self {
-        let mut w = Waiter {
-            fut: Box::pin(pool.acquire()),
-            wakes: Arc::default(),
-        };
-        assert!(w.poll().is_none(), "the acquire queues");
+    fn queue(pool: &'p ConnectionPool<ScriptedFactory>) -> Self {
+        let mut w = Waiter(Polled::new(pool.acquire()));
+        assert!(w.0.poll().is_none(), "the acquire queues");
         w
     }
 
-    fn poll(&mut self) -> Option<Acquired<'p>> {
-        let waker = Waker::from(self.wakes.clone());
-        match self.fut.as_mut().poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => None,
-        }
-    }
-
     fn wakes(&self) -> usize {
-        self.wakes.0.load(Ordering::SeqCst)
+        self.0.wake_count()
     }
 
     fn served(&mut self) -> Conn<'p> {
-        match self.poll() {
+        match self.0.poll() {
             Some(Ok(conn)) => conn,
             Some(Err(e)) => panic!("the waiter failed: {e}"),
             None => panic!("the waiter was not served"),
         }
-    }
-}
-
-/// Fails the test after ten seconds of `cond` not holding (1 ms sleeps).
-#[track_caller]
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -211,9 +169,7 @@ fn no_thread_starves_with_more_threads_than_connections() {
     // times within the run, and nobody times out.
     const THREADS: usize = 16;
     const EACH: usize = 200;
-    let config = ConnectionPoolConfig::builder()
-        .max_connections(2)
-        .min_connections(0)
+    let config = common::builder(2)
         .acquire_timeout(Duration::from_secs(30))
         .fairness_bound(SHORT)
         .build()

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
-use common::scripted::{Op, Refused, ScriptedFactory, quiet_scripted_panics};
 use common::wait_until;
+use common::{Op, Refused, ScriptedFactory, quiet_scripted_panics};
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, CreateError, PoolError,
 };
@@ -108,22 +108,19 @@ fn a_failing_or_hanging_hook_fails_the_create() {
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
-mod adapter_support;
-
 /// A `SET` made in the hook survives reuse through the blocking `postgres` adapter, whose reset
 /// runs `DISCARD ALL`.
 #[cfg(feature = "postgres")]
 #[test]
 fn a_set_in_the_hook_survives_reuse_postgres() {
     use nexus_pool::adapters::postgres::PostgresConnectionFactory;
-    let Some(url) = adapter_support::pg_url("a_set_in_the_hook_survives_reuse_postgres") else {
+    let Some(url) = common::servers::pg_url("a_set_in_the_hook_survives_reuse_postgres") else {
         return;
     };
     let pool = PostgresConnectionFactory::new(&url)
         .unwrap()
         .pool_builder()
-        .config(adapter_support::config(1))
+        .config(common::servers::server_config(1))
         .on_connect(|client| {
             Box::pin(async move {
                 client
@@ -151,14 +148,14 @@ fn a_set_in_the_hook_survives_reuse_tokio_postgres() {
     use nexus_pool::adapters::tokio_postgres::{
         TokioPostgresConnectionFactory, TokioPostgresError,
     };
-    let Some(url) = adapter_support::pg_url("a_set_in_the_hook_survives_reuse_tokio_postgres")
+    let Some(url) = common::servers::pg_url("a_set_in_the_hook_survives_reuse_tokio_postgres")
     else {
         return;
     };
     let pool = TokioPostgresConnectionFactory::new(&url)
         .unwrap()
         .pool_builder()
-        .config(adapter_support::config(1))
+        .config(common::servers::server_config(1))
         .on_connect(|client| {
             Box::pin(async move {
                 client
@@ -199,7 +196,7 @@ fn the_hook_runs_again_only_after_a_reset_that_cleared_the_session() {
     use nexus_pool::adapters::tokio_postgres::{
         TokioPostgresConnectionFactory, TokioPostgresError,
     };
-    let Some(url) = adapter_support::pg_url("the_hook_runs_again_only_after_a_reset") else {
+    let Some(url) = common::servers::pg_url("the_hook_runs_again_only_after_a_reset") else {
         return;
     };
     let runs = Arc::new(AtomicUsize::new(0));
@@ -208,7 +205,7 @@ fn the_hook_runs_again_only_after_a_reset_that_cleared_the_session() {
         .with_own_runtime()
         .unwrap()
         .pool_builder()
-        .config(adapter_support::config(1))
+        .config(common::servers::server_config(1))
         .on_connect({
             let runs = runs.clone();
             move |client| {

@@ -16,64 +16,38 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
-use std::time::Duration;
 
-use common::{Counts, CreateFailed, TestFactory, wait_until};
+use common::polled::Polled;
+use common::queue::{SWEEP_FUTURES, SWEEP_MAX, SWEEP_ROUNDS, VictimWas, sweep, wait_for_waiting};
+use common::wait::until_served;
+use common::{
+    LONG_TIMEOUT, Refused, SHORT_TIMEOUT, Script, ScriptedFactory, timed_config, wait_until,
+};
 use nexus_pool::{
-    ConnectionPool, ConnectionPoolConfig, ConnectionScope, OwnedPooledConnection, PoolError,
-    PooledConnection, WeakConnectionPool,
+    ConnectionPool, ConnectionScope, OwnedPooledConnection, PoolError, PooledConnection,
+    WeakConnectionPool,
 };
 
 // ----- sizes and timings ----------------------------------------------------------------------
 
-/// An acquire timeout that never fires in a passing test.
-const LONG_TIMEOUT: Duration = Duration::from_secs(30);
-/// An acquire timeout that is meant to fire.
-const SHORT_TIMEOUT: Duration = Duration::from_millis(50);
-/// `max_connections` in the cancellation sweep.
-const SWEEP_MAX: usize = 2;
-/// Acquire futures queued behind the held connections in each sweep scenario (they alternate
-/// owned and borrowed, so the sweep also checks that both kinds share one queue).
-const SWEEP_FUTURES: usize = 5;
-/// Rounds of "release one connection, poll the woken futures"; two drop points each.
-const SWEEP_ROUNDS: usize = 6;
 /// Waiters of each kind in the FIFO test.
 const FIFO_EACH: usize = 2;
 
 // ----- helpers --------------------------------------------------------------------------------
 
-type Owned = OwnedPooledConnection<TestFactory>;
+type Owned = OwnedPooledConnection<ScriptedFactory>;
 
-fn config(max: usize, acquire_timeout: Duration) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .min_connections(0)
-        .acquire_timeout(acquire_timeout)
-        .build()
-        .unwrap()
-}
-
-fn pool(max: usize) -> (ConnectionPool<TestFactory>, Arc<Counts>) {
-    common::pool(config(max, LONG_TIMEOUT))
-}
-
-#[track_caller]
-fn wait_for_waiting(pool: &ConnectionPool<TestFactory>, n: usize) {
-    wait_until(&format!("{n} callers are waiting"), || {
-        pool.current_metrics().waiting == n
-    });
+fn pool(max: usize) -> (ConnectionPool<ScriptedFactory>, Arc<Script>) {
+    common::pool(timed_config(max, LONG_TIMEOUT))
 }
 
 /// Once every pool handle is gone: every connection the factory made was destroyed, and the
-/// pool's shared state (which owns the factory and its `Arc<Counts>`) was dropped.
+/// pool's shared state (which owns the factory and its `Arc<Script>`) was dropped.
 #[track_caller]
-fn assert_all_gone(counts: &Arc<Counts>) {
+fn assert_all_gone(counts: &Arc<Script>) {
     wait_until("every connection is destroyed", || {
         counts.live() == 0 && counts.destroyed() == counts.created()
     });
@@ -85,7 +59,7 @@ fn assert_all_gone(counts: &Arc<Counts>) {
 /// The audit after a scenario: nobody waits, `total` matches the factory's live connections,
 /// and `max_connections` connections can be held at once, no more.
 #[track_caller]
-fn assert_no_slot_lost(pool: &ConnectionPool<TestFactory>, counts: &Counts) {
+fn assert_no_slot_lost(pool: &ConnectionPool<ScriptedFactory>, counts: &Script) {
     let max = pool.config().max_connections();
     wait_until("nobody waits", || pool.current_metrics().waiting == 0);
     wait_until("total == the factory's live connections", || {
@@ -106,95 +80,32 @@ fn assert_no_slot_lost(pool: &ConnectionPool<TestFactory>, counts: &Counts) {
 /// `acquire_owned_blocking`, retried while it times out: with a short `acquire_timeout` the
 /// maintenance thread may be late to create the connection on a loaded machine.
 #[track_caller]
-fn acquire_patiently(pool: &ConnectionPool<TestFactory>) -> Owned {
-    let mut conn = None;
-    wait_until("a connection can be acquired (a slot lost?)", || {
-        match pool.acquire_owned_blocking() {
-            Ok(c) => conn = Some(c),
-            Err(PoolError::Timeout(_)) => {}
-            Err(e) => panic!("acquire failed: {e}"),
-        }
-        conn.is_some()
-    });
-    conn.expect("acquired")
-}
-
-/// A waker that counts its wake-ups.
-#[derive(Default)]
-struct WakeCounter(AtomicUsize);
-
-impl WakeCounter {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for WakeCounter {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
+fn acquire_patiently(pool: &ConnectionPool<ScriptedFactory>) -> Owned {
+    until_served("a connection can be acquired (a slot lost?)", || {
+        pool.acquire_owned_blocking()
+    })
 }
 
 /// Either kind of guard, so that one queue of hand-polled tasks can mix them.
 #[allow(dead_code)] // the guards are held for their drop
 enum Guard<'p> {
-    Borrowed(PooledConnection<'p, TestFactory>),
+    Borrowed(PooledConnection<'p, ScriptedFactory>),
     Owned(Owned),
 }
 
-type Acquiring<'p> = Pin<Box<dyn Future<Output = Result<Guard<'p>, PoolError<CreateFailed>>> + 'p>>;
-
-/// An acquire future polled by hand, like an executor would: only after its waker fired.
-struct Task<'p> {
-    fut: Option<Acquiring<'p>>,
-    wakes: Arc<WakeCounter>,
-    waker: Waker,
-    seen: usize,
-}
+/// An acquire future (owned or borrowed) polled by hand, like an executor would: only after its
+/// waker fired.
+type Task<'p> = Polled<'p, Result<Guard<'p>, PoolError<Refused>>>;
 
 impl<'p> Task<'p> {
-    fn owned(pool: &ConnectionPool<TestFactory>) -> Self {
+    fn owned(pool: &ConnectionPool<ScriptedFactory>) -> Self {
         let acquire = pool.acquire_owned();
-        Task::new(Box::pin(async move { acquire.await.map(Guard::Owned) }))
+        Task::new(async move { acquire.await.map(Guard::Owned) })
     }
 
-    fn borrowed(pool: &'p ConnectionPool<TestFactory>) -> Self {
+    fn borrowed(pool: &'p ConnectionPool<ScriptedFactory>) -> Self {
         let acquire = pool.acquire();
-        Task::new(Box::pin(async move { acquire.await.map(Guard::Borrowed) }))
-    }
-
-    fn new(fut: Acquiring<'p>) -> Self {
-        let wakes = Arc::new(WakeCounter::default());
-        Task {
-            fut: Some(fut),
-            waker: Waker::from(wakes.clone()),
-            wakes,
-            seen: 0,
-        }
-    }
-
-    fn is_pending(&self) -> bool {
-        self.fut.is_some()
-    }
-
-    fn woken(&self) -> bool {
-        self.wakes.count() != self.seen
-    }
-
-    /// Polls once; `Some` (and the future is gone) when it completed.
-    fn poll(&mut self) -> Option<Result<Guard<'p>, PoolError<CreateFailed>>> {
-        let fut = self.fut.as_mut()?;
-        self.seen = self.wakes.count();
-        match fut.as_mut().poll(&mut Context::from_waker(&self.waker)) {
-            Poll::Ready(result) => {
-                self.fut = None;
-                Some(result)
-            }
-            Poll::Pending => None,
-        }
+        Task::new(async move { acquire.await.map(Guard::Borrowed) })
     }
 }
 
@@ -206,9 +117,9 @@ fn owned_types_are_static_and_send() {
     fn static_send<T: Send + 'static>() {}
     fn send_sync<T: Send + Sync + 'static>() {}
     static_send::<Owned>();
-    static_send::<nexus_pool::futures::AcquireOwned<TestFactory>>();
+    static_send::<nexus_pool::futures::AcquireOwned<ScriptedFactory>>();
     send_sync::<Owned>();
-    send_sync::<WeakConnectionPool<TestFactory>>();
+    send_sync::<WeakConnectionPool<ScriptedFactory>>();
 }
 
 /// The owned guard has the borrowed guard's methods, with the same effects.
@@ -239,14 +150,14 @@ fn owned_guard_methods() {
     assert_eq!(pool.current_metrics().total, 0, "the pool forgot it");
     assert_eq!(detached.id, 1, "the connection made after the broken one");
     // Closing a detached connection is the caller's job: do what the factory's destroy would.
-    counts.live.fetch_sub(1, Ordering::SeqCst);
+    drop(detached);
     assert_no_slot_lost(&pool, &counts);
 }
 
 /// The owned facades time out, refuse when exhausted, and fail once closed, as the borrowed ones.
 #[test]
 fn owned_errors() {
-    let (pool, counts) = common::pool(config(1, SHORT_TIMEOUT));
+    let (pool, counts) = common::pool(timed_config(1, SHORT_TIMEOUT));
     let held = acquire_patiently(&pool);
     assert!(matches!(
         pool.try_acquire_owned(),
@@ -298,7 +209,7 @@ fn scoped_use_next_to_owned_guards() {
     let (pool, counts) = pool(2);
     let owned = pool.acquire_owned_blocking().unwrap();
     let id = pool
-        .with_connection_blocking(|conn| Ok::<_, PoolError<CreateFailed>>(conn.id))
+        .with_connection_blocking(|conn| Ok::<_, PoolError<Refused>>(conn.id))
         .unwrap();
     assert_ne!(id, owned.id);
     let scope = ConnectionScope::new();
@@ -324,7 +235,7 @@ fn scoped_use_next_to_owned_guards() {
     drop((a, b));
     assert!(scope.is_empty());
     futures_lite::future::block_on(async {
-        pool.with_connection(async |conn| Ok::<_, PoolError<CreateFailed>>(conn.id))
+        pool.with_connection(async |conn| Ok::<_, PoolError<Refused>>(conn.id))
             .await
     })
     .unwrap();
@@ -612,16 +523,6 @@ fn fifo_shared_with_borrowed_acquires() {
     assert_no_slot_lost(&pool, &counts);
 }
 
-/// What the victim of a sweep scenario was doing when it was dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum VictimWas {
-    Queued,
-    /// Woken (a connection was being handed to it) but not polled again.
-    Woken,
-    Holding,
-    Released,
-}
-
 /// One scenario: `SWEEP_MAX` connections held, `SWEEP_FUTURES` futures queued (owned at even
 /// positions, borrowed at odd ones), then rounds of "release the oldest held connection, poll
 /// the woken futures", with future `victim` dropped at point `drop_at`. The rest must be served
@@ -720,23 +621,14 @@ fn poll_woken<'p>(
 /// or holding its connection, loses no slot and no wake-up, and the others keep FIFO order.
 #[test]
 fn cancellation_sweep_owned() {
-    let mut seen = std::collections::BTreeSet::new();
-    for k in 0..SWEEP_FUTURES * 2 * SWEEP_ROUNDS {
-        seen.insert(sweep_scenario(k % SWEEP_FUTURES, k / SWEEP_FUTURES));
-    }
-    for needed in [VictimWas::Queued, VictimWas::Woken, VictimWas::Holding] {
-        assert!(
-            seen.contains(&needed),
-            "the sweep never dropped a {needed:?} future"
-        );
-    }
+    sweep(sweep_scenario);
 }
 
 /// An owned acquire that waits for a create (nothing idle, room to grow) and is dropped before
 /// the create lands, or times out, leaves the counters whole.
 #[test]
 fn cancel_owned_while_a_create_is_pending() {
-    let (pool, counts) = common::pool(config(1, SHORT_TIMEOUT));
+    let (pool, counts) = common::pool(timed_config(1, SHORT_TIMEOUT));
     // Dropped right after it asked for a create.
     let mut task = Task::owned(&pool);
     if task.poll().is_none() {

@@ -9,81 +9,32 @@
 //! destroy is bounded, so no acquire waits past its `acquire_timeout` (plus a margin for a loaded
 //! machine), also with the adapter's defaults.
 //!
-//! The tests run one at a time (`SERIAL`): a restart disturbs every session on the server. Each
-//! waits for conditions with a bounded polling loop, never for a fixed time.
+//! The tests run one at a time (`server_exclusive`): a restart disturbs every session on the
+//! server. Each waits for conditions with a bounded polling loop, never for a fixed time.
 #![cfg(all(feature = "postgres", feature = "blocking"))]
 
-mod adapter_support;
-mod fault_support;
+mod common;
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adapter_support::{eventually, pg_url, unique};
-use fault_support::load::{Attempt, Load, Outcome, acquirers, served};
-use fault_support::lock;
-use fault_support::outage::{
+use common::faults::load::{Attempt, Load, Outcome, acquirers, served};
+use common::faults::outage::{
     Counting, CreateLog, PROBE_EVERY, Prober, ServerComesBack, wait_for_server,
 };
-use fault_support::proxy::Proxy;
+use common::faults::proxy::Proxy;
+use common::pg::{admin, backend_pid, factory};
+use common::servers::{pg_url, restart_command, server_exclusive, unique};
+use common::sync::lock;
+use common::wait::{eventually, wait_within};
 use nexus_pool::adapters::postgres::PostgresConnectionFactory;
 use nexus_pool::{CheckoutValidation, ConnectionPool, ConnectionPoolConfig, PoolError};
+use postgres::Client;
 use postgres::config::Host;
-use postgres::{Client, NoTls};
-
-/// A restart disturbs every session on the server, so these tests never overlap.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    // A failed test poisons the lock; the next one still runs.
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The variable holding the shell command that restarts the server.
-const RESTART_VAR: &str = "NEXUS_POOL_PG_RESTART";
-
-/// The restart command, or `None` after one skip line. It has no default: restarting the
-/// server under whoever else uses it is not something a test run should do unasked.
-fn restart_command(test: &str) -> Option<String> {
-    match std::env::var(RESTART_VAR) {
-        Ok(cmd) if !cmd.trim().is_empty() => Some(cmd),
-        _ => {
-            adapter_support::skip(
-                "no restart command",
-                test,
-                &format!(
-                    "{RESTART_VAR} is not set (the shell command that restarts the server); \
-                     .ci/run sets it, e.g. {RESTART_VAR}=\"pg_ctlcluster \
-                     --skip-systemctl-redirect $(ls /etc/postgresql) main restart\" \
-                     cargo test --all-features --test pg_faults"
-                ),
-            );
-            None
-        }
-    }
-}
-
-/// A factory whose sessions carry `app` as their `application_name`.
-fn factory(url: &str, app: &str) -> PostgresConnectionFactory {
-    let mut factory = PostgresConnectionFactory::new(url).expect("the PostgreSQL URL parses");
-    factory.config_mut().application_name(app);
-    factory
-}
-
-/// An unpooled session for the test's own checks.
-fn admin(url: &str) -> Client {
-    Client::connect(url, NoTls).expect("admin connection")
-}
-
-fn backend_pid(conn: &mut Client) -> i32 {
-    conn.query_one("SELECT pg_backend_pid()", &[])
-        .expect("pid")
-        .get(0)
-}
 
 fn backends(admin: &mut Client, app: &str) -> HashSet<i32> {
     admin
@@ -97,16 +48,11 @@ fn backends(admin: &mut Client, app: &str) -> HashSet<i32> {
         .collect()
 }
 
-/// Polls `cond` until it holds or `limit` passes, then fails with `what`.
-fn wait_for(limit: Duration, what: &str, cond: impl FnMut() -> bool) {
-    assert!(eventually(limit, cond), "not within {limit:?}: {what}");
-}
-
 // ----- 1. restart under load -----------------------------------------------------------------
 
 #[test]
 fn restart_under_load() {
-    let _serial = serial();
+    let _serial = server_exclusive();
     let Some(url) = pg_url("pg_faults::restart_under_load") else {
         return;
     };
@@ -156,7 +102,7 @@ fn restart_under_load() {
 
     let load = Load::start(&pool, WORKERS);
     let warm = Instant::now();
-    wait_for(Duration::from_secs(10), "every worker ran queries", || {
+    wait_within(Duration::from_secs(10), "every worker ran queries", || {
         load.journal.all_after(warm, 5) && pool.current_metrics().total == MAX
     });
     assert!(
@@ -187,13 +133,13 @@ fn restart_under_load() {
     let back = prober.back().unwrap_or(up);
 
     // Recovery, by the same pool: every worker succeeds again, and keeps succeeding.
-    wait_for(
+    wait_within(
         Duration::from_secs(10),
         "every worker succeeded again after the restart",
         || load.journal.all_after(back, 1),
     );
     let now = Instant::now();
-    wait_for(
+    wait_within(
         Duration::from_secs(10),
         "every worker kept succeeding",
         || load.journal.all_after(now, 5),
@@ -288,7 +234,7 @@ fn restart_under_load() {
 
 #[test]
 fn killed_backends_are_replaced() {
-    let _serial = serial();
+    let _serial = server_exclusive();
     let Some(url) = pg_url("pg_faults::killed_backends_are_replaced") else {
         return;
     };
@@ -311,7 +257,7 @@ fn killed_backends_are_replaced() {
 
     let load = Load::start(&pool, WORKERS);
     let warm = Instant::now();
-    wait_for(Duration::from_secs(10), "every worker ran queries", || {
+    wait_within(Duration::from_secs(10), "every worker ran queries", || {
         load.journal.all_after(warm, 5)
     });
 
@@ -331,7 +277,7 @@ fn killed_backends_are_replaced() {
                 .filter(|row| row.get::<_, bool>(1))
                 .map(|row| row.get::<_, i32>(0)),
         );
-        wait_for(
+        wait_within(
             Duration::from_secs(10),
             "every worker succeeded after the kill",
             || load.journal.all_after(t_kill, 3),
@@ -362,7 +308,7 @@ fn killed_backends_are_replaced() {
         let d = pool.statistics().destroyed;
         (d.broken + d.failed_validation + d.unhealthy) as usize
     };
-    wait_for(
+    wait_within(
         Duration::from_secs(10),
         "every killed session was destroyed",
         || destroyed() >= killed.len(),
@@ -376,7 +322,7 @@ fn killed_backends_are_replaced() {
         pids.is_disjoint(&killed),
         "a killed session was lent: {pids:?} vs {killed:?}"
     );
-    wait_for(
+    wait_within(
         Duration::from_secs(5),
         "the server sees exactly the pool's sessions",
         || backends(&mut admin, &app) == pids,
@@ -391,7 +337,7 @@ fn killed_backends_are_replaced() {
 /// 500 ms ago counts as known good, so the test lets them age past that first.
 #[test]
 fn never_used_connection_killed_while_idle_is_not_lent() {
-    let _serial = serial();
+    let _serial = server_exclusive();
     let Some(url) = pg_url("pg_faults::never_used_connection_killed_while_idle_is_not_lent") else {
         return;
     };
@@ -404,7 +350,7 @@ fn never_used_connection_killed_while_idle_is_not_lent() {
         .unwrap();
     let pool = ConnectionPool::new(factory(&url, &app), config);
     let mut admin = admin(&url);
-    wait_for(Duration::from_secs(10), "min_connections made", || {
+    wait_within(Duration::from_secs(10), "min_connections made", || {
         backends(&mut admin, &app).len() == 2
     });
     admin
@@ -413,7 +359,7 @@ fn never_used_connection_killed_while_idle_is_not_lent() {
             &[&app],
         )
         .unwrap();
-    wait_for(Duration::from_secs(5), "the sessions are gone", || {
+    wait_within(Duration::from_secs(5), "the sessions are gone", || {
         backends(&mut admin, &app).is_empty()
     });
     // Past the 500 ms in which a new connection is taken as known good (not a race: only the
@@ -512,7 +458,7 @@ fn silent_peer_with_a_ping_on_every_reuse() {
 }
 
 fn silent_peer(name: &str, ping_every_reuse: bool) {
-    let _serial = serial();
+    let _serial = server_exclusive();
     let Some(url) = pg_url(name) else {
         return;
     };
@@ -590,7 +536,7 @@ fn silent_peer(name: &str, ping_every_reuse: bool) {
 
 #[test]
 fn silent_dead_socket() {
-    let _serial = serial();
+    let _serial = server_exclusive();
     let Some(url) = pg_url("pg_faults::silent_dead_socket") else {
         return;
     };
@@ -689,7 +635,7 @@ fn silent_dead_socket() {
         served(&phase) >= 3 * THREADS,
         "no recovery past the silent connections: {phase:?}"
     );
-    wait_for(
+    wait_within(
         Duration::from_secs(5),
         "every silent connection failed validation",
         || validated.statistics().destroyed.failed_validation >= MAX as u64,
@@ -763,7 +709,7 @@ fn silent_dead_socket() {
     );
     validated.close_blocking();
     drop(proxy);
-    wait_for(
+    wait_within(
         Duration::from_secs(10),
         "every proxied session ended",
         || backends(&mut admin, &app).is_empty(),

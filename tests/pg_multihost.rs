@@ -8,22 +8,17 @@
 //! `start`; `.ci/run` sets it). It holds `SERVER` exclusively, the other tests shared.
 #![cfg(all(feature = "postgres", feature = "tokio-postgres", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::process::Command;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use adapter_support::{config, pg_url, refused_port};
+use common::servers::{
+    RESTART_VAR, pg_url, refused_port, server_config, server_exclusive, server_shared,
+};
 use nexus_pool::adapters::postgres::PostgresConnectionFactory;
 use nexus_pool::adapters::tokio_postgres::{TokioPostgresConnectionFactory, connection_lost};
 use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
-
-static SERVER: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    SERVER.read().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// `url` with a refusing host put in front of its own, and `target_session_attrs=read-write`.
 fn failover_url(url: &str) -> String {
@@ -48,11 +43,11 @@ fn the_tokio_postgres_adapter_connects_to_the_first_host_that_answers_read_write
     let Some(url) = pg_url("pg_multihost::tokio_postgres") else {
         return;
     };
-    let _server = shared();
+    let _server = server_shared();
     let pool = TokioPostgresConnectionFactory::new(&failover_url(&url))
         .unwrap()
         .pool_builder()
-        .config(config(2))
+        .config(server_config(2))
         .build()
         .unwrap();
     for _ in 0..3 {
@@ -73,11 +68,11 @@ fn the_postgres_adapter_connects_to_the_first_host_that_answers_read_write() {
     let Some(url) = pg_url("pg_multihost::postgres") else {
         return;
     };
-    let _server = shared();
+    let _server = server_shared();
     let pool = PostgresConnectionFactory::new(&failover_url(&url))
         .unwrap()
         .pool_builder()
-        .config(config(2))
+        .config(server_config(2))
         .build()
         .unwrap();
     for _ in 0..3 {
@@ -95,7 +90,7 @@ fn a_read_only_session_is_not_taken_for_read_write() {
     let Some(url) = pg_url("pg_multihost::read_only") else {
         return;
     };
-    let _server = shared();
+    let _server = server_shared();
     let config_url = format!(
         "{} options='-c default_transaction_read_only=on'",
         failover_url(&url)
@@ -104,7 +99,7 @@ fn a_read_only_session_is_not_taken_for_read_write() {
     let started = futures_lite::future::block_on(
         factory
             .pool_builder()
-            .config(adapter_support::start_one())
+            .config(common::servers::start_one())
             .build_connected(),
     );
     let err = match started {
@@ -125,8 +120,6 @@ fn a_read_only_session_is_not_taken_for_read_write() {
     );
 }
 
-/// The variable holding the shell command that restarts the server.
-const RESTART_VAR: &str = "NEXUS_POOL_PG_RESTART";
 /// How long an acquire waits while the server is down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the pool may take to serve again once the server is back.
@@ -162,7 +155,7 @@ fn sane(pool: &ConnectionPool<TokioPostgresConnectionFactory>, lent: usize) {
     assert_eq!(m.total, m.idle + m.active, "{m:?}");
     assert!(m.total <= m.max, "{m:?}");
     assert_eq!(m.waiting, 0, "{m:?}");
-    let settled = adapter_support::eventually(Duration::from_secs(10), || {
+    let settled = common::wait::eventually(Duration::from_secs(10), || {
         let m = pool.current_metrics();
         m.active == lent && m.total == m.idle + m.active && m.total <= m.max
     });
@@ -175,7 +168,7 @@ fn round(pool: &ConnectionPool<TokioPostgresConnectionFactory>) -> Result<(), St
     // The whole chain, as a user's `{:#}` prints it: the cause of a timeout is its source.
     let mut conn = pool
         .acquire_blocking()
-        .map_err(|e| adapter_support::chain(&e).join(": "))?;
+        .map_err(|e| common::servers::chain(&e).join(": "))?;
     match futures_lite::future::block_on(conn.batch_execute("SELECT 1")) {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -201,7 +194,7 @@ fn the_pool_follows_a_server_stopped_and_started_again() {
     let restart = match std::env::var(RESTART_VAR) {
         Ok(cmd) if cmd.trim_end().ends_with(" restart") => cmd,
         _ => {
-            adapter_support::skip(
+            common::servers::skip(
                 "no restart command",
                 TEST,
                 &format!(
@@ -218,7 +211,7 @@ fn the_pool_follows_a_server_stopped_and_started_again() {
         .unwrap()
         .to_owned();
     let (stop, start) = (format!("{base}stop"), format!("{base}start"));
-    let _server = SERVER.write().unwrap_or_else(PoisonError::into_inner);
+    let _server = server_exclusive();
 
     let pool = TokioPostgresConnectionFactory::new(&failover_url(&url))
         .unwrap()

@@ -17,15 +17,20 @@
     feature = "async"
 ))]
 
-mod adapter_support;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use adapter_support::{config, host_port, pgbouncer_session_url, pgbouncer_tx_url, unique};
+use common::pg::admin;
+use common::servers::{
+    host_port, pgbouncer_session_url, pgbouncer_tx_url, restart_command, server_config,
+    server_exclusive, server_shared, unique,
+};
+use common::sync::lock;
 use futures_lite::future::block_on;
 use nexus_pool::ConnectionPool;
 use nexus_pool::adapters::postgres::{PostgresConnectionFactory, PrepareCachedError};
@@ -42,12 +47,6 @@ type PgPool = ConnectionPool<PostgresConnectionFactory>;
 const RECOVERY: Duration = Duration::from_secs(30);
 /// Queries per worker in the query tests.
 const ROUNDS: i32 = 25;
-
-static SERVER: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    SERVER.read().unwrap_or_else(PoisonError::into_inner)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -79,7 +78,7 @@ fn tp_pool(url: &str, mode: Mode, max: usize) -> TpPool {
         .expect("the URL parses")
         .reset_mode(mode.reset())
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
 }
@@ -89,17 +88,13 @@ fn pg_pool(url: &str, mode: Mode, max: usize) -> PgPool {
         .expect("the URL parses")
         .reset_mode(mode.reset())
         .pool_builder()
-        .config(config(max))
+        .config(server_config(max))
         .build()
         .unwrap()
 }
 
 /// An unpooled session for the test's own setup and checks. It sends simple queries only, so it
 /// works behind a transaction pooler too.
-fn admin(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).expect("admin connection through the bouncer")
-}
-
 /// The first value of the first row of a simple query's answer.
 fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
     messages.iter().find_map(|m| match m {
@@ -168,7 +163,7 @@ impl Recorder {
     }
 
     fn sent_contains(&self, text: &str) -> bool {
-        let sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = lock(&self.sent);
         sent.windows(text.len()).any(|w| w == text.as_bytes())
     }
 }
@@ -183,9 +178,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<&Arc<Mutex<Vec<u8>>>
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if let Some(log) = &log {
-                        log.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .extend_from_slice(&buf[..n]);
+                        lock(log).extend_from_slice(&buf[..n]);
                     }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
@@ -204,7 +197,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, log: Option<&Arc<Mutex<Vec<u8>>>
 fn tokio_postgres_queries(mode: Mode) {
     let test = format!("pgbouncer::tokio_postgres_queries_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let pool = tp_pool(&url, mode, 3);
     std::thread::scope(|s| {
         for worker in 0..4 {
@@ -244,7 +237,7 @@ fn tokio_postgres_queries(mode: Mode) {
 fn postgres_queries(mode: Mode) {
     let test = format!("pgbouncer::postgres_queries_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let pool = pg_pool(&url, mode, 3);
     std::thread::scope(|s| {
         for worker in 0..4 {
@@ -278,7 +271,7 @@ fn postgres_queries(mode: Mode) {
 fn tokio_postgres_transactions(mode: Mode) {
     let test = format!("pgbouncer::tokio_postgres_transactions_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let table = unique("np_pgb_tp_tx");
     let mut admin = admin(&url);
     admin
@@ -327,7 +320,7 @@ fn tokio_postgres_transactions(mode: Mode) {
 fn postgres_transactions(mode: Mode) {
     let test = format!("pgbouncer::postgres_transactions_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let table = unique("np_pgb_pg_tx");
     let mut admin = admin(&url);
     admin
@@ -402,7 +395,7 @@ fn check_wire(recorder: &Recorder, mode: Mode) {
 fn tokio_postgres_reset(mode: Mode) {
     let test = format!("pgbouncer::tokio_postgres_reset_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let table = unique("np_pgb_tp_reset");
     let mut admin = admin(&url);
     admin
@@ -466,7 +459,7 @@ fn tokio_postgres_reset(mode: Mode) {
 fn postgres_reset(mode: Mode) {
     let test = format!("pgbouncer::postgres_reset_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let table = unique("np_pgb_pg_reset");
     let mut admin = admin(&url);
     admin
@@ -526,9 +519,6 @@ fn postgres_reset(mode: Mode) {
 // ---------------------------------------------------------------------------------------------
 // A server restart behind the bouncer
 // ---------------------------------------------------------------------------------------------
-
-/// The variable holding the shell command that restarts the server behind the bouncers.
-const RESTART_VAR: &str = "NEXUS_POOL_PG_RESTART";
 
 /// One query through a fresh checkout; a connection that failed is never put back.
 fn tp_round(pool: &TpPool) -> Result<(), String> {
@@ -593,21 +583,10 @@ fn server_restart_behind_the_bouncer() {
     let Some(session_url) = Mode::Session.url(TEST) else {
         return;
     };
-    let restart = match std::env::var(RESTART_VAR) {
-        Ok(cmd) if !cmd.trim().is_empty() => cmd,
-        _ => {
-            adapter_support::skip(
-                "no restart command",
-                TEST,
-                &format!(
-                    "{RESTART_VAR} is not set (the shell command that restarts the PostgreSQL \
-                     server behind the bouncers); .ci/run sets it"
-                ),
-            );
-            return;
-        }
+    let Some(restart) = restart_command(TEST) else {
+        return;
     };
-    let _server = SERVER.write().unwrap_or_else(PoisonError::into_inner);
+    let _server = server_exclusive();
 
     let tp = [
         (
@@ -672,7 +651,7 @@ fn server_restart_behind_the_bouncer() {
 fn tokio_postgres_statement_cache(mode: Mode) {
     let test = format!("pgbouncer::tokio_postgres_statement_cache_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let pool = tp_pool(&url, mode, 2);
     std::thread::scope(|s| {
         for worker in 0..3 {
@@ -725,7 +704,7 @@ fn tokio_postgres_statement_cache(mode: Mode) {
 fn postgres_statement_cache(mode: Mode) {
     let test = format!("pgbouncer::postgres_statement_cache_{mode:?}");
     let Some(url) = mode.url(&test) else { return };
-    let _server = shared();
+    let _server = server_shared();
     let pool = pg_pool(&url, mode, 2);
     std::thread::scope(|s| {
         for worker in 0..3 {

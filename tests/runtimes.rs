@@ -6,7 +6,7 @@
 //! Tests are named `<scenario>_<runtime>`. Every run ends by closing the pool and checking that
 //! every connection the factory made was destroyed, so a scenario that leaks fails.
 //!
-//! Waiting for another task is a bounded poll (`wait_until`) on an `async-io` timer, which works
+//! Waiting for another task is a bounded poll (`wait_until_async`) on an `async-io` timer, which works
 //! under every executor; a watchdog aborts a run that hangs instead of stalling the suite.
 #![cfg(all(feature = "async", feature = "blocking"))]
 
@@ -16,22 +16,16 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use common::{Conn, Counts, CreateFailed, TestFactory};
+use common::tracker::Tracker;
+use common::wait::{wait_until_async, watchdog};
+use common::{Error, LONG_TIMEOUT, Pool, SHORT_TIMEOUT, Script, timed_config};
 use futures_lite::FutureExt;
-use nexus_pool::{ConnectionPool, ConnectionPoolConfig, PoolError};
+use nexus_pool::{ConnectionPoolConfig, PoolError};
 
-type Pool = ConnectionPool<TestFactory>;
-type Error = PoolError<CreateFailed>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// How long a `wait_until` waits before failing.
-const PATIENCE: Duration = Duration::from_secs(10);
-/// How long a whole run may take before the watchdog aborts the process.
-const WATCHDOG: Duration = Duration::from_secs(120);
 
 // ----- runtimes ---------------------------------------------------------------------------
 
@@ -150,20 +144,13 @@ impl Runtime for PlainThreads {
 // ----- harness ----------------------------------------------------------------------------
 
 /// Runs `scenario` on `rt` with a fresh pool, then closes the pool and checks that nothing leaked.
-/// Aborts the process if the run takes longer than `WATCHDOG` (a hang would stall the suite).
+/// Aborts the process if the run takes longer than `common::wait::WATCHDOG` (a hang would stall the suite).
 fn run<R: Runtime>(
     rt: R,
     config: ConnectionPoolConfig,
-    scenario: impl AsyncFnOnce(&R, &Pool, &Arc<Counts>),
+    scenario: impl AsyncFnOnce(&R, &Pool, &Arc<Script>),
 ) {
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let name = std::thread::current().name().unwrap_or("?").to_owned();
-    std::thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(WATCHDOG) {
-            eprintln!("test {name} hung for {WATCHDOG:?}: aborting");
-            std::process::abort();
-        }
-    });
+    let watchdog = watchdog();
 
     let (pool, counts) = common::pool(config);
     rt.block_on(scenario(&rt, &pool, &counts));
@@ -172,37 +159,13 @@ fn run<R: Runtime>(
     assert_eq!(pool.current_metrics().total, 0);
     assert_eq!(counts.live(), 0, "every connection made was destroyed");
     assert_eq!(counts.created(), counts.destroyed());
-    drop(done_tx);
+    drop(watchdog);
 }
-
-/// Polls `cond` on an `async-io` timer (any executor) until it holds, failing after `PATIENCE`.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {PATIENCE:?} waiting until {what}"
-        );
-        smol::Timer::after(Duration::from_millis(1)).await;
-    }
-}
-
-fn config(max: usize, acquire_timeout: Duration) -> ConnectionPoolConfig {
-    ConnectionPoolConfig::builder()
-        .max_connections(max)
-        .min_connections(0)
-        .acquire_timeout(acquire_timeout)
-        .build()
-        .unwrap()
-}
-
-const LONG: Duration = Duration::from_secs(30);
-const SHORT: Duration = Duration::from_millis(50);
 
 // ----- scenarios --------------------------------------------------------------------------
 
 /// Acquire and release reuse one connection, from the current task and from a spawned one.
-async fn reuse<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
+async fn reuse<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Script>) {
     for round in 1..=10u64 {
         let conn = pool.acquire().await.unwrap();
         assert_eq!((conn.id, conn.use_count()), (0, round));
@@ -221,37 +184,8 @@ async fn reuse<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
     assert_eq!((m.total, m.idle, m.active, m.waiting), (1, 1, 0, 0));
 }
 
-/// Checks that no connection is lent twice at once and that at most `max` are lent.
-#[derive(Default)]
-struct Tracker {
-    in_use: [AtomicBool; 32],
-    holding: AtomicUsize,
-    max_holding: AtomicUsize,
-}
-
-impl Tracker {
-    fn enter(&self, conn: &Conn) {
-        let held = self.holding.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_holding.fetch_max(held, Ordering::SeqCst);
-        let slot = self
-            .in_use
-            .get(conn.id)
-            .unwrap_or_else(|| panic!("connection #{} made: far more than max", conn.id));
-        assert!(
-            !slot.swap(true, Ordering::SeqCst),
-            "connection #{} lent twice",
-            conn.id
-        );
-    }
-
-    fn leave(&self, conn: &Conn) {
-        self.in_use[conn.id].store(false, Ordering::SeqCst);
-        self.holding.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// 16 tasks and 4 blocking OS threads hammer a pool of 4.
-async fn max_respected<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
+async fn max_respected<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Script>) {
     const MAX: usize = 4;
     const TASKS: usize = 16;
     const THREADS: usize = 4;
@@ -299,20 +233,9 @@ async fn max_respected<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
         thread.join().unwrap();
     }
 
-    assert!(
-        counts.peak() <= MAX,
-        "peak of {} live connections",
-        counts.peak()
-    );
-    assert!(
-        counts.created() <= MAX,
-        "{} connections created",
-        counts.created()
-    );
-    let held = tracker.max_holding.load(Ordering::SeqCst);
-    assert!(held <= MAX, "{held} connections held at once");
+    tracker.assert_within(counts, MAX);
     // A create started for a waiter that a returned connection served finishes on its own.
-    wait_until("no create is in flight", || {
+    wait_until_async("no create is in flight", || {
         pool.current_metrics().total == counts.live()
     })
     .await;
@@ -329,15 +252,19 @@ async fn max_respected<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
 ///
 /// The connection is made in advance (`min_connections`, see `timeout_config`), so that no
 /// acquire here depends on a create finishing within the short timeout on a loaded machine.
-async fn timeout<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
-    wait_until("min_connections are made", || {
+async fn timeout<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Script>) {
+    wait_until_async("min_connections are made", || {
         pool.current_metrics().idle == 1
     })
     .await;
     fn check(result: Result<(), Error>) {
         match result {
             Err(PoolError::Timeout(t)) => {
-                assert!(t.waited >= SHORT, "waited {:?} < {SHORT:?}", t.waited);
+                assert!(
+                    t.waited >= SHORT_TIMEOUT,
+                    "waited {:?} < {SHORT_TIMEOUT:?}",
+                    t.waited
+                );
                 assert_eq!((t.total, t.max, t.idle), (1, 1, 0));
                 assert!(t.last_create_error.is_none());
                 assert!(t.to_string().contains("timed out"), "{t}");
@@ -348,7 +275,7 @@ async fn timeout<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
     let held = pool.acquire().await.unwrap();
     let started = Instant::now();
     check(pool.acquire().await.map(drop));
-    assert!(started.elapsed() >= SHORT);
+    assert!(started.elapsed() >= SHORT_TIMEOUT);
     let p = pool.clone();
     check(rt.spawn(async move { p.acquire().await.map(drop) }).await);
     assert_eq!(pool.current_metrics().waiting, 0, "no waiter left behind");
@@ -360,7 +287,7 @@ async fn timeout<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
 
 /// Tasks waiting on an exhausted pool wake with `Closed` when it closes; `close().await` then
 /// waits for the lent connection.
-async fn close_wakes_waiters<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
+async fn close_wakes_waiters<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Script>) {
     const WAITERS: usize = 4;
     let held = pool.acquire().await.unwrap();
     let waiters: Vec<_> = (0..WAITERS)
@@ -369,7 +296,7 @@ async fn close_wakes_waiters<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Count
             rt.spawn(async move { p.acquire().await.map(|c| c.id) })
         })
         .collect();
-    wait_until("every waiter is registered", || {
+    wait_until_async("every waiter is registered", || {
         pool.current_metrics().waiting == WAITERS
     })
     .await;
@@ -397,7 +324,7 @@ async fn close_wakes_waiters<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Count
 }
 
 /// `close().await` destroys idle connections at once and waits for one lent to another task.
-async fn close_waits_for_lent<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
+async fn close_waits_for_lent<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Script>) {
     let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
     let (lent_tx, lent_rx) = smol::channel::bounded(1);
     let (back_tx, back_rx) = smol::channel::bounded::<()>(1);
@@ -417,7 +344,7 @@ async fn close_waits_for_lent<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Coun
         p.close().await;
         flag.store(true, Ordering::SeqCst);
     });
-    wait_until("the two idle connections are destroyed", || {
+    wait_until_async("the two idle connections are destroyed", || {
         counts.destroyed() == 2 && counts.live() == 1
     })
     .await;
@@ -449,7 +376,7 @@ impl From<Error> for AppError {
 }
 
 /// `with_connection` releases after success and error, destroys after a panic.
-async fn with_connection<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) {
+async fn with_connection<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Script>) {
     let id = pool
         .with_connection(async |conn| {
             futures_lite::future::yield_now().await;
@@ -485,7 +412,7 @@ async fn with_connection<R: Runtime>(rt: &R, pool: &Pool, counts: &Arc<Counts>) 
     .catch_unwind()
     .await;
     assert!(r.is_err(), "the panic propagates");
-    wait_until(
+    wait_until_async(
         "the connection of the panicked closure is destroyed",
         || counts.destroyed() == 1,
     )
@@ -538,11 +465,11 @@ macro_rules! on_every_runtime {
     };
 }
 
-on_every_runtime!(reuse(config(4, LONG)) =>
+on_every_runtime!(reuse(timed_config(4, LONG_TIMEOUT)) =>
     reuse_tokio_current_thread, reuse_tokio_multi_thread, reuse_smol, reuse_async_std,
     reuse_no_runtime);
 
-on_every_runtime!(max_respected(config(4, LONG)) =>
+on_every_runtime!(max_respected(timed_config(4, LONG_TIMEOUT)) =>
     max_respected_tokio_current_thread, max_respected_tokio_multi_thread, max_respected_smol,
     max_respected_async_std, max_respected_no_runtime);
 
@@ -550,7 +477,7 @@ fn timeout_config() -> ConnectionPoolConfig {
     ConnectionPoolConfig::builder()
         .max_connections(1)
         .min_connections(1)
-        .acquire_timeout(SHORT)
+        .acquire_timeout(SHORT_TIMEOUT)
         .build()
         .unwrap()
 }
@@ -559,14 +486,14 @@ on_every_runtime!(timeout(timeout_config()) =>
     timeout_tokio_current_thread, timeout_tokio_multi_thread, timeout_smol, timeout_async_std,
     timeout_no_runtime);
 
-on_every_runtime!(close_wakes_waiters(config(1, LONG)) =>
+on_every_runtime!(close_wakes_waiters(timed_config(1, LONG_TIMEOUT)) =>
     close_wakes_waiters_tokio_current_thread, close_wakes_waiters_tokio_multi_thread,
     close_wakes_waiters_smol, close_wakes_waiters_async_std, close_wakes_waiters_no_runtime);
 
-on_every_runtime!(close_waits_for_lent(config(3, LONG)) =>
+on_every_runtime!(close_waits_for_lent(timed_config(3, LONG_TIMEOUT)) =>
     close_waits_for_lent_tokio_current_thread, close_waits_for_lent_tokio_multi_thread,
     close_waits_for_lent_smol, close_waits_for_lent_async_std, close_waits_for_lent_no_runtime);
 
-on_every_runtime!(with_connection(config(1, LONG)) =>
+on_every_runtime!(with_connection(timed_config(1, LONG_TIMEOUT)) =>
     with_connection_tokio_current_thread, with_connection_tokio_multi_thread,
     with_connection_smol, with_connection_async_std, with_connection_no_runtime);

@@ -3,7 +3,7 @@
 //! executor, and the snapshot a timeout reports.
 //!
 //! Each test builds the exact case that once went wrong (DESIGN invariants 7 and 10). Callbacks
-//! are the scripted factory's (`tests/common/scripted.rs`); `Behavior::Block` blocks the thread
+//! are the scripted factory's (`tests/common/factory.rs`); `Behavior::Block` blocks the thread
 //! as a blocking driver does, `Behavior::Hang` stays pending. Upper bounds on elapsed time are
 //! several times what the pool needs and well under what the defect took.
 
@@ -11,22 +11,20 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::scripted::{Behavior, Op, Refused, Script, ScriptedFactory, quiet_scripted_panics};
+use common::maintenance::{Error, Options, Pool, expect_timeout, start_with};
+use common::polled::WakeCounter;
+use common::{Behavior, Op, Script, ScriptedFactory, quiet_scripted_panics};
 use common::{PATIENCE, wait_until};
 use futures_lite::future::{self, block_on};
 use nexus_pool::{
     CheckoutValidation, ConnectionPool, ConnectionPoolConfig, ConnectionPoolConfigBuilder,
-    MaintenanceMode, ManualClock, PoolError, PooledConnection, TimeoutError,
+    MaintenanceMode, ManualClock, PooledConnection,
 };
-
-type Pool = ConnectionPool<ScriptedFactory>;
-type Error = PoolError<Refused>;
 
 /// How a test waits for a connection: on the thread, or as a task on one of three executors.
 #[derive(Debug, Clone, Copy)]
@@ -61,34 +59,25 @@ fn timed_acquire(pool: &Pool, how: Caller) -> (Result<usize, Error>, Duration) {
 }
 
 fn base(max: usize) -> ConnectionPoolConfigBuilder {
-    ConnectionPoolConfig::builder()
+    common::builder(max)
         .name("stalls")
-        .max_connections(max)
-        .min_connections(0)
         .checkout_validation(CheckoutValidation::Never)
         .health_check_interval(None)
 }
 
+/// A pool over a fresh scripted factory (with its health check if `health`), scripting the
+/// factory before the pool exists.
 fn start(
     config: ConnectionPoolConfig,
     health: bool,
     script_first: impl FnOnce(&Script),
 ) -> (Pool, Arc<Script>) {
-    quiet_scripted_panics();
-    let (factory, script) = ScriptedFactory::new();
-    script_first(&script);
-    let mut builder = ConnectionPool::builder(factory).config(config);
-    if health {
-        builder = builder.health_check(script.health());
-    }
-    (builder.build().unwrap(), script)
-}
-
-fn expect_timeout(result: Result<usize, Error>) -> TimeoutError<Refused> {
-    match result {
-        Err(PoolError::Timeout(t)) => t,
-        other => panic!("expected a timeout, got {other:?}"),
-    }
+    let options = Options {
+        health_check: health,
+        clock: None,
+    };
+    let (pool, script, _events) = start_with(config, options, script_first);
+    (pool, script)
 }
 
 // ----- 1. a callback that blocks its thread delays no deadline --------------------------------
@@ -178,16 +167,6 @@ impl Drop for HoldsConnection {
     }
 }
 
-/// Counts its wake-ups.
-#[derive(Default)]
-struct Counter(AtomicUsize);
-
-impl Wake for Counter {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
 /// The pool holds the last reference to a waker whose drop releases the only connection; the
 /// wait is polled again with another waker, so the pool drops the first one. That release must
 /// not deadlock on a lock the poll holds (invariant 7), and the connection must reach the wait.
@@ -209,15 +188,12 @@ fn a_waker_whose_drop_releases_the_connection_deadlocks_nothing() {
                 "run {run}: the only connection is held"
             );
             drop(first); // the pool now holds the last reference
-            let counter = Arc::new(Counter::default());
+            let counter = Arc::new(WakeCounter::default());
             let second = Waker::from(counter.clone());
             let id = match acquire.as_mut().poll(&mut Context::from_waker(&second)) {
                 Poll::Ready(conn) => conn.unwrap().id,
                 Poll::Pending => {
-                    assert!(
-                        counter.0.load(SeqCst) >= 1,
-                        "run {run}: the release woke the wait"
-                    );
+                    assert!(counter.count() >= 1, "run {run}: the release woke the wait");
                     match acquire.as_mut().poll(&mut Context::from_waker(&second)) {
                         Poll::Ready(conn) => conn.unwrap().id,
                         Poll::Pending => panic!("run {run}: woken but not served"),

@@ -2,11 +2,12 @@
 //! standard local address.
 #![cfg(all(feature = "store", feature = "tokio-postgres", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::time::Duration;
 
-use adapter_support::{eventually, pg_url, pgbouncer_tx_url, unique};
+use common::servers::{pg_url, pgbouncer_tx_url, unique};
+use common::wait::eventually;
 use futures_lite::future::block_on;
 use nexus_pool::adapters::tokio_postgres::{
     PostgresReset, TokioPostgresConnection, TokioPostgresConnectionFactory,

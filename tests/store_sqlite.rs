@@ -1,12 +1,12 @@
 //! The typed store on SQLite (`PooledSqliteBackend`) and in memory: no server needed.
 #![cfg(all(feature = "store", feature = "rusqlite", feature = "blocking"))]
 
-mod adapter_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use adapter_support::{TempDb, chain, config};
+use common::servers::{TempDb, chain, server_config};
 use futures_lite::future::block_on;
 use nexus_pool::adapters::sqlite::SqliteConnectionFactory;
 use nexus_pool::store::{MemoryBackend, NexusStore, PooledSqliteBackend, StoreBackend, StoreError};
@@ -31,7 +31,7 @@ fn task(title: &str) -> Task {
 fn writer(path: &Path) -> ConnectionPool<SqliteConnectionFactory> {
     SqliteConnectionFactory::new(path)
         .pool_builder()
-        .config(config(1))
+        .config(server_config(1))
         .build()
         .unwrap()
 }

@@ -19,17 +19,21 @@
 //! by `LOAD_FOR` and `ROUNDS`, and a watchdog aborts it after `WATCHDOG`.
 #![cfg(all(feature = "async", feature = "blocking"))]
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
+use common::tracker::Tracker;
+use common::wait::watchdog_for;
+use common::{Behavior, Error, Op, Pool, Script, ScriptedConn, ScriptedFactory};
 use futures_lite::{FutureExt, future};
 use nexus_pool::{
-    CheckoutValidation, ConnectionFactory, ConnectionPool, ConnectionPoolConfig, PoolError,
-    PooledConnection,
+    CheckoutValidation, ConnectionPool, ConnectionPoolConfig, PoolError, PooledConnection,
 };
 
 /// `max_connections`.
@@ -57,80 +61,12 @@ const DELIBERATE: &str = "stress: deliberate panic";
 
 // ----- the factory ---------------------------------------------------------------------------
 
-#[derive(Debug, Default)]
-struct Counts {
-    attempts: AtomicUsize,
-    created: AtomicUsize,
-    destroyed: AtomicUsize,
-    /// Connections that exist (created, not yet dropped).
-    live: AtomicUsize,
-    /// Connections detached so far; they stay alive in `Shared::detached` until the end.
-    detached: AtomicUsize,
-    fail_create: AtomicBool,
-    fail_validate: AtomicBool,
-}
-
-fn get(n: &AtomicUsize) -> usize {
-    n.load(Ordering::SeqCst)
-}
-
-#[derive(Debug)]
-struct Conn {
-    id: usize,
-    /// Set while a caller holds it: a second holder would find it set.
-    lent: AtomicBool,
-    counts: Arc<Counts>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.counts.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("scripted create failure")]
-struct CreateFailed;
-
 /// Creates and destroys take a little while (an `async-io` timer, so the maintenance loop has
-/// several in flight); both fail or succeed as `Counts` says.
-struct Factory {
-    counts: Arc<Counts>,
-}
+/// several in flight); creates and validations fail for stretches of time (`chaos`).
+const CREATE_TAKES: Behavior = Behavior::Jitter(Duration::from_micros(300));
+const DESTROY_TAKES: Behavior = Behavior::Jitter(Duration::from_micros(200));
 
-impl ConnectionFactory for Factory {
-    type Connection = Conn;
-    type Error = CreateFailed;
-
-    async fn create(&self) -> Result<Conn, CreateFailed> {
-        self.counts.attempts.fetch_add(1, Ordering::SeqCst);
-        Timer::after(Duration::from_micros(fastrand::u64(0..300))).await;
-        if self.counts.fail_create.load(Ordering::SeqCst) {
-            return Err(CreateFailed);
-        }
-        self.counts.live.fetch_add(1, Ordering::SeqCst);
-        let id = self.counts.created.fetch_add(1, Ordering::SeqCst);
-        Ok(Conn {
-            id,
-            lent: AtomicBool::new(false),
-            counts: self.counts.clone(),
-        })
-    }
-
-    async fn destroy(&self, conn: Conn) {
-        Timer::after(Duration::from_micros(fastrand::u64(0..200))).await;
-        drop(conn);
-        self.counts.destroyed.fetch_add(1, Ordering::SeqCst);
-    }
-
-    async fn validate(&self, _conn: &mut Conn) -> bool {
-        !self.counts.fail_validate.load(Ordering::SeqCst)
-    }
-}
-
-type Pool = ConnectionPool<Factory>;
-type Guard<'a> = PooledConnection<'a, Factory>;
-type Error = PoolError<CreateFailed>;
+type Guard<'a> = PooledConnection<'a, ScriptedFactory>;
 
 // ----- what the workers tally ------------------------------------------------------------------
 
@@ -154,10 +90,14 @@ impl Tally {
 /// Everything the workers share.
 struct Shared {
     pool: Pool,
-    counts: Arc<Counts>,
+    script: Arc<Script>,
     tally: Tally,
+    /// Checks that no connection is lent to two holders at once.
+    tracker: Tracker,
+    /// Connections detached so far; they stay alive in `detached` until the end.
+    detaching: AtomicUsize,
     /// Detached connections, kept alive until the end so they stay countable.
-    detached: Mutex<Vec<Conn>>,
+    detached: Mutex<Vec<ScriptedConn>>,
     /// Set when the load phase is over.
     stop: AtomicBool,
     until: Instant,
@@ -170,17 +110,13 @@ impl Shared {
 
     /// Marks a fresh loan, checking that nobody else holds the connection.
     fn lend(&self, conn: &Guard<'_>) {
-        assert!(
-            !conn.lent.swap(true, Ordering::SeqCst),
-            "connection {} lent twice at once",
-            conn.id
-        );
+        self.tracker.enter(conn);
         Tally::bump(&self.tally.acquired);
     }
 
     /// Gives a loan back the way `rng` says: released, marked broken or detached.
     fn give_back(&self, mut conn: Guard<'_>, rng: &mut fastrand::Rng) {
-        conn.lent.store(false, Ordering::SeqCst);
+        self.tracker.leave(&conn);
         match rng.u8(0..100) {
             0..=7 => {
                 Tally::bump(&self.tally.broken);
@@ -188,7 +124,7 @@ impl Shared {
             }
             8 => {
                 Tally::bump(&self.tally.detached);
-                self.counts.detached.fetch_add(1, Ordering::SeqCst);
+                self.detaching.fetch_add(1, Ordering::SeqCst);
                 let conn = conn.detach();
                 self.detached.lock().unwrap().push(conn);
                 return;
@@ -274,7 +210,7 @@ async fn async_worker(shared: Arc<Shared>, seed: u64, cancel: Cancel) {
                 let panics = AssertUnwindSafe(pool.with_connection(async |conn| {
                     shared.lend(conn);
                     Timer::after(hold).await;
-                    conn.lent.store(false, Ordering::SeqCst);
+                    shared.tracker.leave(conn);
                     if hold > Duration::ZERO {
                         std::panic::panic_any(DELIBERATE);
                     }
@@ -294,7 +230,7 @@ async fn async_worker(shared: Arc<Shared>, seed: u64, cancel: Cancel) {
                     .with_connection(async |conn| {
                         shared.lend(conn);
                         Timer::after(hold).await;
-                        conn.lent.store(false, Ordering::SeqCst);
+                        shared.tracker.leave(conn);
                         Ok::<(), Error>(())
                     })
                     .await;
@@ -336,7 +272,7 @@ fn blocking_worker(shared: &Shared, seed: u64) {
                     pool.with_connection_blocking(|conn| {
                         shared.lend(conn);
                         thread::sleep(hold);
-                        conn.lent.store(false, Ordering::SeqCst);
+                        shared.tracker.leave(conn);
                         if hold > Duration::ZERO {
                             std::panic::panic_any(DELIBERATE);
                         }
@@ -354,7 +290,7 @@ fn blocking_worker(shared: &Shared, seed: u64) {
                 let done = pool.with_connection_blocking(|conn| {
                     shared.lend(conn);
                     thread::sleep(hold);
-                    conn.lent.store(false, Ordering::SeqCst);
+                    shared.tracker.leave(conn);
                     Ok::<(), Error>(())
                 });
                 if let Err(err) = done {
@@ -376,25 +312,25 @@ fn blocking_worker(shared: &Shared, seed: u64) {
 /// Fails creates and validations for stretches of time, and evicts everything now and then.
 fn chaos(shared: &Shared, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let counts = &shared.counts;
+    let script = &shared.script;
     while shared.running() {
         thread::sleep(Duration::from_millis(rng.u64(10..60)));
         match rng.u8(0..10) {
             0..=5 => {
-                counts.fail_create.store(true, Ordering::SeqCst);
+                script.set(Op::Create, Behavior::Fail);
                 thread::sleep(Duration::from_millis(rng.u64(1..30)));
-                counts.fail_create.store(false, Ordering::SeqCst);
+                script.set(Op::Create, CREATE_TAKES);
             }
             6..=8 => {
-                counts.fail_validate.store(true, Ordering::SeqCst);
+                script.set(Op::Validate, Behavior::Fail);
                 thread::sleep(Duration::from_millis(rng.u64(1..10)));
-                counts.fail_validate.store(false, Ordering::SeqCst);
+                script.set(Op::Validate, Behavior::Succeed);
             }
             _ => shared.pool.evict_all(),
         }
     }
-    counts.fail_create.store(false, Ordering::SeqCst);
-    counts.fail_validate.store(false, Ordering::SeqCst);
+    script.set(Op::Create, CREATE_TAKES);
+    script.set(Op::Validate, Behavior::Succeed);
 }
 
 /// Samples the metrics until the load is over; returns how many samples it took.
@@ -406,8 +342,8 @@ fn sampler(shared: &Shared) -> usize {
         assert!(m.total <= MAX, "total above max: {m:?}");
         assert_eq!(m.max, MAX);
         // Read `live` before `detached`: both only grow between the reads in the safe direction.
-        let live = get(&shared.counts.live);
-        let detached = get(&shared.counts.detached);
+        let live = shared.script.live();
+        let detached = shared.detaching.load(Ordering::SeqCst);
         assert!(
             live <= MAX + detached,
             "{live} connections live, max {MAX}, {detached} detached"
@@ -439,13 +375,7 @@ fn everyone_at_once() {
             default_hook(info);
         }
     }));
-    let (finished, watchdog) = mpsc::channel::<()>();
-    thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = watchdog.recv_timeout(WATCHDOG) {
-            eprintln!("stress: still running after {WATCHDOG:?} (STRESS_SEED={seed}); aborting");
-            std::process::abort();
-        }
-    });
+    let finished = watchdog_for(WATCHDOG, &format!(" (STRESS_SEED={seed})"));
     let result = catch_unwind(|| run(seed));
     drop(finished);
     if let Err(payload) = result {
@@ -455,7 +385,6 @@ fn everyone_at_once() {
 }
 
 fn run(seed: u64) {
-    let counts = Arc::new(Counts::default());
     let config = ConnectionPoolConfig::builder()
         .min_connections(2)
         .max_connections(MAX)
@@ -465,16 +394,16 @@ fn run(seed: u64) {
         .max_concurrent_creates(2)
         .build()
         .expect("a valid config");
-    let pool = ConnectionPool::new(
-        Factory {
-            counts: counts.clone(),
-        },
-        config,
-    );
+    let (factory, script) = ScriptedFactory::new();
+    script.set(Op::Create, CREATE_TAKES);
+    script.set(Op::Destroy, DESTROY_TAKES);
+    let pool = ConnectionPool::new(factory, config);
     let shared = Arc::new(Shared {
         pool,
-        counts: counts.clone(),
+        script: script.clone(),
         tally: Tally::default(),
+        tracker: Tracker::default(),
+        detaching: AtomicUsize::new(0),
         detached: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         until: Instant::now() + LOAD_FOR,
@@ -605,7 +534,7 @@ fn run(seed: u64) {
     assert_eq!((m.total, m.active, m.idle), (MAX, MAX, 0), "{m:?}");
     assert!(matches!(pool.try_acquire(), Err(PoolError::Exhausted)));
     for conn in held {
-        conn.lent.store(false, Ordering::SeqCst);
+        shared.tracker.leave(&conn);
         drop(conn);
     }
 
@@ -623,21 +552,21 @@ fn run(seed: u64) {
         (0, 0, 0, 0),
         "{m:?}"
     );
-    let detached = get(&counts.detached);
-    assert_eq!(get(&counts.live), detached, "live after close = detached");
+    let detached = shared.detaching.load(Ordering::SeqCst);
+    assert_eq!(script.live(), detached, "live after close = detached");
     assert_eq!(
-        get(&counts.created) - get(&counts.destroyed),
+        script.created() - script.destroyed(),
         detached,
         "created - destroyed = detached"
     );
     shared.detached.lock().unwrap().clear();
-    assert_eq!(get(&counts.live), 0);
+    assert_eq!(script.live(), 0);
     assert!(matches!(pool.try_acquire(), Err(PoolError::Closed)));
     assert!(matches!(pool.acquire_blocking(), Err(PoolError::Closed)));
 
     let stats = pool.statistics();
-    assert_eq!(stats.created, get(&counts.created) as u64);
-    assert_eq!(stats.destroyed.total(), get(&counts.destroyed) as u64);
+    assert_eq!(stats.created, script.created() as u64);
+    assert_eq!(stats.destroyed.total(), script.destroyed() as u64);
     let t = &shared.tally;
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
     eprintln!(
@@ -652,9 +581,9 @@ fn run(seed: u64) {
         n(&t.broken),
         n(&t.detached),
         n(&t.exhausted),
-        get(&counts.attempts),
-        get(&counts.created),
-        get(&counts.destroyed),
+        script.calls(Op::Create),
+        script.created(),
+        script.destroyed(),
         stats.destroyed,
         if close_async {
             "close().await"

@@ -1,99 +1,92 @@
-//! Shared test helpers: a factory that counts live connections, and a filter that keeps the
-//! panics a test raises on purpose out of its output.
+//! The test toolkit, one for every test binary (each says `mod common;` and uses a part of it):
+//!
+//! - [`factory`]: the one test factory and health check, scripted at run time (fail, hang, be
+//!   slow, block, panic, wait at a gate), keeping ids, live connections and call counts; with
+//!   [`pool`], [`builder`] and [`config`] to start a pool over it.
+//! - [`maintenance`]: a scripted pool with an event recorder, for the tests of background
+//!   maintenance and stalls.
+//! - [`checks`]: a quiet pool's metrics, and destroys awaited until the pool has caught up.
+//! - [`wait`]: the one bounded poll (`wait_until` and its variants), its `PATIENCE`, retrying an
+//!   acquire through timeouts, and a watchdog for tests that could hang.
+//! - [`sync`]: locks that shrug off poisoning (a failed test must not fail the next ones).
+//! - [`facade`]: the two ways to acquire (`Facade`), where both facades are built.
+//! - [`polled`]: futures polled by hand with counting wakers, so "woken" and "served" are
+//!   observed, not raced.
+//! - [`telemetry`]: a named pool, a handler that records every event, and the snapshot
+//!   invariants, for the telemetry tests.
+//! - [`tracker`]: checks that no connection is lent to two holders at once.
+//! - [`queue`]: for the tests of the wait queue: strict FIFO, hand-polled acquires, and the
+//!   audit that no place in the pool was lost.
+//! - [`servers`]: which database servers to test against, skip lines, names and temp files.
+//! - [`pg`] and [`redis_db`]: unpooled sessions and the like for the tests against PostgreSQL
+//!   and Redis.
+//! - [`faults`]: load, outage timing and a TCP proxy for the fault tests against PostgreSQL.
 #![allow(dead_code)]
 
-pub mod scripted;
+pub mod checks;
+#[cfg(all(feature = "async", feature = "blocking"))]
+pub mod facade;
+pub mod factory;
+#[cfg(all(feature = "postgres", feature = "blocking"))]
+pub mod faults;
+#[cfg(all(feature = "async", feature = "blocking"))]
+pub mod maintenance;
+pub mod pg;
+pub mod polled;
+#[cfg(all(feature = "async", feature = "blocking"))]
+pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis_db;
+pub mod servers;
+pub mod sync;
+pub mod telemetry;
+pub mod tracker;
+pub mod wait;
+
+// Each binary uses a part of these.
+#[allow(unused_imports)]
+pub use factory::{
+    Behavior, Error, Op, Pool, Refused, Script, ScriptedConn, ScriptedFactory,
+    quiet_scripted_panics,
+};
+#[allow(unused_imports)]
+pub use wait::{PATIENCE, wait_until};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nexus_pool::{ConnectionFactory, ConnectionPool, ConnectionPoolConfig};
+use nexus_pool::{ConnectionPool, ConnectionPoolConfig, ConnectionPoolConfigBuilder};
 
-/// A connection: its serial number.
-#[derive(Debug)]
-pub struct Conn {
-    pub id: usize,
-}
+/// An acquire timeout that never fires in a passing test.
+pub const LONG_TIMEOUT: Duration = Duration::from_secs(30);
+/// An acquire timeout that is meant to fire.
+pub const SHORT_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// Counts of what the factory did; shared with the test.
-#[derive(Debug, Default)]
-pub struct Counts {
-    pub created: AtomicUsize,
-    pub destroyed: AtomicUsize,
-    /// Live connections: created and not yet destroyed or dropped. Tracked by `Conn`'s owner.
-    pub live: AtomicUsize,
-    /// The highest `live` ever seen.
-    pub peak: AtomicUsize,
-    pub validations: AtomicUsize,
-    /// While set, `create` fails.
-    pub fail_create: AtomicBool,
-    /// While set, `validate` says no.
-    pub fail_validate: AtomicBool,
-}
-
-impl Counts {
-    pub fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
-    }
-    pub fn peak(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
-    }
-    pub fn created(&self) -> usize {
-        self.created.load(Ordering::SeqCst)
-    }
-    pub fn destroyed(&self) -> usize {
-        self.destroyed.load(Ordering::SeqCst)
-    }
-}
-
-/// A factory whose behaviour the test scripts through `Counts`.
-#[derive(Clone, Default)]
-pub struct TestFactory {
-    pub counts: Arc<Counts>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("scripted create failure #{0}")]
-pub struct CreateFailed(pub usize);
-
-impl ConnectionFactory for TestFactory {
-    type Connection = Conn;
-    type Error = CreateFailed;
-
-    async fn create(&self) -> Result<Conn, CreateFailed> {
-        let id = self.counts.created.fetch_add(1, Ordering::SeqCst);
-        if self.counts.fail_create.load(Ordering::SeqCst) {
-            return Err(CreateFailed(id));
-        }
-        let live = self.counts.live.fetch_add(1, Ordering::SeqCst) + 1;
-        self.counts.peak.fetch_max(live, Ordering::SeqCst);
-        Ok(Conn { id })
-    }
-
-    async fn destroy(&self, _conn: Conn) {
-        self.counts.destroyed.fetch_add(1, Ordering::SeqCst);
-        self.counts.live.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    async fn validate(&self, _conn: &mut Conn) -> bool {
-        self.counts.validations.fetch_add(1, Ordering::SeqCst);
-        !self.counts.fail_validate.load(Ordering::SeqCst)
-    }
-}
-
-pub fn config(max: usize) -> ConnectionPoolConfig {
+/// A configuration of at most `max` connections and no minimum; the rest default.
+pub fn builder(max: usize) -> ConnectionPoolConfigBuilder {
     ConnectionPoolConfig::builder()
         .max_connections(max)
         .min_connections(0)
+}
+
+/// [`builder`], built.
+pub fn config(max: usize) -> ConnectionPoolConfig {
+    builder(max).build().unwrap()
+}
+
+/// [`builder`] with `acquire_timeout`, built.
+pub fn timed_config(max: usize, acquire_timeout: Duration) -> ConnectionPoolConfig {
+    builder(max)
+        .acquire_timeout(acquire_timeout)
         .build()
         .unwrap()
 }
 
-pub fn pool(config: ConnectionPoolConfig) -> (ConnectionPool<TestFactory>, Arc<Counts>) {
-    let factory = TestFactory::default();
-    let counts = factory.counts.clone();
-    (ConnectionPool::new(factory, config), counts)
+/// A pool over a fresh [`ScriptedFactory`] (every callback succeeds until told otherwise), and
+/// its script.
+pub fn pool(config: ConnectionPoolConfig) -> (ConnectionPool<ScriptedFactory>, Arc<Script>) {
+    let (factory, script) = ScriptedFactory::new();
+    (ConnectionPool::new(factory, config), script)
 }
 
 /// Keeps the panics whose message starts with `prefix` out of the test output: panics a test
@@ -101,9 +94,8 @@ pub fn pool(config: ConnectionPoolConfig) -> (ConnectionPool<TestFactory>, Arc<C
 pub fn quiet_panics_starting_with(prefix: &'static str) {
     static PREFIXES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     static HOOK: std::sync::Once = std::sync::Once::new();
-    let lock = || PREFIXES.lock().unwrap_or_else(|p| p.into_inner());
     {
-        let mut prefixes = lock();
+        let mut prefixes = sync::lock(&PREFIXES);
         if !prefixes.contains(&prefix) {
             prefixes.push(prefix);
         }
@@ -117,26 +109,9 @@ pub fn quiet_panics_starting_with(prefix: &'static str) {
                 .map(String::as_str)
                 .or_else(|| payload.downcast_ref::<&str>().copied())
                 .unwrap_or("");
-            if !lock().iter().any(|p| msg.starts_with(p)) {
+            if !sync::lock(&PREFIXES).iter().any(|p| msg.starts_with(p)) {
                 default(info);
             }
         }));
     });
-}
-
-/// The longest `wait_until` waits: far above what the awaited event takes, so reaching it means
-/// the event is not coming.
-pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Polls `cond` until it holds; panics naming `what` if it does not within `PATIENCE`.
-#[track_caller]
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {PATIENCE:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }

@@ -1,11 +1,14 @@
-//! Helpers for the adapter and store tests: which servers to use, unique names, and the skip
-//! line printed when no server answers.
-#![allow(dead_code)]
+//! Helpers for the tests against database servers (adapters, stores, faults): which servers to
+//! use, the skip line printed when no server answers, the lock that keeps a server restart away
+//! from the other tests, unique names and temporary files.
 
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::sync::{read, write};
 
 pub const PG_VAR: &str = "NEXUS_POOL_PG_URL";
 pub const REDIS_VAR: &str = "NEXUS_POOL_REDIS_URL";
@@ -23,6 +26,10 @@ pub const PGBOUNCER_SESSION_VAR: &str = "NEXUS_POOL_PGBOUNCER_SESSION_URL";
 pub const PGBOUNCER_TX_LOCAL: &str = "postgres://postgres@127.0.0.1:6432/test";
 pub const PGBOUNCER_SESSION_LOCAL: &str = "postgres://postgres@127.0.0.1:6433/test";
 
+/// The variable holding the shell command that restarts the PostgreSQL server (`.ci/run` sets
+/// it).
+pub const RESTART_VAR: &str = "NEXUS_POOL_PG_RESTART";
+
 /// How every skip line starts. `.ci/run` fails when it finds one in the test output, so change
 /// both together.
 pub const SKIP_MARKER: &str = "SKIPPED";
@@ -34,6 +41,41 @@ pub const SKIP_MARKER: &str = "SKIPPED";
 pub fn skip(why: &str, test: &str, detail: &str) {
     let line = format!("{SKIP_MARKER} ({why}): {test}: {detail}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The command that restarts the PostgreSQL server, from `NEXUS_POOL_PG_RESTART`, or `None` after
+/// one skip line. It has no default: restarting the server under whoever else uses it is not
+/// something a test run should do unasked.
+pub fn restart_command(test: &str) -> Option<String> {
+    match std::env::var(RESTART_VAR) {
+        Ok(cmd) if !cmd.trim().is_empty() => Some(cmd),
+        _ => {
+            skip(
+                "no restart command",
+                test,
+                &format!(
+                    "{RESTART_VAR} is not set (the shell command that restarts the PostgreSQL \
+                     server); .ci/run sets it, e.g. {RESTART_VAR}=\"pg_ctlcluster \
+                     --skip-systemctl-redirect $(ls /etc/postgresql) main restart\""
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Keeps a test that stops or restarts the server (it holds this exclusively) away from the
+/// tests of the same binary that use the server (they hold it shared).
+static SERVER: RwLock<()> = RwLock::new(());
+
+/// For a test that uses the server: no restart meanwhile.
+pub fn server_shared() -> RwLockReadGuard<'static, ()> {
+    read(&SERVER)
+}
+
+/// For a test that disturbs every session on the server: it runs alone.
+pub fn server_exclusive() -> RwLockWriteGuard<'static, ()> {
+    write(&SERVER)
 }
 
 /// The PostgreSQL URL to test against: `NEXUS_POOL_PG_URL`, or the standard local address when
@@ -201,28 +243,14 @@ impl Drop for TempDb {
     }
 }
 
-/// The adapter tests' pool configuration: `max` connections, a generous acquire timeout, the
-/// rest default.
-pub fn config(max: usize) -> nexus_pool::ConnectionPoolConfig {
+/// The server tests' pool configuration: `max` connections, a generous acquire timeout, the
+/// rest default (one connection kept open).
+pub fn server_config(max: usize) -> nexus_pool::ConnectionPoolConfig {
     nexus_pool::ConnectionPoolConfig::builder()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
         .build()
         .unwrap()
-}
-
-/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
-pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The text of `err` and of each of its sources, outermost first.
@@ -271,4 +299,22 @@ pub fn start_one() -> nexus_pool::ConnectionPoolConfig {
         .create_timeout(Duration::from_secs(10))
         .build()
         .unwrap()
+}
+
+/// What `build_connected` fails with for `factory` under [`start_one`]'s settings: the first
+/// create's error. Panics if the connection was made.
+#[cfg(feature = "blocking")]
+pub fn start_error<F: nexus_pool::ConnectionFactory>(
+    factory: F,
+) -> nexus_pool::PoolError<F::Error> {
+    let started = nexus_pool::ConnectionPool::builder(factory)
+        .config(start_one())
+        .build_connected();
+    match futures_lite::future::block_on(started) {
+        Ok(pool) => {
+            pool.close_blocking();
+            panic!("the connection was made")
+        }
+        Err(e) => e,
+    }
 }

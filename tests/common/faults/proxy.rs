@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::lock;
+use crate::common::sync::lock;
 
 /// One proxied connection: pool side and server side.
 struct Link {

@@ -13,7 +13,8 @@ use nexus_pool::adapters::postgres::{
 };
 use postgres::NoTls;
 
-use super::lock;
+use crate::common::sync::lock;
+use crate::common::wait::poll_every;
 
 /// Every create the pool attempted: when it started, and whether it succeeded (`None` while
 /// running, or if the pool abandoned it).
@@ -88,14 +89,7 @@ pub fn probe(url: &str) -> bool {
 
 /// Polls fresh connects until the server accepts one; returns when it did.
 pub fn wait_for_server(url: &str, limit: Duration) -> Option<Instant> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if probe(url) {
-            return Some(Instant::now());
-        }
-        std::thread::sleep(PROBE_EVERY);
-    }
-    None
+    poll_every(limit, PROBE_EVERY, || probe(url)).then(Instant::now)
 }
 
 /// Probes the server from a thread every `PROBE_EVERY`, to time an outage: when each probe

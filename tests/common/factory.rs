@@ -1,21 +1,34 @@
-//! A factory and health check whose every callback can be told, at run time, to succeed, fail, be
-//! slow, hang or panic. It keeps the ids of the live connections (so the peak, and which ones were
-//! replaced), counts calls per callback, and records the thread each call ran on.
+//! The test factory: one factory and health check whose every callback can be told, at run time,
+//! to succeed, fail, be slow, hang, wait at a gate, block its thread or panic. It keeps the ids
+//! of the live connections (so the peak, and which ones were replaced), counts calls per
+//! callback (and those the pool abandoned), and records the thread each call ran on.
 //!
 //! ```ignore
+//! let (pool, script) = common::pool(common::config(2)); // or:
 //! let (factory, script) = ScriptedFactory::new();
 //! let pool = ConnectionPool::builder(factory).health_check(script.health()).build()?;
 //! script.set(Op::Create, Behavior::Fail); // every create fails from now on
 //! script.push(Op::Reset, [Behavior::Panic]); // the next reset panics, later ones succeed
 //! ```
+//!
+//! A connection counts as live from its create until it is dropped, by the factory's `destroy`
+//! or by whoever holds it (a detached connection is live until its owner drops it).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use nexus_pool::{ConnectionFactory, ConnectionHealthCheck};
+use nexus_pool::{ConnectionFactory, ConnectionHealthCheck, ConnectionPool, PoolError};
+
+use super::sync::lock;
+
+/// A pool over the test factory, and what its acquires fail with.
+pub type Pool = ConnectionPool<ScriptedFactory>;
+pub type Error = PoolError<Refused>;
 
 /// A user callback of the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +51,12 @@ pub enum Behavior {
     Fail,
     /// Sleeps this long on an `async_io` timer (the thread is not blocked), then succeeds.
     Slow(Duration),
+    /// Sleeps a random time below this on an `async_io` timer, then succeeds.
+    Jitter(Duration),
     /// Never finishes.
     Hang,
+    /// Waits until the test opens the gate ([`Script::open_gate`]), then succeeds.
+    Gated,
     /// Blocks its thread this long inside `poll` (`std::thread::sleep`, as a blocking driver's
     /// I/O would), then succeeds.
     Block(Duration),
@@ -47,9 +64,9 @@ pub enum Behavior {
     Panic,
 }
 
-/// What `create` fails with.
+/// What `create` fails with: the attempt's number (from 1, failed attempts included).
 #[derive(Debug, thiserror::Error)]
-#[error("scripted create failure (attempt #{0})")]
+#[error("scripted create failure #{0}")]
 pub struct Refused(pub usize);
 
 /// The shared script and the counts; the test keeps an `Arc` of it.
@@ -62,8 +79,12 @@ pub struct Script {
     calls: [AtomicUsize; OPS],
     running: [AtomicUsize; OPS],
     peak_running: [AtomicUsize; OPS],
+    /// Calls dropped before they finished (the pool gave up on them).
+    abandoned: [AtomicUsize; OPS],
     /// Threads each call started on, in call order.
     threads: Mutex<Vec<(Op, ThreadId, Option<String>)>>,
+    /// Whether `Behavior::Gated` calls may go on, and the wakers of those waiting.
+    gate: Mutex<(bool, Vec<Waker>)>,
     /// Connections created so far (the next id).
     created: AtomicUsize,
     /// Ids of connections that exist (created, not yet dropped).
@@ -76,10 +97,6 @@ pub struct Script {
     factory_dropped: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Script {
     fn new() -> Self {
         Script {
@@ -88,7 +105,9 @@ impl Script {
             calls: Default::default(),
             running: Default::default(),
             peak_running: Default::default(),
+            abandoned: Default::default(),
             threads: Mutex::default(),
+            gate: Mutex::default(),
             created: AtomicUsize::new(0),
             live: Mutex::default(),
             peak: AtomicUsize::new(0),
@@ -106,6 +125,26 @@ impl Script {
     /// Queues behaviours for the next calls of `op`, one call each.
     pub fn push(&self, op: Op, behaviors: impl IntoIterator<Item = Behavior>) {
         lock(&self.queued)[op as usize].extend(behaviors);
+    }
+
+    /// Lets every `Behavior::Gated` call, waiting or to come, go on.
+    pub fn open_gate(&self) {
+        let wakers = {
+            let mut gate = lock(&self.gate);
+            gate.0 = true;
+            std::mem::take(&mut gate.1)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    fn poll_gate(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut gate = lock(&self.gate);
+        if gate.0 {
+            Poll::Ready(())
+        } else {
+            gate.1.push(cx.waker().clone());
+            Poll::Pending
+        }
     }
 
     /// A health check driven by this script.
@@ -130,6 +169,11 @@ impl Script {
         self.peak_running[op as usize].load(SeqCst)
     }
 
+    /// Calls of `op` whose future was dropped before they finished.
+    pub fn abandoned(&self, op: Op) -> usize {
+        self.abandoned[op as usize].load(SeqCst)
+    }
+
     /// The threads the calls of `op` started on: id and name.
     pub fn threads(&self, op: Op) -> Vec<(ThreadId, Option<String>)> {
         lock(&self.threads)
@@ -139,9 +183,14 @@ impl Script {
             .collect()
     }
 
-    /// Connections created so far.
+    /// Connections created so far (failed creates not included: see `calls(Op::Create)`).
     pub fn created(&self) -> usize {
         self.created.load(SeqCst)
+    }
+
+    /// `destroy` calls so far.
+    pub fn destroyed(&self) -> usize {
+        self.calls(Op::Destroy)
     }
 
     /// Connections that exist now: created and not yet dropped (by `destroy` or otherwise).
@@ -184,48 +233,80 @@ impl Script {
         queued.unwrap_or_else(|| lock(&self.standing)[op as usize])
     }
 
-    /// Runs one call of `op` as scripted; returns whether it succeeded.
-    async fn perform(&self, op: Op) -> bool {
+    /// Runs one call of `op` as scripted; returns the call's number (from 0) and whether it
+    /// succeeded.
+    async fn perform(&self, op: Op) -> (usize, bool) {
         let i = op as usize;
-        self.calls[i].fetch_add(1, SeqCst);
+        let call = self.calls[i].fetch_add(1, SeqCst);
         let me = thread::current();
         lock(&self.threads).push((op, me.id(), me.name().map(str::to_owned)));
         let now = self.running[i].fetch_add(1, SeqCst) + 1;
         self.peak_running[i].fetch_max(now, SeqCst);
-        let _running = Running(&self.running[i]);
-        match self.next_behavior(op) {
+        let mut running = Running {
+            script: self,
+            op: i,
+            finished: false,
+        };
+        let ok = match self.next_behavior(op) {
             Behavior::Succeed => true,
             Behavior::Fail => false,
             Behavior::Slow(d) => {
                 async_io::Timer::after(d).await;
                 true
             }
+            Behavior::Jitter(d) => {
+                let nanos = fastrand::u64(0..d.as_nanos().max(1) as u64);
+                async_io::Timer::after(Duration::from_nanos(nanos)).await;
+                true
+            }
             Behavior::Hang => futures_lite::future::pending().await,
+            Behavior::Gated => {
+                futures_lite::future::poll_fn(|cx| self.poll_gate(cx)).await;
+                true
+            }
             Behavior::Block(d) => {
                 thread::sleep(d);
                 true
             }
             Behavior::Panic => panic!("scripted panic in {op:?}"),
+        };
+        running.finished = true;
+        (call, ok)
+    }
+}
+
+/// Counts a call out of `running` when it finishes, panics or is dropped; one dropped before it
+/// finished (not by a panic) counts as abandoned.
+struct Running<'a> {
+    script: &'a Script,
+    op: usize,
+    finished: bool,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.script.running[self.op].fetch_sub(1, SeqCst);
+        if !self.finished && !thread::panicking() {
+            self.script.abandoned[self.op].fetch_add(1, SeqCst);
         }
     }
 }
 
-/// Counts a call out of `running` when it finishes, panics or is dropped.
-struct Running<'a>(&'a AtomicUsize);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
-    }
-}
-
 /// A connection: its serial number, and a session flag `reset` clears.
-#[derive(Debug)]
 pub struct ScriptedConn {
     pub id: usize,
     /// Set by a test to stand for session state (a `SET`, an open transaction); `reset` clears it.
     pub dirty: bool,
     script: Arc<Script>,
+}
+
+impl fmt::Debug for ScriptedConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScriptedConn")
+            .field("id", &self.id)
+            .field("dirty", &self.dirty)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for ScriptedConn {
@@ -253,6 +334,13 @@ impl ScriptedFactory {
     }
 }
 
+impl Default for ScriptedFactory {
+    /// A factory whose script nobody looks at.
+    fn default() -> Self {
+        ScriptedFactory::new().0
+    }
+}
+
 impl Drop for ScriptedFactory {
     fn drop(&mut self) {
         self.script.factory_dropped.store(true, SeqCst);
@@ -265,8 +353,9 @@ impl ConnectionFactory for ScriptedFactory {
 
     async fn create(&self) -> Result<ScriptedConn, Refused> {
         let s = &self.script;
-        if !s.perform(Op::Create).await {
-            return Err(Refused(s.calls(Op::Create)));
+        let (attempt, ok) = s.perform(Op::Create).await;
+        if !ok {
+            return Err(Refused(attempt + 1));
         }
         let id = s.created.fetch_add(1, SeqCst);
         let mut live = lock(&s.live);
@@ -280,7 +369,7 @@ impl ConnectionFactory for ScriptedFactory {
     }
 
     async fn validate(&self, conn: &mut ScriptedConn) -> bool {
-        self.script.perform(Op::Validate).await && !self.script.is_dead(conn.id)
+        self.script.perform(Op::Validate).await.1 && !self.script.is_dead(conn.id)
     }
 
     async fn destroy(&self, conn: ScriptedConn) {
@@ -298,11 +387,11 @@ pub struct ScriptedHealth {
 
 impl ConnectionHealthCheck<ScriptedConn> for ScriptedHealth {
     async fn is_healthy(&self, conn: &mut ScriptedConn) -> bool {
-        self.script.perform(Op::IsHealthy).await && !self.script.is_dead(conn.id)
+        self.script.perform(Op::IsHealthy).await.1 && !self.script.is_dead(conn.id)
     }
 
     async fn reset(&self, conn: &mut ScriptedConn) -> bool {
-        if !self.script.perform(Op::Reset).await || self.script.is_dead(conn.id) {
+        if !self.script.perform(Op::Reset).await.1 || self.script.is_dead(conn.id) {
             return false;
         }
         conn.dirty = false;

@@ -11,8 +11,9 @@ use nexus_pool::adapters::postgres::PostgresConnection;
 use nexus_pool::adapters::postgres::{PostgresConnectionFactory, connection_lost};
 use nexus_pool::{ConnectionFactory, ConnectionPool, CreateError, PoolError};
 
-use super::{join_within, lock};
-use crate::adapter_support::eventually;
+use super::join_within;
+use crate::common::sync::lock;
+use crate::common::wait::eventually;
 
 /// What the workers saw, with when.
 #[derive(Default)]

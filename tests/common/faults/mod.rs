@@ -1,21 +1,14 @@
-//! Helpers for `tests/pg_faults.rs`: a load that checks every answer, outage timing, and a
-//! TCP proxy that can go silent.
-#![allow(dead_code)]
+//! Helpers for the fault tests against PostgreSQL (`tests/pg_faults.rs`): a load that checks
+//! every answer, outage timing, and a TCP proxy that can go silent.
 
 pub mod load;
 pub mod outage;
 pub mod proxy;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::adapter_support::eventually;
-
-/// Locks `m`, even if a thread that held it panicked.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use super::wait::eventually;
 
 /// Joins `threads`, passing on a panic; fails if one still runs after `limit` (a call that hung:
 /// the thread is left behind so that the test ends).
