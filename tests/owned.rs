@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use common::polled::Polled;
-use common::queue::{SWEEP_FUTURES, SWEEP_MAX, SWEEP_ROUNDS, VictimWas, sweep, wait_for_waiting};
+use common::queue::{
+    SWEEP_FUTURES, SWEEP_MAX, SWEEP_ROUNDS, VictimWas, assert_no_slot_lost, sweep, wait_for_waiting,
+};
 use common::wait::until_served;
 use common::{
     LONG_TIMEOUT, Refused, SHORT_TIMEOUT, Script, ScriptedFactory, timed_config, wait_until,
@@ -56,31 +58,10 @@ fn assert_all_gone(counts: &Arc<Script>) {
     });
 }
 
-/// The audit after a scenario: nobody waits, `total` matches the factory's live connections,
-/// and `max_connections` connections can be held at once, no more.
-#[track_caller]
-fn assert_no_slot_lost(pool: &ConnectionPool<ScriptedFactory>, counts: &Script) {
-    let max = pool.config().max_connections();
-    wait_until("nobody waits", || pool.current_metrics().waiting == 0);
-    wait_until("total == the factory's live connections", || {
-        pool.current_metrics().total == counts.live()
-    });
-    let held: Vec<Owned> = (0..max).map(|_| acquire_patiently(pool)).collect();
-    assert!(
-        matches!(pool.try_acquire_owned(), Err(PoolError::Exhausted)),
-        "more than max_connections connections could be held"
-    );
-    assert_eq!(counts.live(), max);
-    assert!(counts.peak() <= max, "peak {} > max {max}", counts.peak());
-    drop(held);
-    let m = pool.current_metrics();
-    assert_eq!((m.total, m.idle, m.waiting), (max, max, 0), "{m:?}");
-}
-
 /// `acquire_owned_blocking`, retried while it times out: with a short `acquire_timeout` the
 /// maintenance thread may be late to create the connection on a loaded machine.
 #[track_caller]
-fn acquire_patiently(pool: &ConnectionPool<ScriptedFactory>) -> Owned {
+fn acquire_owned_patiently(pool: &ConnectionPool<ScriptedFactory>) -> Owned {
     until_served("a connection can be acquired (a slot lost?)", || {
         pool.acquire_owned_blocking()
     })
@@ -158,7 +139,7 @@ fn owned_guard_methods() {
 #[test]
 fn owned_errors() {
     let (pool, counts) = common::pool(timed_config(1, SHORT_TIMEOUT));
-    let held = acquire_patiently(&pool);
+    let held = acquire_owned_patiently(&pool);
     assert!(matches!(
         pool.try_acquire_owned(),
         Err(PoolError::Exhausted)
@@ -636,7 +617,7 @@ fn cancel_owned_while_a_create_is_pending() {
     }
     assert_no_slot_lost(&pool, &counts);
     // Timed out while the only connection is held.
-    let held = acquire_patiently(&pool);
+    let held = acquire_owned_patiently(&pool);
     let timed_out = futures_lite::future::block_on(pool.acquire_owned());
     assert!(matches!(timed_out, Err(PoolError::Timeout(_))));
     drop(held);

@@ -7,9 +7,14 @@
 //! release raced a waiter leaving). Under bounded fairness (see `core`) a returned connection
 //! is handed over like that only to a *due* waiter; a young front waiter is instead woken to
 //! `compete` for it in `idle` with newcomers, keeping its place if it loses. One waiter competes
-//! at a time; a competing waiter that leaves, or wins with more left idle, passes the turn on. Each slot keeps its waiter's `Waker`, which both facades
-//! wait on: a task awaits it, a thread blocks on it with a deadline (the blocking facade's waker
-//! unparks it). No lock is held while a waker is cloned, woken or dropped (see `Slot`).
+//! at a time; a competing waiter that leaves, or wins with more left idle, passes the turn on.
+//! While one competes and the front is a young thread, a release leaves its connection in `idle`
+//! without taking the lock (two atomics beside it say so: `competing`, `young_until`; see
+//! `Shared::left_to_competitor` and the fence table in `gate`).
+//!
+//! Each slot keeps its waiter's `Waker`, which both facades wait on: a task awaits it, a thread
+//! blocks on it with a deadline (the blocking facade's waker unparks it). No lock is held while a
+//! waker is cloned, woken or dropped (see `Slot`).
 //!
 //! # Deadlines
 //!
