@@ -260,7 +260,7 @@ impl<F: ConnectionFactory> Shared<F> {
             }
             return false;
         }
-        match self.idle.pop() {
+        match self.pop_unlent() {
             Some(entry) => {
                 self.retire_idle(entry, DestroyReason::Resized);
                 true

@@ -15,7 +15,7 @@ impl<F: ConnectionFactory> Shared<F> {
     pub(crate) fn evict_all(&self) {
         self.hot.generation.fetch_add(1, Ordering::AcqRel);
         for _ in 0..self.idle.len() {
-            match self.idle.pop() {
+            match self.pop_unlent() {
                 Some(entry) => self.retire_idle(entry, DestroyReason::Evicted),
                 None => break,
             }
@@ -70,7 +70,7 @@ impl<F: ConnectionFactory> Shared<F> {
             if self.is_closed() {
                 return;
             }
-            let Some(entry) = self.idle.pop() else {
+            let Some(entry) = self.pop_unlent() else {
                 return;
             };
             // A panicking or hanging check leaves the guard to retire the connection.
@@ -167,7 +167,7 @@ impl Sweep {
                 self.left = 0;
                 return false;
             }
-            let Some(entry) = shared.idle.pop() else {
+            let Some(entry) = shared.pop_unlent() else {
                 self.left = 0;
                 return false;
             };

@@ -1,5 +1,6 @@
 //! The idle queue: lending from it (the fast path's pop, checks due on checkout) and returning
-//! to it (the release path: push, fence, then serve waiters, honour `close` or a shrink).
+//! to it (the release path: push, fence, then serve waiters, honour `close` or a shrink). Every
+//! push to and pop from the queue is made here (`pop_to_lend`, `pop_unlent`, `push_to_idle`).
 
 use super::sync::{Ordering, fence};
 use std::panic::Location;
@@ -22,6 +23,33 @@ impl<F: ConnectionFactory> Shared<F> {
         self.pop_live()
     }
 
+    // Every push to and pop from `idle` goes through these three.
+
+    /// Pops a connection to lend (the fast path, a waiter served, a competing waiter): the
+    /// surplus low-water mark notes the queue as it is left (see `surplus`).
+    #[inline(always)]
+    pub(crate) fn pop_to_lend(&self) -> Option<Entry<F::Connection>> {
+        let entry = self.idle.pop()?;
+        self.surplus.note(self.idle.len());
+        Some(entry)
+    }
+
+    /// Pops a connection to check, put back or retire (housekeeping, eviction, shrinking,
+    /// closing): not a lend, so the surplus mark is left to the caller.
+    pub(crate) fn pop_unlent(&self) -> Option<Entry<F::Connection>> {
+        self.idle.pop()
+    }
+
+    /// The bare push; the caller serves the wait list (`push_idle`) or holds its lock
+    /// (`offer_to_waiters`). Gives `entry` back if the queue is full.
+    #[inline(always)]
+    pub(crate) fn push_to_idle(
+        &self,
+        entry: Entry<F::Connection>,
+    ) -> Result<(), Entry<F::Connection>> {
+        self.idle.push(entry)
+    }
+
     /// Pops from `idle`, retiring stale connections, until one is live or the queue is empty.
     ///
     /// Always inlined: out of line, its `Option<Popped>` came back through memory and the
@@ -29,8 +57,7 @@ impl<F: ConnectionFactory> Shared<F> {
     /// uncontended cycle of `benches/telemetry.rs` from 13.5 to 12.4 ns.
     #[inline(always)]
     fn pop_live(&self) -> Option<Popped<F::Connection>> {
-        let entry = self.idle.pop()?;
-        self.surplus.note(self.idle.len());
+        let entry = self.pop_to_lend()?;
         match self.inspect(entry) {
             Some(popped) => Some(popped),
             None => self.pop_live_after_stale(),
@@ -43,8 +70,7 @@ impl<F: ConnectionFactory> Shared<F> {
     #[inline(never)]
     fn pop_live_after_stale(&self) -> Option<Popped<F::Connection>> {
         loop {
-            let entry = self.idle.pop()?;
-            self.surplus.note(self.idle.len());
+            let entry = self.pop_to_lend()?;
             if let Some(popped) = self.inspect(entry) {
                 return Some(popped);
             }
@@ -165,7 +191,7 @@ impl<F: ConnectionFactory> Shared<F> {
         } else {
             entry
         };
-        if let Err(entry) = self.idle.push(entry) {
+        if let Err(entry) = self.push_to_idle(entry) {
             // Cannot happen while every connection is in one place and the queue holds the
             // ceiling; closing the surplus keeps the count honest if it ever did.
             return self.retire(entry, DestroyReason::Closed);
@@ -196,7 +222,7 @@ impl<F: ConnectionFactory> Shared<F> {
 
     /// Retires every idle connection (close).
     pub(crate) fn drain_idle(&self, reason: DestroyReason) {
-        while let Some(entry) = self.idle.pop() {
+        while let Some(entry) = self.pop_unlent() {
             self.retire_idle(entry, reason);
         }
     }

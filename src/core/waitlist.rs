@@ -493,7 +493,7 @@ impl<F: ConnectionFactory> Shared<F> {
             waiting.slot.fill(entry);
             waiting.slot
         } else {
-            self.idle.push(entry)?;
+            self.push_to_idle(entry)?;
             if self.waitlist.competing.load(Ordering::Relaxed) {
                 return Ok(());
             }
@@ -522,12 +522,11 @@ impl<F: ConnectionFactory> Shared<F> {
     /// queues again at the front.
     fn serve_one(&self, inner: &mut Inner<F::Connection>) -> Option<Arc<Slot<F::Connection>>> {
         let waiting = inner.queue.pop_front()?;
-        let Some(entry) = self.idle.pop() else {
+        let Some(entry) = self.pop_to_lend() else {
             // Nothing idle: the waiter keeps its place at the front.
             inner.queue.push_front(waiting);
             return None;
         };
-        self.surplus.note(self.idle.len());
         self.front_changed(inner);
         // Uncount before the waiter runs, or the creator would see a waiter already served and
         // make a connection nobody needs (found by the fuzzer).
@@ -557,8 +556,7 @@ impl<F: ConnectionFactory> Shared<F> {
         inner.queue[at].competing = false;
         // Before the pop: a release that left its connection to this waiter is seen by it.
         self.waitlist.stop_competing();
-        let entry = self.idle.pop()?;
-        self.surplus.note(self.idle.len());
+        let entry = self.pop_to_lend()?;
         // The list keeps a reference until here; the waiter holds its own (see `dequeue`).
         drop(inner.queue.remove(at));
         self.front_changed(&inner);
