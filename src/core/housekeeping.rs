@@ -116,7 +116,7 @@ impl<F: ConnectionFactory> Shared<F> {
             }
             drop(guard);
             if !scrubbed {
-                self.surplus.note(self.idle.len());
+                self.surplus.note(|| self.idle.len());
             }
             // One check per poll: a spawned loop never holds its executor through a pass.
             futures_lite::future::yield_now().await;

@@ -30,7 +30,7 @@ impl<F: ConnectionFactory> Shared<F> {
     #[inline(always)]
     pub(crate) fn pop_to_lend(&self) -> Option<Entry<F::Connection>> {
         let entry = self.idle.pop()?;
-        self.surplus.note(self.idle.len());
+        self.surplus.note(|| self.idle.len());
         Some(entry)
     }
 
@@ -233,6 +233,6 @@ impl<F: ConnectionFactory> Shared<F> {
     /// that sat idle through the whole window, and retire it.
     pub(crate) fn retire_idle(&self, entry: Entry<F::Connection>, reason: DestroyReason) {
         self.retire(entry, reason);
-        self.surplus.note(self.idle.len());
+        self.surplus.note(|| self.idle.len());
     }
 }
