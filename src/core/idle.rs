@@ -177,16 +177,12 @@ impl<F: ConnectionFactory> Shared<F> {
         // Someone waits (and the pool is open and not shrinking): serve the list under one lock
         // (`offer_to_waiters`), rather than push, fence and then lock it to serve.
         // A thread woken to compete will look at `idle` anyway: then the lock is skipped.
-        let mut left = false;
-        let entry = if self.hot.gate.peek().serving() {
-            left = self.left_to_competitor(offer);
-            if left {
-                entry
-            } else {
-                match self.offer_to_waiters(entry, offer) {
-                    Ok(()) => return,
-                    Err(entry) => entry,
-                }
+        let serving = self.hot.gate.peek().serving();
+        let left = serving && self.left_to_competitor(offer);
+        let entry = if serving && !left {
+            match self.offer_to_waiters(entry, offer) {
+                Ok(()) => return,
+                Err(entry) => entry,
             }
         } else {
             entry
