@@ -27,6 +27,11 @@ use ::tokio_postgres::{
 /// know: after a reuse, the first query that needs a user-defined type the client has not seen
 /// yet (an enum, a composite) fails with `prepared statement "s1" does not exist`.
 ///
+/// With the `serde` feature it deserializes from its name in snake_case (`"clean"`,
+/// `"discard_all"`, `"rollback"`, `"transaction_pooler"`), as the `reset_mode` of
+/// `adapters::settings::PostgresSettings` and `TokioPostgresSettings` is written in a
+/// configuration file; any other name is refused with serde's error listing these four.
+///
 /// # Examples
 ///
 /// ```
@@ -40,6 +45,11 @@ use ::tokio_postgres::{
 /// # drop(check);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum PostgresReset {
     /// `DISCARD ALL` minus `DEALLOCATE ALL`, in one round trip: `CLOSE ALL; SET SESSION

@@ -1,7 +1,8 @@
 //! Each adapter's settings as they sit in a configuration file (features `serde` and the
-//! adapter's own): the connection string and the adapter's timeouts, durations written as
-//! `"5s"` or `"500ms"`, unknown fields refused. `factory()` makes the adapter's factory; its
-//! `pool_builder()` then attaches the adapter's health check.
+//! adapter's own): the connection string and the adapter's timeouts (for PostgreSQL also the
+//! reset mode and the statement cache's bound), durations written as `"5s"` or `"500ms"`,
+//! unknown fields refused. `factory()` makes the adapter's factory; its `pool_builder()` then
+//! attaches the adapter's health check.
 //!
 //! ```toml
 //! [pool]               # nexus_pool::ConnectionPoolConfig
@@ -9,8 +10,9 @@
 //! acquire_timeout = "5s"
 //!
 //! [database]           # nexus_pool::adapters::settings::PostgresSettings
-//! url = "postgres://app@db.internal/orders"
+//! url = "postgres://app@pgbouncer.internal:6432/orders"
 //! check_timeout = "2s"
+//! reset_mode = "transaction_pooler"   # PgBouncer with pool_mode = transaction in front
 //! ```
 
 use serde::Deserialize;
@@ -20,13 +22,29 @@ use serde::Deserialize;
 /// # Examples
 ///
 /// ```
+/// use nexus_pool::adapters::postgres::PostgresReset;
 /// use nexus_pool::adapters::settings::PostgresSettings;
 ///
 /// let settings: PostgresSettings = serde_json::from_str(
-///     r#"{ "url": "postgres://postgres@127.0.0.1/test", "check_timeout": "2s" }"#,
+///     r#"{ "url": "postgres://postgres@127.0.0.1:6432/test", "check_timeout": "2s",
+///          "reset_mode": "transaction_pooler", "statement_cache_capacity": 4 }"#,
 /// )?;
 /// let factory = settings.factory()?;
 /// assert_eq!(factory.config().get_dbname(), Some("test"));
+/// assert_eq!(factory.get_reset_mode(), PostgresReset::TransactionPooler);
+/// assert_eq!(factory.get_statement_cache_capacity(), 4);
+///
+/// // Left out: the adapter's defaults.
+/// let settings: PostgresSettings =
+///     serde_json::from_str(r#"{ "url": "postgres://postgres@127.0.0.1/test" }"#)?;
+/// assert_eq!(settings.factory()?.get_reset_mode(), PostgresReset::Clean);
+///
+/// // A mode the adapter does not know is refused, naming the ones it does.
+/// let err = serde_json::from_str::<PostgresSettings>(
+///     r#"{ "url": "postgres://postgres@127.0.0.1/test", "reset_mode": "transaction" }"#,
+/// )
+/// .unwrap_err();
+/// assert!(err.to_string().contains("transaction_pooler"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "postgres")]
@@ -40,6 +58,22 @@ pub struct PostgresSettings {
     /// The bound on `validate`, `is_healthy` and `reset` (the adapter's default if left out).
     #[serde(default, deserialize_with = "crate::config_file::duration_opt")]
     pub check_timeout: Option<std::time::Duration>,
+    /// How a reused session is reset, written `"clean"`, `"discard_all"`, `"rollback"` or
+    /// `"transaction_pooler"` (behind PgBouncer with `pool_mode = transaction`); see
+    /// [`PostgresReset`](crate::adapters::postgres::PostgresReset) and
+    /// [`reset_mode`](crate::adapters::postgres::PostgresConnectionFactory::reset_mode). The
+    /// adapter's default ([`Clean`](crate::adapters::postgres::PostgresReset::Clean)) if left
+    /// out.
+    #[serde(default)]
+    pub reset_mode: Option<crate::adapters::postgres::PostgresReset>,
+    /// How many statements each connection's
+    /// [`prepare_cached`](crate::adapters::postgres::PostgresConnection::prepare_cached) keeps
+    /// prepared; past that, the least recently used one is deallocated. 0 turns caching off.
+    /// The adapter's default if left out (see
+    /// [`statement_cache_capacity`](crate::adapters::postgres::PostgresConnectionFactory::statement_cache_capacity)).
+    /// With `reset_mode = "transaction_pooler"` `prepare_cached` is refused whatever this says.
+    #[serde(default)]
+    pub statement_cache_capacity: Option<usize>,
 }
 
 #[cfg(feature = "postgres")]
@@ -61,11 +95,17 @@ impl PostgresSettings {
     pub fn factory(
         &self,
     ) -> Result<crate::adapters::postgres::PostgresConnectionFactory, ::postgres::Error> {
-        let factory = crate::adapters::postgres::PostgresConnectionFactory::new(&self.url)?;
-        Ok(match self.check_timeout {
-            Some(timeout) => factory.check_timeout(timeout),
-            None => factory,
-        })
+        let mut factory = crate::adapters::postgres::PostgresConnectionFactory::new(&self.url)?;
+        if let Some(timeout) = self.check_timeout {
+            factory = factory.check_timeout(timeout);
+        }
+        if let Some(mode) = self.reset_mode {
+            factory = factory.reset_mode(mode);
+        }
+        if let Some(capacity) = self.statement_cache_capacity {
+            factory = factory.statement_cache_capacity(capacity);
+        }
+        Ok(factory)
     }
 }
 
@@ -76,11 +116,28 @@ impl PostgresSettings {
 ///
 /// ```
 /// use nexus_pool::adapters::settings::TokioPostgresSettings;
+/// use nexus_pool::adapters::tokio_postgres::PostgresReset;
 ///
-/// let settings: TokioPostgresSettings =
-///     serde_json::from_str(r#"{ "url": "postgres://postgres@127.0.0.1/test" }"#)?;
+/// let settings: TokioPostgresSettings = serde_json::from_str(
+///     r#"{ "url": "postgres://postgres@127.0.0.1:6432/test",
+///          "reset_mode": "transaction_pooler", "statement_cache_capacity": 4 }"#,
+/// )?;
 /// let factory = settings.factory()?;
 /// assert_eq!(factory.config().get_dbname(), Some("test"));
+/// assert_eq!(factory.get_reset_mode(), PostgresReset::TransactionPooler);
+/// assert_eq!(factory.get_statement_cache_capacity(), 4);
+///
+/// // Left out: the adapter's defaults.
+/// let settings: TokioPostgresSettings =
+///     serde_json::from_str(r#"{ "url": "postgres://postgres@127.0.0.1/test" }"#)?;
+/// assert_eq!(settings.factory()?.get_reset_mode(), PostgresReset::Clean);
+///
+/// // A mode the adapter does not know is refused, naming the ones it does.
+/// let err = serde_json::from_str::<TokioPostgresSettings>(
+///     r#"{ "url": "postgres://postgres@127.0.0.1/test", "reset_mode": "transaction" }"#,
+/// )
+/// .unwrap_err();
+/// assert!(err.to_string().contains("transaction_pooler"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "tokio-postgres")]
@@ -91,6 +148,22 @@ impl PostgresSettings {
 pub struct TokioPostgresSettings {
     /// The connection string (URL or `key=value` form).
     pub url: String,
+    /// How a reused session is reset, written `"clean"`, `"discard_all"`, `"rollback"` or
+    /// `"transaction_pooler"` (behind PgBouncer with `pool_mode = transaction`); see
+    /// [`PostgresReset`](crate::adapters::tokio_postgres::PostgresReset) and
+    /// [`reset_mode`](crate::adapters::tokio_postgres::TokioPostgresConnectionFactory::reset_mode).
+    /// The adapter's default ([`Clean`](crate::adapters::tokio_postgres::PostgresReset::Clean))
+    /// if left out.
+    #[serde(default)]
+    pub reset_mode: Option<crate::adapters::tokio_postgres::PostgresReset>,
+    /// How many statements each connection's
+    /// [`prepare_cached`](crate::adapters::tokio_postgres::TokioPostgresConnection::prepare_cached)
+    /// keeps prepared; past that, the least recently used one is deallocated. 0 turns caching
+    /// off (`prepare_cached` then prepares every time). The adapter's default if left out (see
+    /// [`statement_cache_capacity`](crate::adapters::tokio_postgres::TokioPostgresConnectionFactory::statement_cache_capacity)).
+    /// With `reset_mode = "transaction_pooler"` `prepare_cached` is refused whatever this says.
+    #[serde(default)]
+    pub statement_cache_capacity: Option<usize>,
 }
 
 #[cfg(feature = "tokio-postgres")]
@@ -115,7 +188,15 @@ impl TokioPostgresSettings {
         crate::adapters::tokio_postgres::TokioPostgresConnectionFactory,
         crate::adapters::tokio_postgres::TokioPostgresError,
     > {
-        crate::adapters::tokio_postgres::TokioPostgresConnectionFactory::new(&self.url)
+        let mut factory =
+            crate::adapters::tokio_postgres::TokioPostgresConnectionFactory::new(&self.url)?;
+        if let Some(mode) = self.reset_mode {
+            factory = factory.reset_mode(mode);
+        }
+        if let Some(capacity) = self.statement_cache_capacity {
+            factory = factory.statement_cache_capacity(capacity);
+        }
+        Ok(factory)
     }
 }
 
