@@ -163,9 +163,9 @@ pub(crate) struct Human(pub(crate) Duration);
 
 /// For `#[serde(deserialize_with)]` in `adapters::settings` (which exists with an adapter):
 /// an optional duration written with its unit.
+/// Its cfg names exactly the adapters whose settings use it (`redis-async` turns on `redis`).
 #[cfg(any(
     feature = "postgres",
-    feature = "tokio-postgres",
     feature = "redis",
     feature = "rusqlite",
     feature = "diesel-postgres",
@@ -178,13 +178,8 @@ pub(crate) fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur
 }
 
 /// For `#[serde(deserialize_with)]`: a duration, or `"off"` for none; absent means the default.
-#[cfg(any(
-    feature = "postgres",
-    feature = "tokio-postgres",
-    feature = "redis",
-    feature = "mysql",
-    feature = "rusqlite"
-))]
+/// Its cfg names exactly the adapters whose settings use it.
+#[cfg(any(feature = "redis", feature = "mysql"))]
 pub(crate) fn limit_opt<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<Duration>>, D::Error> {
