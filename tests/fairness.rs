@@ -95,7 +95,26 @@ fn a_due_thread_is_handed_the_next_returned_connection() {
     // A thread waiting in `acquire_blocking` may be passed over while it is young (see the
     // unit tests in `src/core/waitlist.rs`, which poll its wait by hand); once it has waited
     // the bound, the next returned connection is its own.
-    let (pool, _) = pool(1, SHORT);
+    the_waiting_thread_gets_the_return(
+        SHORT,
+        PAST_SHORT,
+        "a due thread's connection is not a newcomer's",
+    );
+}
+
+#[test]
+fn a_zero_bound_hands_every_connection_to_the_oldest_thread() {
+    the_waiting_thread_gets_the_return(
+        Duration::ZERO,
+        Duration::ZERO,
+        "strict: the returned connection is the waiting thread's",
+    );
+}
+
+/// One thread waits on a pool of one held connection; after `waited` the connection comes back,
+/// and a newcomer's `try_acquire` must find nothing: it went to the waiting thread.
+fn the_waiting_thread_gets_the_return(bound: Duration, waited: Duration, why: &str) {
+    let (pool, _) = pool(1, bound);
     let mut held = hold_all(&pool, 1);
     thread::scope(|s| {
         // The waiter keeps its connection until the test has looked, so that it cannot go
@@ -108,41 +127,16 @@ fn a_due_thread_is_handed_the_next_returned_connection() {
             Some(conn.id)
         });
         wait_until("the thread waits", || pool.current_metrics().waiting == 1);
-        thread::sleep(PAST_SHORT);
+        thread::sleep(waited);
         drop(held.pop());
         assert!(
             matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
-            "a due thread's connection is not a newcomer's"
+            "{why}"
         );
         done_tx.send(()).unwrap();
         assert_eq!(waiter.join().unwrap(), Some(0));
     });
     assert!(pool.try_acquire().is_ok(), "nothing lost");
-}
-
-#[test]
-fn a_zero_bound_hands_every_connection_to_the_oldest_thread() {
-    let (pool, _) = pool(1, Duration::ZERO);
-    let mut held = hold_all(&pool, 1);
-    thread::scope(|s| {
-        // The waiter keeps its connection until the test has looked, so that it cannot go
-        // back to `idle` before the test's `try_acquire`.
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let pool = &pool;
-        let waiter = s.spawn(move || {
-            let conn = pool.acquire_blocking().ok()?;
-            let _ = done_rx.recv();
-            Some(conn.id)
-        });
-        wait_until("the thread waits", || pool.current_metrics().waiting == 1);
-        drop(held.pop());
-        assert!(
-            matches!(pool.try_acquire(), Err(PoolError::Exhausted)),
-            "strict: the returned connection is the waiting thread's"
-        );
-        done_tx.send(()).unwrap();
-        assert_eq!(waiter.join().unwrap(), Some(0));
-    });
 }
 
 #[test]
