@@ -74,6 +74,63 @@ fn idle_timeout_never_shrinks_below_min_idle() {
 }
 
 #[test]
+fn light_traffic_lets_the_connections_it_does_not_need_idle_out() {
+    // One caller at a time reuses the connection it returned last, so the other two sit idle
+    // and the sweep after `idle_timeout` retires them, while the one in use stays.
+    let clock = ManualClock::new();
+    let config = base(3)
+        .idle_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (pool, script, events) = start_with(config, with_clock(&clock), |_| {});
+    let held: Vec<_> = (0..3).map(|_| pool.acquire_blocking().unwrap()).collect();
+    drop(held);
+    let mut used = None;
+    for _ in 0..11 {
+        clock.advance(Duration::from_secs(1));
+        let conn = pool.acquire_blocking().unwrap();
+        assert_eq!(
+            *used.get_or_insert(conn.id),
+            conn.id,
+            "the same one each time"
+        );
+        drop(conn);
+    }
+    pool.sweep_idle();
+    wait_until("the two unused are destroyed for idling", || {
+        events.destroyed(DestroyReason::IdleTimeout) == 2
+    });
+    assert_eq!(
+        script.live_ids().into_iter().collect::<Vec<_>>(),
+        vec![used.unwrap()]
+    );
+    assert_idle(&pool, 1, "the one in use stays");
+}
+
+#[test]
+fn a_sweep_looks_at_every_idle_connection_once_the_one_returned_last_included() {
+    // The connection returned last is lent first, but a sweep still visits all of them: here
+    // every one has expired, the one returned last among them.
+    let clock = ManualClock::new();
+    let config = base(3)
+        .max_lifetime(Some(Duration::from_secs(60)))
+        .max_lifetime_jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    let (pool, script, events) = start_with(config, with_clock(&clock), |_| {});
+    let held: Vec<_> = (0..3).map(|_| pool.acquire_blocking().unwrap()).collect();
+    drop(held);
+    let conn = pool.acquire_blocking().unwrap();
+    drop(conn);
+    clock.advance(Duration::from_secs(60));
+    pool.sweep_idle();
+    wait_until("all three are destroyed as expired", || {
+        events.destroyed(DestroyReason::Expired) == 3
+    });
+    assert_eq!(script.live(), 0, "{}", state(&pool, &script));
+}
+
+#[test]
 fn idle_timeout_is_enforced_by_the_maintenance_thread() {
     let config = base(4)
         .min_connections(1)

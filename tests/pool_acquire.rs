@@ -84,6 +84,46 @@ fn blocking_and_async_share_connections() {
     assert_eq!(counts.created(), 1);
 }
 
+/// Three idle connections, returned in the order 0, 1, 2: the one returned last is lent first,
+/// again and again while its caller keeps returning it, and the others oldest first.
+fn check_last_returned_first<'p>(
+    pool: &'p Pool,
+    mut acquire: impl FnMut() -> PooledConnection<'p, ScriptedFactory>,
+) {
+    let held: Vec<_> = (0..3).map(|_| acquire()).collect();
+    let ids: Vec<usize> = held.iter().map(|c| c.id).collect();
+    for conn in held {
+        drop(conn);
+    }
+    assert_metrics(pool, 3, 3, 0);
+    for round in 0..5 {
+        let conn = acquire();
+        assert_eq!(
+            conn.id, ids[2],
+            "round {round}: the connection returned last is lent again, not the one idle longest"
+        );
+        drop(conn);
+    }
+    // Two at once: the one returned last, then the one idle longest.
+    let (a, b) = (acquire(), acquire());
+    assert_eq!((a.id, b.id), (ids[2], ids[0]));
+    assert_metrics(pool, 3, 1, 0);
+}
+
+#[test]
+fn the_connection_returned_last_is_lent_first() {
+    let _watchdog = watchdog();
+    let (pool, _counts) = common::pool(common::config(4));
+    check_last_returned_first(&pool, || block_on(pool.acquire()).unwrap());
+}
+
+#[test]
+fn the_connection_returned_last_is_lent_first_blocking() {
+    let _watchdog = watchdog();
+    let (pool, _counts) = common::pool(common::config(4));
+    check_last_returned_first(&pool, || pool.acquire_blocking().unwrap());
+}
+
 // ----- the max_connections bound ---------------------------------------------------------
 
 /// `threads` OS threads (blocking facade) and `tasks` tokio tasks (async facade) each acquire

@@ -189,6 +189,42 @@ impl ConnectionFactory for Factory {
 
 // ----- the model -----------------------------------------------------------------------------
 
+/// The idle queue as the pool keeps it (`core::idle_queue`): the connection a guard returned
+/// last in a slot of its own, popped first; the rest oldest first.
+#[derive(Debug, Default)]
+struct MIdle {
+    recent: Option<MConn>,
+    rest: VecDeque<MConn>,
+}
+
+impl MIdle {
+    fn len(&self) -> usize {
+        usize::from(self.recent.is_some()) + self.rest.len()
+    }
+
+    fn pop_front(&mut self) -> Option<MConn> {
+        self.recent.take().or_else(|| self.rest.pop_front())
+    }
+
+    /// A connection a guard returned: into the slot; the one there goes to the back.
+    fn push_recent(&mut self, c: MConn) {
+        if let Some(displaced) = self.recent.replace(c) {
+            self.rest.push_back(displaced);
+        }
+    }
+
+    fn push_back(&mut self, c: MConn) {
+        self.rest.push_back(c);
+    }
+
+    /// A sweep's start: the slot's connection joins the back.
+    fn settle(&mut self) {
+        if let Some(c) = self.recent.take() {
+            self.rest.push_back(c);
+        }
+    }
+}
+
 /// A connection as the model knows it.
 #[derive(Debug, Clone, Copy)]
 struct MConn {
@@ -234,8 +270,8 @@ struct Model {
     shrink: bool,
     fails: bool,
     validation_fails: bool,
-    /// The idle queue, oldest first (the pool's is FIFO).
-    idle: VecDeque<MConn>,
+    /// The idle queue: the connection returned last, then the rest oldest first.
+    idle: MIdle,
     /// Connections lent, by the ticket of the acquire that got them.
     lent: BTreeMap<u64, MConn>,
     /// Acquires waiting, oldest first.
@@ -265,7 +301,7 @@ impl Model {
             shrink: false,
             fails: false,
             validation_fails: false,
-            idle: VecDeque::new(),
+            idle: MIdle::default(),
             lent: BTreeMap::new(),
             pending: VecDeque::new(),
             expected: BTreeMap::new(),
@@ -345,9 +381,14 @@ impl Model {
         }
     }
 
-    /// The release path: into `idle`, then close, shrink, or hand-off to the oldest waiter.
-    fn push_idle(&mut self, c: MConn) {
-        self.idle.push_back(c);
+    /// The release path: into `idle` (`returned`: by a guard, so into the slot for the
+    /// connection returned last), then close, shrink, or hand-off to the oldest waiter.
+    fn push_idle(&mut self, c: MConn, returned: bool) {
+        if returned {
+            self.idle.push_recent(c);
+        } else {
+            self.idle.push_back(c);
+        }
         if self.closed {
             while self.idle.pop_front().is_some() {
                 self.retire();
@@ -440,7 +481,7 @@ impl Model {
             return;
         }
         c.last_used_at = self.now;
-        self.push_idle(c);
+        self.push_idle(c, true);
     }
 
     fn detach(&mut self, ticket: u64) {
@@ -456,6 +497,8 @@ impl Model {
         }
         let surplus = self.close_window();
         let mut retired = 0;
+        // Oldest first, each once.
+        self.idle.settle();
         for _ in 0..self.idle.len() {
             let c = self.idle.pop_front().expect("counted");
             let too_long = self.now - c.last_used_at >= IDLE_TIMEOUT_MS;
@@ -464,7 +507,7 @@ impl Model {
                 retired += 1;
                 continue;
             }
-            self.push_idle(c);
+            self.push_idle(c, false);
         }
         for w in self.windows.iter_mut() {
             w.1 = w.1.saturating_sub(retired);
@@ -517,7 +560,7 @@ impl Model {
                 generation: self.generation,
                 used: false,
             };
-            self.push_idle(c);
+            self.push_idle(c, false);
         }
     }
 }

@@ -41,13 +41,18 @@ impl<F: ConnectionFactory> Shared<F> {
     }
 
     /// The bare push; the caller serves the wait list (`push_idle`) or holds its lock
-    /// (`offer_to_waiters`). Gives `entry` back if the queue is full.
+    /// (`offer_to_waiters`). A connection a guard returned is lent next (see `idle_queue`); any
+    /// other goes to the back. Gives a connection back if the queue is full.
     #[inline(always)]
     pub(crate) fn push_to_idle(
         &self,
         entry: Entry<F::Connection>,
+        offer: Offer,
     ) -> Result<(), Entry<F::Connection>> {
-        self.idle.push(entry)
+        match offer {
+            Offer::Returned => self.idle.push_recent(entry),
+            Offer::Oldest => self.idle.push_back(entry),
+        }
     }
 
     /// Pops from `idle`, retiring stale connections, until one is live or the queue is empty.
@@ -187,7 +192,7 @@ impl<F: ConnectionFactory> Shared<F> {
         } else {
             entry
         };
-        if let Err(entry) = self.push_to_idle(entry) {
+        if let Err(entry) = self.push_to_idle(entry, offer) {
             // Cannot happen while every connection is in one place and the queue holds the
             // ceiling; closing the surplus keeps the count honest if it ever did.
             return self.retire(entry, DestroyReason::Closed);

@@ -4,6 +4,7 @@
 //! - `gate`: the word the hot paths read first (waiters, `CLOSED`, `SHRINK`), every change to
 //!   it, and which fence pairs with which;
 //! - `idle`: the fast path (lending from the idle queue) and the release path (returning to it);
+//! - `idle_queue`: the queue's shape: the connection returned last is lent first;
 //! - `waitlist`: the callers waiting, their slots, who is served next, and their deadlines;
 //! - `acquire`: the slow path of an acquire and how it ends (served, failed, timed out);
 //! - `capacity`: places in `total`: reserving, creating, retiring, destroying, `resize`;
@@ -18,8 +19,9 @@
 //!
 //! # The algorithm
 //!
-//! Idle connections sit in a lock-free `ArrayQueue` (`idle`). The uncontended path is one `pop` to
-//! acquire and one `push` to release, guarded by a single load of `gate`, the word that holds the
+//! Idle connections sit in lock-free `ArrayQueue`s (`idle`: the connection returned last in a slot
+//! of its own, lent first, the rest oldest first; see `idle_queue`). The uncontended path is one
+//! `pop` to acquire and one `push` to release, guarded by a single load of `gate`, the word that holds the
 //! number of waiters in the list and the `CLOSED` and `SHRINK` bits. While `gate` is zero nobody
 //! waits and the pool is open, so the queue is all there is.
 //!
@@ -93,6 +95,7 @@ mod entry;
 mod gate;
 mod housekeeping;
 mod idle;
+mod idle_queue;
 mod leaks;
 mod stats;
 mod surplus;
@@ -151,8 +154,8 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     pub(crate) events: Handlers,
     pub(crate) clock: Clock,
     hot: CachePadded<Hot>,
-    /// Idle connections anyone may take while nobody waits.
-    idle: ArrayQueue<Entry<F::Connection>>,
+    /// Idle connections anyone may take while nobody waits: the one returned last first.
+    idle: idle_queue::IdleQueue<Entry<F::Connection>>,
     /// Callers waiting, oldest first; connections are handed into their slots.
     waitlist: waitlist::WaitList<F::Connection>,
     /// Connections waiting for `destroy`, with the reason; they still count in `total`.
@@ -246,7 +249,7 @@ impl<F: ConnectionFactory> Shared<F> {
                 gate: Gate::new(fairness.is_none()),
                 generation: AtomicU64::new(0),
             }),
-            idle: ArrayQueue::new(capacity),
+            idle: idle_queue::IdleQueue::new(capacity),
             waitlist: waitlist::WaitList::new(),
             retiring: ArrayQueue::new(capacity),
             total: CachePadded::new(AtomicUsize::new(0)),

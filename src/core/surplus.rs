@@ -1,9 +1,10 @@
 //! Shrinking after a burst: which idle connections the traffic has not needed for a whole
 //! `idle_timeout`.
 //!
-//! Idle connections rotate first-in first-out, so under light steady traffic every one of them
-//! is lent again before it has been idle for `idle_timeout`, and the per-connection rule alone
-//! would keep a burst's connections for ever. So the pool also tracks the low-water mark of the
+//! Idle connections behind the one returned last rotate first-in first-out (see `idle_queue`), so
+//! under steady traffic that overlaps itself every one of them is lent again before it has been
+//! idle for `idle_timeout`, and the per-connection rule alone would keep a burst's connections for
+//! ever. So the pool also tracks the low-water mark of the
 //! idle queue: the fewest connections idle at any instant. Each sweep closes a sub-window
 //! (recording its low-water mark) and opens the next; when the sub-windows recorded cover a
 //! whole `idle_timeout`, the smallest of their marks is the number of connections that stayed

@@ -493,7 +493,7 @@ impl<F: ConnectionFactory> Shared<F> {
             waiting.slot.fill(entry);
             waiting.slot
         } else {
-            self.push_to_idle(entry)?;
+            self.push_to_idle(entry, offer)?;
             if self.waitlist.competing.load(Ordering::Relaxed) {
                 return Ok(());
             }

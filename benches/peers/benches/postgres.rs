@@ -1,4 +1,5 @@
-//! `SELECT 1` against a real PostgreSQL (issues 7 and 15): 16 and 64 workers sharing a pool of 8,
+//! `SELECT 1` against a real PostgreSQL (issues 7 and 15): 16 and 64 workers sharing a pool of 8
+//! (and, for the blocking pools, 4: fewer threads than connections),
 //! nexus-pool's **shipped adapters built exactly as the README says** next to the peers.
 //!
 //! The server is read from `NEXUS_POOL_PG_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`);
@@ -175,7 +176,7 @@ fn run_threads<S: SyncSource>(src: &S, workers: usize, dur: Duration) -> Run {
 }
 
 /// (name, settings, workers).
-const VARIANTS: [(&str, &str, usize); 12] = [
+const VARIANTS: [(&str, &str, usize); 14] = [
     (
         "nexus tokio-postgres adapter x16",
         "README: pool_builder()",
@@ -212,6 +213,8 @@ const VARIANTS: [(&str, &str, usize); 12] = [
         64,
     ),
     ("r2d2_postgres no check x64", "test_on_check_out(false)", 64),
+    ("nexus postgres adapter x4", "README: pool_builder()", 4),
+    ("r2d2_postgres no check x4", "test_on_check_out(false)", 4),
 ];
 
 fn run_variant(
@@ -334,7 +337,7 @@ fn main() {
         (5, Duration::from_secs(3))
     };
     println!(
-        "# postgres SELECT 1, 16 and 64 workers, pool of {SIZE} ({} mode: {rounds} rounds of {dur:?})",
+        "# postgres SELECT 1, 4, 16 and 64 workers, pool of {SIZE} ({} mode: {rounds} rounds of {dur:?})",
         args.mode()
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -401,7 +404,7 @@ fn main() {
     let _ = writeln!(
         md,
         "## PostgreSQL `SELECT 1`: the shipped adapters\n\n\
-PostgreSQL {server} on this machine (loopback, trust auth). 16 or 64 workers share a pool of \
+PostgreSQL {server} on this machine (loopback, trust auth). 16 or 64 workers (4 for two blocking rows) share a pool of \
 {SIZE}; each loops acquire, `simple_query(\"SELECT 1\")`, release for {} per run ({rounds} rounds, \
 variants interleaved; a ratio is the median of per-round ratios). The nexus rows are the shipped \
 adapters built as the README says (`Factory::new(url)?.pool_builder()`, health check attached); \
@@ -435,9 +438,9 @@ query). Measured for {:.0} s.\n\n\
             fmt_ns(m(&|r| r.p99 as f64)),
             fmt_ns(m(&|r| r.p999 as f64)),
         );
-        // The bound row shows what the fairness trade-off costs; the targets are the README's
-        // builds.
-        if let Some(p) = peer_of(name).filter(|_| !name.contains("bound")) {
+        // The bound rows show what the fairness trade-off costs, the x4 rows a service with
+        // fewer threads than connections; the targets are the README's builds at 16 and 64.
+        if let Some(p) = peer_of(name).filter(|_| !name.contains("bound") && *workers != 4) {
             let r = ratio(vi, p);
             tg.add(
                 &format!("{name}: ≥ 0.95x {}, p99.9 no worse", VARIANTS[p].0),
@@ -456,7 +459,9 @@ query). Measured for {:.0} s.\n\n\
 (blocking rows) at the same worker count; above 1 is more queries per second. The server runs \
 on the same 2 cores as the bench. The *bound 10 ms* rows are not a target: they show what \
 `fairness_bound` trades (a waiting thread passed over for up to 10 ms instead of 1 ms, fewer \
-hand-offs to parked threads) against the default rows.\n",
+hand-offs to parked threads) against the default rows. The *x4* rows are not a target either: \
+4 threads on the pool of 8, a service with fewer threads than connections, where a pool that \
+lends the connection returned last keeps each thread on its own server process.\n",
     );
     println!("\n{md}");
     args.write("postgres", &md, &tg);
