@@ -284,9 +284,9 @@ fn newcomer_races_woken_waiter() {
 
 /// Two connections returned while two threads wait. Under a young bound the first release wakes
 /// the oldest thread to compete, and the second may leave its connection in `idle` for it without
-/// locking the list (displacing the first from the idle queue's slot for the connection returned
-/// last, to the back of the queue), racing that thread's look: whichever wins, both threads are
-/// served and nothing is stranded.
+/// locking the list (the first may sit in the idle queue's slot, so the second goes to the back
+/// of the queue behind it), racing that thread's look: whichever wins, both threads are served
+/// and nothing is stranded.
 #[test]
 fn release_left_to_a_competing_waiter() {
     each_mode(|bound| {

@@ -75,7 +75,7 @@ fn idle_timeout_never_shrinks_below_min_idle() {
 
 #[test]
 fn light_traffic_lets_the_connections_it_does_not_need_idle_out() {
-    // One caller at a time reuses the connection it returned last, so the other two sit idle
+    // One caller at a time reuses the connection it returned (the idle queue's slot), so the other two sit idle
     // and the sweep after `idle_timeout` retires them, while the one in use stays.
     let clock = ManualClock::new();
     let config = base(3)
@@ -108,9 +108,9 @@ fn light_traffic_lets_the_connections_it_does_not_need_idle_out() {
 }
 
 #[test]
-fn a_sweep_looks_at_every_idle_connection_once_the_one_returned_last_included() {
-    // The connection returned last is lent first, but a sweep still visits all of them: here
-    // every one has expired, the one returned last among them.
+fn a_sweep_looks_at_every_idle_connection_once_the_one_in_the_slot_included() {
+    // A returned connection waits in the idle queue's slot and is lent first, but a sweep still
+    // visits all of them: here every one has expired, the slot's among them.
     let clock = ManualClock::new();
     let config = base(3)
         .max_lifetime(Some(Duration::from_secs(60)))

@@ -84,8 +84,9 @@ fn blocking_and_async_share_connections() {
     assert_eq!(counts.created(), 1);
 }
 
-/// Three idle connections, returned in the order 0, 1, 2: the one returned last is lent first,
-/// again and again while its caller keeps returning it, and the others oldest first.
+/// Three idle connections, returned in the order 0, 1, 2: the first takes the empty slot and the
+/// others queue behind it. The slot's connection is lent first, again and again while its caller
+/// keeps returning it (a worker's loop keeps its session), and the others oldest first.
 fn check_last_returned_first<'p>(
     pool: &'p Pool,
     mut acquire: impl FnMut() -> PooledConnection<'p, ScriptedFactory>,
@@ -99,26 +100,35 @@ fn check_last_returned_first<'p>(
     for round in 0..5 {
         let conn = acquire();
         assert_eq!(
-            conn.id, ids[2],
-            "round {round}: the connection returned last is lent again, not the one idle longest"
+            conn.id, ids[0],
+            "round {round}: the connection just returned is lent again, not the one idle longest"
         );
         drop(conn);
     }
-    // Two at once: the one returned last, then the one idle longest.
+    // Two at once: the slot's, then the one idle longest of the rest.
     let (a, b) = (acquire(), acquire());
-    assert_eq!((a.id, b.id), (ids[2], ids[0]));
+    assert_eq!((a.id, b.id), (ids[0], ids[1]));
     assert_metrics(pool, 3, 1, 0);
+    // Returned in the order b, a: b takes the empty slot and is lent first; a queues behind c.
+    drop(b);
+    drop(a);
+    let order: Vec<usize> = {
+        let all: Vec<_> = (0..3).map(|_| acquire()).collect();
+        all.iter().map(|c| c.id).collect()
+    };
+    assert_eq!(order, vec![ids[1], ids[2], ids[0]]);
+    assert_metrics(pool, 3, 3, 0);
 }
 
 #[test]
-fn the_connection_returned_last_is_lent_first() {
+fn a_returned_connection_is_lent_again_first() {
     let _watchdog = watchdog();
     let (pool, _counts) = common::pool(common::config(4));
     check_last_returned_first(&pool, || block_on(pool.acquire()).unwrap());
 }
 
 #[test]
-fn the_connection_returned_last_is_lent_first_blocking() {
+fn a_returned_connection_is_lent_again_first_blocking() {
     let _watchdog = watchdog();
     let (pool, _counts) = common::pool(common::config(4));
     check_last_returned_first(&pool, || pool.acquire_blocking().unwrap());

@@ -206,10 +206,12 @@ impl MIdle {
         self.recent.take().or_else(|| self.rest.pop_front())
     }
 
-    /// A connection a guard returned: into the slot; the one there goes to the back.
+    /// A connection a guard returned: into the slot if it is empty, else to the back.
     fn push_recent(&mut self, c: MConn) {
-        if let Some(displaced) = self.recent.replace(c) {
-            self.rest.push_back(displaced);
+        if self.recent.is_none() {
+            self.recent = Some(c);
+        } else {
+            self.rest.push_back(c);
         }
     }
 
@@ -270,7 +272,7 @@ struct Model {
     shrink: bool,
     fails: bool,
     validation_fails: bool,
-    /// The idle queue: the connection returned last, then the rest oldest first.
+    /// The idle queue: the slot for a returned connection, then the rest oldest first.
     idle: MIdle,
     /// Connections lent, by the ticket of the acquire that got them.
     lent: BTreeMap<u64, MConn>,
@@ -381,8 +383,8 @@ impl Model {
         }
     }
 
-    /// The release path: into `idle` (`returned`: by a guard, so into the slot for the
-    /// connection returned last), then close, shrink, or hand-off to the oldest waiter.
+    /// The release path: into `idle` (`returned`: by a guard, so into the slot if it is
+    /// empty), then close, shrink, or hand-off to the oldest waiter.
     fn push_idle(&mut self, c: MConn, returned: bool) {
         if returned {
             self.idle.push_recent(c);

@@ -66,7 +66,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let Some(health) = &self.health else {
             return;
         };
-        // Each once, oldest first: the connection returned last joins the back.
+        // Each once, oldest first: the slot's connection joins the back.
         self.idle.settle();
         for _ in 0..self.idle.len() {
             if self.is_closed() {
@@ -146,7 +146,7 @@ impl Sweep {
     fn new<F: ConnectionFactory>(shared: &Shared<F>) -> Self {
         let now = shared.clock.precise();
         let idle_limit = shared.config.idle_timeout().map(Shared::<F>::millis);
-        // Oldest first, each once: the connection returned last joins the back.
+        // Oldest first, each once: the slot's connection joins the back.
         shared.idle.settle();
         let left = shared.idle.len();
         let surplus = match idle_limit {

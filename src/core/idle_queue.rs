@@ -1,27 +1,32 @@
-//! The idle queue's shape: the connection returned last sits in a slot of its own and is lent
-//! first; the others wait in first-in first-out order behind it.
+//! The idle queue's shape: a connection a guard returns goes into a slot of its own, if the
+//! slot is empty, and is lent first; the others wait in first-in first-out order behind it.
 //!
 //! Why the slot: a caller that returns a connection and acquires again (a worker's loop) gets the
 //! same connection back, so its session, its server process and their caches stay with it. A
 //! plain FIFO queue hands it the one returned longest ago instead: with more connections idle than
 //! callers, every cycle moved to another server process. Four threads on a pool of eight ran at
 //! 0.54x-0.67x r2d2_postgres (whose stack reuses the same four) with the plain queue, and at
-//! 0.85x-0.95x with the slot (`benches/peers/benches/postgres.rs`, the `x4` rows). The rest
+//! 0.77x-1.07x with the slot (`benches/peers/benches/postgres.rs`, the `x4` rows). The rest
 //! stays FIFO, so a sweep still finds the connections returned longest ago at the front (it
 //! first moves the slot's connection to the back: `settle`).
 //!
-//! Both parts are `ArrayQueue`s (the slot one of capacity one, replaced with `force_push`), so a
-//! push or a pop stays lock-free. A connection displaced from the slot is pushed to the back of
-//! the rest before `push_recent` returns: the release's fence that follows publishes both (the
-//! Dekker pairing in `gate` holds for each). `tests/loom.rs` (`release_left_to_a_competing_waiter`)
-//! explores a displacement racing a waiter's look.
+//! A return that finds the slot taken goes to the back of the rest; it does not displace the
+//! one in the slot. Displacing (the slot always holding the very last return) measured the same
+//! on PostgreSQL and cost more in the nanosecond-hold benchmarks, where it adds a second push to
+//! every release that finds the slot taken.
+//!
+//! Both parts are `ArrayQueue`s (the slot one of capacity one), so a push or a pop stays
+//! lock-free. `pop` looks at the slot, then at the rest: a connection pushed to either before
+//! the release's fence is seen by a waiter's look after its own (the Dekker pairing in `gate`
+//! holds for each). `tests/loom.rs` (`release_left_to_a_competing_waiter`) explores a return to
+//! the rest racing a waiter's look while the slot is taken.
 
 use super::sync::ArrayQueue;
 
-/// Idle connections: the one returned last, then the rest oldest first.
+/// Idle connections: the one in the slot, then the rest oldest first.
 #[derive(Debug)]
 pub(crate) struct IdleQueue<T> {
-    /// The connection returned last (by a guard), lent first.
+    /// A connection a guard returned while the slot was empty, lent first.
     recent: ArrayQueue<T>,
     /// The others, oldest first.
     rest: ArrayQueue<T>,
@@ -36,13 +41,13 @@ impl<T> IdleQueue<T> {
         }
     }
 
-    /// A connection a guard returned: into the slot; the one it displaces goes to the back of
-    /// the rest. Gives a connection back if the rest is full.
+    /// A connection a guard returned: into the slot if it is empty, else to the back of the
+    /// rest. Gives the connection back if both are full.
     #[inline(always)]
     pub(crate) fn push_recent(&self, value: T) -> Result<(), T> {
-        match self.recent.force_push(value) {
-            None => Ok(()),
-            Some(displaced) => self.rest.push(displaced),
+        match self.recent.push(value) {
+            Ok(()) => Ok(()),
+            Err(value) => self.rest.push(value),
         }
     }
 
@@ -52,7 +57,7 @@ impl<T> IdleQueue<T> {
         self.rest.push(value)
     }
 
-    /// The connection returned last, else the one idle longest.
+    /// The slot's connection, else the one idle longest.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<T> {
         self.recent.pop().or_else(|| self.rest.pop())
@@ -62,9 +67,10 @@ impl<T> IdleQueue<T> {
     /// visits every connection once, oldest first, while pops are pushed back (a sweep).
     pub(crate) fn settle(&self) {
         if let Some(value) = self.recent.pop() {
+            // Cannot fail: the rest has room for the pool's ceiling and this one is not in it.
+            // Were it full, the slot (just emptied) takes the connection back.
             if let Err(value) = self.rest.push(value) {
-                // The rest is full only if the slot was not needed: put it back.
-                let _ = self.recent.force_push(value);
+                let _ = self.recent.push(value);
             }
         }
     }

@@ -4,7 +4,7 @@
 //! - `gate`: the word the hot paths read first (waiters, `CLOSED`, `SHRINK`), every change to
 //!   it, and which fence pairs with which;
 //! - `idle`: the fast path (lending from the idle queue) and the release path (returning to it);
-//! - `idle_queue`: the queue's shape: the connection returned last is lent first;
+//! - `idle_queue`: the queue's shape: a returned connection is lent again first;
 //! - `waitlist`: the callers waiting, their slots, who is served next, and their deadlines;
 //! - `acquire`: the slow path of an acquire and how it ends (served, failed, timed out);
 //! - `capacity`: places in `total`: reserving, creating, retiring, destroying, `resize`;
@@ -19,7 +19,7 @@
 //!
 //! # The algorithm
 //!
-//! Idle connections sit in lock-free `ArrayQueue`s (`idle`: the connection returned last in a slot
+//! Idle connections sit in lock-free `ArrayQueue`s (`idle`: a returned connection in a slot
 //! of its own, lent first, the rest oldest first; see `idle_queue`). The uncontended path is one
 //! `pop` to acquire and one `push` to release, guarded by a single load of `gate`, the word that holds the
 //! number of waiters in the list and the `CLOSED` and `SHRINK` bits. While `gate` is zero nobody
@@ -154,7 +154,7 @@ pub(crate) struct Shared<F: ConnectionFactory> {
     pub(crate) events: Handlers,
     pub(crate) clock: Clock,
     hot: CachePadded<Hot>,
-    /// Idle connections anyone may take while nobody waits: the one returned last first.
+    /// Idle connections anyone may take while nobody waits: the slot's first.
     idle: idle_queue::IdleQueue<Entry<F::Connection>>,
     /// Callers waiting, oldest first; connections are handed into their slots.
     waitlist: waitlist::WaitList<F::Connection>,

@@ -1,7 +1,7 @@
 //! Shrinking after a burst: which idle connections the traffic has not needed for a whole
 //! `idle_timeout`.
 //!
-//! Idle connections behind the one returned last rotate first-in first-out (see `idle_queue`), so
+//! Idle connections behind the idle queue's slot rotate first-in first-out (see `idle_queue`), so
 //! under steady traffic that overlaps itself every one of them is lent again before it has been
 //! idle for `idle_timeout`, and the per-connection rule alone would keep a burst's connections for
 //! ever. So the pool also tracks the low-water mark of the

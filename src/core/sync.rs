@@ -90,17 +90,6 @@ mod loom_queue {
             Ok(())
         }
 
-        pub(crate) fn force_push(&self, value: T) -> Option<T> {
-            let mut items = self.items.lock().unwrap();
-            let displaced = if items.len() == self.cap {
-                items.pop_front()
-            } else {
-                None
-            };
-            items.push_back(value);
-            displaced
-        }
-
         pub(crate) fn pop(&self) -> Option<T> {
             self.items.lock().unwrap().pop_front()
         }

@@ -461,7 +461,7 @@ on the same 2 cores as the bench. The *bound 10 ms* rows are not a target: they 
 `fairness_bound` trades (a waiting thread passed over for up to 10 ms instead of 1 ms, fewer \
 hand-offs to parked threads) against the default rows. The *x4* rows are not a target either: \
 4 threads on the pool of 8, a service with fewer threads than connections, where a pool that \
-lends the connection returned last keeps each thread on its own server process.\n",
+lends a returned connection again first keeps each thread on its own server process.\n",
     );
     println!("\n{md}");
     args.write("postgres", &md, &tg);
