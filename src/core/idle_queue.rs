@@ -10,6 +10,12 @@
 //! stays FIFO, so a sweep still finds the connections returned longest ago at the front (it
 //! first moves the slot's connection to the back: `settle`).
 //!
+//! What it costs: every acquire and release looks at the slot first, and all threads share it.
+//! With nanosecond holds and no more threads than connections (the `oversubscribed` bench, pools
+//! of 4 and 16 x 4 threads) it took 5% to 25% of the throughput and raised the p99.9 wait from
+//! about 250 ns to 1 to 2 µs (`benches/MISSES.md`): tens of nanoseconds per cycle, noise next to
+//! a hold that does I/O.
+//!
 //! A return that finds the slot taken goes to the back of the rest; it does not displace the
 //! one in the slot. Displacing (the slot always holding the very last return) measured the same
 //! on PostgreSQL and cost more in the nanosecond-hold benchmarks, where it adds a second push to
