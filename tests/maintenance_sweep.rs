@@ -75,8 +75,9 @@ fn idle_timeout_never_shrinks_below_min_idle() {
 
 #[test]
 fn light_traffic_lets_the_connections_it_does_not_need_idle_out() {
-    // One caller at a time reuses the connection it returned (the idle queue's slot), so the other two sit idle
-    // and the sweep after `idle_timeout` retires them, while the one in use stays.
+    // One caller at a time reuses the connection it returned (the idle queue's slot), so the
+    // other two sit idle and the sweep after `idle_timeout` retires them, while the one in use
+    // stays.
     let clock = ManualClock::new();
     let config = base(3)
         .idle_timeout(Duration::from_secs(10))

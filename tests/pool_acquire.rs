@@ -87,7 +87,7 @@ fn blocking_and_async_share_connections() {
 /// Three idle connections, returned in the order 0, 1, 2: the first takes the empty slot and the
 /// others queue behind it. The slot's connection is lent first, again and again while its caller
 /// keeps returning it (a worker's loop keeps its session), and the others oldest first.
-fn check_last_returned_first<'p>(
+fn check_returned_lent_again_first<'p>(
     pool: &'p Pool,
     mut acquire: impl FnMut() -> PooledConnection<'p, ScriptedFactory>,
 ) {
@@ -124,14 +124,14 @@ fn check_last_returned_first<'p>(
 fn a_returned_connection_is_lent_again_first() {
     let _watchdog = watchdog();
     let (pool, _counts) = common::pool(common::config(4));
-    check_last_returned_first(&pool, || block_on(pool.acquire()).unwrap());
+    check_returned_lent_again_first(&pool, || block_on(pool.acquire()).unwrap());
 }
 
 #[test]
 fn a_returned_connection_is_lent_again_first_blocking() {
     let _watchdog = watchdog();
     let (pool, _counts) = common::pool(common::config(4));
-    check_last_returned_first(&pool, || pool.acquire_blocking().unwrap());
+    check_returned_lent_again_first(&pool, || pool.acquire_blocking().unwrap());
 }
 
 // ----- the max_connections bound ---------------------------------------------------------

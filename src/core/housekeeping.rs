@@ -66,9 +66,7 @@ impl<F: ConnectionFactory> Shared<F> {
         let Some(health) = &self.health else {
             return;
         };
-        // Each once, oldest first: the slot's connection joins the back.
-        self.idle.settle();
-        for _ in 0..self.idle.len() {
+        for _ in 0..self.settle_idle() {
             if self.is_closed() {
                 return;
             }
@@ -146,9 +144,7 @@ impl Sweep {
     fn new<F: ConnectionFactory>(shared: &Shared<F>) -> Self {
         let now = shared.clock.precise();
         let idle_limit = shared.config.idle_timeout().map(Shared::<F>::millis);
-        // Oldest first, each once: the slot's connection joins the back.
-        shared.idle.settle();
-        let left = shared.idle.len();
+        let left = shared.settle_idle();
         let surplus = match idle_limit {
             Some(window) => shared.surplus.close_window(now, window, left),
             None => 0,

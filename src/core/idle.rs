@@ -1,6 +1,7 @@
 //! The idle queue: lending from it (the fast path's pop, checks due on checkout) and returning
 //! to it (the release path: push, fence, then serve waiters, honour `close` or a shrink). Every
-//! push to and pop from the queue is made here (`pop_to_lend`, `pop_unlent`, `push_to_idle`).
+//! push to and pop from the queue is made here (`pop_to_lend`, `pop_unlent`, `push_to_idle`,
+//! `settle_idle`).
 
 use super::sync::{Ordering, fence};
 use std::panic::Location;
@@ -23,7 +24,7 @@ impl<F: ConnectionFactory> Shared<F> {
         self.pop_live()
     }
 
-    // Every push to and pop from `idle` goes through these three.
+    // Every push to and pop from `idle` goes through these four.
 
     /// Pops a connection to lend (the fast path, a waiter served, a competing waiter): the
     /// surplus low-water mark notes the queue as it is left (see `surplus`).
@@ -40,9 +41,21 @@ impl<F: ConnectionFactory> Shared<F> {
         self.idle.pop()
     }
 
+    /// Readies `idle` for a pass over it (a sweep, a health pass): the connection in the idle
+    /// queue's slot joins the back, so popping the count returned visits each idle connection
+    /// once, oldest first, while the pass pushes back what it keeps.
+    pub(crate) fn settle_idle(&self) -> usize {
+        if let Err(entry) = self.idle.settle() {
+            // As in `push_idle`: cannot happen while the queue holds the ceiling.
+            self.retire(entry, DestroyReason::Closed);
+        }
+        self.idle.len()
+    }
+
     /// The bare push; the caller serves the wait list (`push_idle`) or holds its lock
-    /// (`offer_to_waiters`). A connection a guard returned is lent next (see `idle_queue`); any
-    /// other goes to the back. Gives a connection back if the queue is full.
+    /// (`offer_to_waiters`). A connection a guard returned goes into the idle queue's slot, lent
+    /// first, if the slot is empty (see `idle_queue`); any other goes to the back. Gives a
+    /// connection back if the queue is full.
     #[inline(always)]
     pub(crate) fn push_to_idle(
         &self,

@@ -71,13 +71,11 @@ impl<T> IdleQueue<T> {
 
     /// Moves the slot's connection to the back of the rest, so that popping the queue's length
     /// visits every connection once, oldest first, while pops are pushed back (a sweep).
-    pub(crate) fn settle(&self) {
-        if let Some(value) = self.recent.pop() {
-            // Cannot fail: the rest has room for the pool's ceiling and this one is not in it.
-            // Were it full, the slot (just emptied) takes the connection back.
-            if let Err(value) = self.rest.push(value) {
-                let _ = self.recent.push(value);
-            }
+    /// Gives the connection back if the rest is full (as `push_back`).
+    pub(crate) fn settle(&self) -> Result<(), T> {
+        match self.recent.pop() {
+            Some(value) => self.rest.push(value),
+            None => Ok(()),
         }
     }
 
