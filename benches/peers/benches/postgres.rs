@@ -19,6 +19,10 @@
 //! - the same with `health_check().ping_clean_reuse(true)`: every reuse pays the bounded ping.
 //! - the same with `fairness_bound(10 ms)` (not a target: the trade-off of the bound).
 //! - r2d2_postgres: `test_on_check_out(false)`, its fastest setting.
+//! - the barging reference pool of issue 13 (`common::BargingPool`) over plain `postgres`
+//!   clients, as it is (a waiting thread parks at once, as nexus-pool's do) and `yielding(3)`
+//!   (it first yields its core three times, as `parking_lot`'s locks, and so r2d2's, do): not
+//!   targets, they show where the blocking rows' gap to r2d2_postgres comes from (MISSES).
 //!
 //! Same max size (8), a 30 s acquire timeout everywhere. The variants are interleaved round-robin
 //! and ratios are medians of per-round ratios.
@@ -35,7 +39,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Args, Targets, fmt_ns, fmt_rate, fmt_ratio, median, nanos32, percentiles};
+use common::{
+    Args, BargingPool, Targets, fmt_ns, fmt_rate, fmt_ratio, median, nanos32, percentiles,
+};
 use nexus_pool::adapters::postgres::PostgresConnectionFactory;
 use nexus_pool::adapters::tokio_postgres::TokioPostgresConnectionFactory;
 use nexus_pool::{ConnectionPool, ConnectionPoolConfig};
@@ -86,6 +92,33 @@ impl SyncSource for ConnectionPool<PostgresConnectionFactory> {
 impl SyncSource for r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres::NoTls>> {
     fn op(&self, _: usize) {
         let mut c = self.get().unwrap();
+        c.simple_query("SELECT 1").unwrap();
+    }
+}
+
+/// The barging reference pool over plain clients: it lends the index of a client, each behind a
+/// mutex of its own that only the holder of its index locks (never contended).
+struct BargingClients {
+    pool: BargingPool,
+    clients: Vec<std::sync::Mutex<postgres::Client>>,
+}
+
+impl BargingClients {
+    fn connect(url: &str, yields: usize) -> Result<Self, postgres::Error> {
+        let clients = (0..SIZE)
+            .map(|_| postgres::Client::connect(url, postgres::NoTls).map(std::sync::Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(BargingClients {
+            pool: BargingPool::new(SIZE).yielding(yields),
+            clients,
+        })
+    }
+}
+
+impl SyncSource for BargingClients {
+    fn op(&self, _: usize) {
+        let lent = self.pool.acquire_blocking();
+        let mut c = self.clients[*lent as usize].lock().unwrap();
         c.simple_query("SELECT 1").unwrap();
     }
 }
@@ -176,7 +209,7 @@ fn run_threads<S: SyncSource>(src: &S, workers: usize, dur: Duration) -> Run {
 }
 
 /// (name, settings, workers).
-const VARIANTS: [(&str, &str, usize); 14] = [
+const VARIANTS: [(&str, &str, usize); 18] = [
     (
         "nexus tokio-postgres adapter x16",
         "README: pool_builder()",
@@ -195,6 +228,8 @@ const VARIANTS: [(&str, &str, usize); 14] = [
         16,
     ),
     ("r2d2_postgres no check x16", "test_on_check_out(false)", 16),
+    ("barging reference x16", "parks at once", 16),
+    ("barging reference, yields x16", "yielding(3)", 16),
     (
         "nexus tokio-postgres adapter x64",
         "README: pool_builder()",
@@ -213,6 +248,8 @@ const VARIANTS: [(&str, &str, usize); 14] = [
         64,
     ),
     ("r2d2_postgres no check x64", "test_on_check_out(false)", 64),
+    ("barging reference x64", "parks at once", 64),
+    ("barging reference, yields x64", "yielding(3)", 64),
     ("nexus postgres adapter x4", "README: pool_builder()", 4),
     ("r2d2_postgres no check x4", "test_on_check_out(false)", 4),
 ];
@@ -308,6 +345,12 @@ fn run_variant(
                 .connection_timeout(TIMEOUT)
                 .test_on_check_out(false)
                 .build(mgr)?;
+            run_threads(&pool, workers, warm);
+            run_threads(&pool, workers, dur)
+        }
+        "barging reference" | "barging reference, yields" => {
+            let yields = if kind.ends_with("yields") { 3 } else { 0 };
+            let pool = BargingClients::connect(url, yields)?;
             run_threads(&pool, workers, warm);
             run_threads(&pool, workers, dur)
         }
@@ -420,7 +463,7 @@ query). Measured for {:.0} s.\n\n\
         let n = name.rsplit_once(' ').map_or("", |(_, n)| n);
         if name.starts_with("nexus tokio-postgres") {
             Some(idx(&format!("deadpool-postgres {n}")))
-        } else if name.starts_with("nexus postgres") {
+        } else if name.starts_with("nexus postgres") || name.starts_with("barging") {
             Some(idx(&format!("r2d2_postgres no check {n}")))
         } else {
             None
@@ -438,9 +481,14 @@ query). Measured for {:.0} s.\n\n\
             fmt_ns(m(&|r| r.p99 as f64)),
             fmt_ns(m(&|r| r.p999 as f64)),
         );
-        // The bound rows show what the fairness trade-off costs, the x4 rows a service with
-        // fewer threads than connections; the targets are the README's builds at 16 and 64.
-        if let Some(p) = peer_of(name).filter(|_| !name.contains("bound") && *workers != 4) {
+        // The targets are the README's builds at 16 and 64. The bound rows show what the
+        // fairness trade-off costs, the ping rows an opt-in setting, the x4 rows a service with
+        // fewer threads than connections, the barging rows where the blocking gap comes from.
+        let target = name.starts_with("nexus")
+            && !name.contains("bound")
+            && !name.contains("ping")
+            && *workers != 4;
+        if let Some(p) = peer_of(name).filter(|_| target) {
             let r = ratio(vi, p);
             tg.add(
                 &format!("{name}: ≥ 0.95x {}, p99.9 no worse", VARIANTS[p].0),
@@ -461,7 +509,13 @@ on the same 2 cores as the bench. The *bound 10 ms* rows are not a target: they 
 `fairness_bound` trades (a waiting thread passed over for up to 10 ms instead of 1 ms, fewer \
 hand-offs to parked threads) against the default rows. The *x4* rows are not a target either: \
 4 threads on the pool of 8, a service with fewer threads than connections, where a pool that \
-lends a returned connection again first keeps each thread on its own server process.\n",
+lends a returned connection again first keeps each thread on its own server process. The \
+*ping* rows are not a target: `ping_clean_reuse(true)` is an opt-in setting (a round trip on \
+every checkout). The *barging reference* rows are not a target: issue 13's reference pool over \
+plain clients, whose waiting threads park at once (as nexus-pool's do) or first yield their core \
+three times (as r2d2's `parking_lot` mutex does); with the server on the same cores, a waiting \
+thread that stays runnable is passed over by the threads that keep a connection busy, which \
+buys throughput with a longer tail (`benches/MISSES.md`).\n",
     );
     println!("\n{md}");
     args.write("postgres", &md, &tg);
