@@ -97,10 +97,14 @@ impl SyncSource for r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres
 }
 
 /// The barging reference pool over plain clients: it lends the index of a client, each behind a
-/// mutex of its own that only the holder of its index locks (never contended).
+/// mutex of its own that only the holder of its index locks (never contended). A thread that
+/// finds nothing idle parks at once (`yields` 0, as nexus-pool's threads do), or first yields its
+/// core `yields` times, looking again after each (what `parking_lot`'s locks, and so r2d2's, do
+/// before they park).
 struct BargingClients {
     pool: BargingPool,
     clients: Vec<std::sync::Mutex<postgres::Client>>,
+    yields: usize,
 }
 
 impl BargingClients {
@@ -109,15 +113,24 @@ impl BargingClients {
             .map(|_| postgres::Client::connect(url, postgres::NoTls).map(std::sync::Mutex::new))
             .collect::<Result<_, _>>()?;
         Ok(BargingClients {
-            pool: BargingPool::new(SIZE).yielding(yields),
+            pool: BargingPool::new(SIZE),
             clients,
+            yields,
         })
     }
 }
 
 impl SyncSource for BargingClients {
     fn op(&self, _: usize) {
-        let lent = self.pool.acquire_blocking();
+        let lent = (0..self.yields)
+            .find_map(|_| {
+                let lent = self.pool.try_acquire();
+                if lent.is_none() {
+                    std::thread::yield_now();
+                }
+                lent
+            })
+            .unwrap_or_else(|| self.pool.acquire_blocking());
         let mut c = self.clients[*lent as usize].lock().unwrap();
         c.simple_query("SELECT 1").unwrap();
     }

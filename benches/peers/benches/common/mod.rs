@@ -364,15 +364,9 @@ pub fn mobc_mem(max: usize) -> mobc::Pool<MobcMem> {
 /// listener, pops again, and waits; release pushes and notifies one listener. No FIFO (a running
 /// caller takes an idle connection ahead of any woken one), no accounting, no timeout, no checks:
 /// the least a pool can cost, and the throughput a pool gets by letting callers barge.
-///
-/// A blocking caller that finds nothing idle parks at once, as nexus-pool's threads do, unless
-/// the pool was made `yielding`: then it first yields its core that many times, looking again
-/// after each (what `parking_lot`'s locks, and so r2d2's, do before they park). The PostgreSQL
-/// bench runs both, to show what that wait costs and buys (`benches/MISSES.md`).
 pub struct BargingPool {
     idle: ArrayQueue<u64>,
     returned: Event,
-    yields: usize,
 }
 
 /// A connection of a [`BargingPool`], returned to it on drop.
@@ -406,14 +400,7 @@ impl BargingPool {
         BargingPool {
             idle,
             returned: Event::new(),
-            yields: 0,
         }
-    }
-
-    /// The same pool, whose blocking callers yield `yields` times before they park.
-    pub fn yielding(mut self, yields: usize) -> BargingPool {
-        self.yields = yields;
-        self
     }
 
     #[inline]
@@ -421,18 +408,17 @@ impl BargingPool {
         BargingGuard { pool: self, conn }
     }
 
+    /// An idle connection, if there is one; never waits. (The PostgreSQL bench builds a
+    /// yielding wait from it; `acquire_blocking` is left as it was, so the reference's own
+    /// cycle does not change.)
+    #[inline]
+    pub fn try_acquire(&self) -> Option<BargingGuard<'_>> {
+        self.idle.pop().map(|c| self.guard(c))
+    }
+
     /// Acquires a connection, parking this thread while none is idle.
     #[inline]
     pub fn acquire_blocking(&self) -> BargingGuard<'_> {
-        if let Some(c) = self.idle.pop() {
-            return self.guard(c);
-        }
-        for _ in 0..self.yields {
-            std::thread::yield_now();
-            if let Some(c) = self.idle.pop() {
-                return self.guard(c);
-            }
-        }
         loop {
             if let Some(c) = self.idle.pop() {
                 return self.guard(c);
