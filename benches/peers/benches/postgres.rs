@@ -20,8 +20,8 @@
 //! - the same with `fairness_bound(10 ms)` (not a target: the trade-off of the bound).
 //! - r2d2_postgres: `test_on_check_out(false)`, its fastest setting.
 //! - the barging reference pool of issue 13 (`common::BargingPool`) over plain `postgres`
-//!   clients, as it is (a waiting thread parks at once, as nexus-pool's do) and `yielding(3)`
-//!   (it first yields its core three times, as `parking_lot`'s locks, and so r2d2's, do): not
+//!   clients, as it is (a waiting thread parks at once, as nexus-pool's do) and yielding
+//!   (it first yields its core `YIELDS` times, as `parking_lot`'s locks, and so r2d2's, do): not
 //!   targets, they show where the blocking rows' gap to r2d2_postgres comes from (MISSES).
 //!
 //! Same max size (8), a 30 s acquire timeout everywhere. The variants are interleaved round-robin
@@ -101,6 +101,9 @@ impl SyncSource for r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres
 /// finds nothing idle parks at once (`yields` 0, as nexus-pool's threads do), or first yields its
 /// core `yields` times, looking again after each (what `parking_lot`'s locks, and so r2d2's, do
 /// before they park).
+/// How many times the yielding barging rows yield before they park.
+const YIELDS: usize = 3;
+
 struct BargingClients {
     pool: BargingPool,
     clients: Vec<std::sync::Mutex<postgres::Client>>,
@@ -120,17 +123,21 @@ impl BargingClients {
     }
 }
 
+impl BargingClients {
+    fn acquire(&self) -> common::BargingGuard<'_> {
+        for _ in 0..self.yields {
+            if let Some(lent) = self.pool.try_acquire() {
+                return lent;
+            }
+            std::thread::yield_now();
+        }
+        self.pool.acquire_blocking()
+    }
+}
+
 impl SyncSource for BargingClients {
     fn op(&self, _: usize) {
-        let lent = (0..self.yields)
-            .find_map(|_| {
-                let lent = self.pool.try_acquire();
-                if lent.is_none() {
-                    std::thread::yield_now();
-                }
-                lent
-            })
-            .unwrap_or_else(|| self.pool.acquire_blocking());
+        let lent = self.acquire();
         let mut c = self.clients[*lent as usize].lock().unwrap();
         c.simple_query("SELECT 1").unwrap();
     }
@@ -242,7 +249,7 @@ const VARIANTS: [(&str, &str, usize); 18] = [
     ),
     ("r2d2_postgres no check x16", "test_on_check_out(false)", 16),
     ("barging reference x16", "parks at once", 16),
-    ("barging reference, yields x16", "yielding(3)", 16),
+    ("barging reference, yields x16", "yields 3 times, then parks", 16),
     (
         "nexus tokio-postgres adapter x64",
         "README: pool_builder()",
@@ -262,7 +269,7 @@ const VARIANTS: [(&str, &str, usize); 18] = [
     ),
     ("r2d2_postgres no check x64", "test_on_check_out(false)", 64),
     ("barging reference x64", "parks at once", 64),
-    ("barging reference, yields x64", "yielding(3)", 64),
+    ("barging reference, yields x64", "yields 3 times, then parks", 64),
     ("nexus postgres adapter x4", "README: pool_builder()", 4),
     ("r2d2_postgres no check x4", "test_on_check_out(false)", 4),
 ];
@@ -362,7 +369,7 @@ fn run_variant(
             run_threads(&pool, workers, dur)
         }
         "barging reference" | "barging reference, yields" => {
-            let yields = if kind.ends_with("yields") { 3 } else { 0 };
+            let yields = if kind.ends_with("yields") { YIELDS } else { 0 };
             let pool = BargingClients::connect(url, yields)?;
             run_threads(&pool, workers, warm);
             run_threads(&pool, workers, dur)
