@@ -249,7 +249,11 @@ const VARIANTS: [(&str, &str, usize); 18] = [
     ),
     ("r2d2_postgres no check x16", "test_on_check_out(false)", 16),
     ("barging reference x16", "parks at once", 16),
-    ("barging reference, yields x16", "yields 3 times, then parks", 16),
+    (
+        "barging reference, yields x16",
+        "yields 3 times, then parks",
+        16,
+    ),
     (
         "nexus tokio-postgres adapter x64",
         "README: pool_builder()",
@@ -269,7 +273,11 @@ const VARIANTS: [(&str, &str, usize); 18] = [
     ),
     ("r2d2_postgres no check x64", "test_on_check_out(false)", 64),
     ("barging reference x64", "parks at once", 64),
-    ("barging reference, yields x64", "yields 3 times, then parks", 64),
+    (
+        "barging reference, yields x64",
+        "yields 3 times, then parks",
+        64,
+    ),
     ("nexus postgres adapter x4", "README: pool_builder()", 4),
     ("r2d2_postgres no check x4", "test_on_check_out(false)", 4),
 ];
