@@ -338,37 +338,17 @@ impl Iterator for MetricsIter {
 
 impl FusedIterator for MetricsIter {}
 
-/// How many times a thread whose wait is pending gives up its core before it parks.
-///
-/// By then an acquire has linked its slot in the wait list, so its first-come turn and
-/// `fairness_bound` are kept by the list, whatever the thread does meanwhile; yielding changes
-/// only how it waits. A thread that yields stays runnable: a connection handed to it, or a call
-/// to compete for one, within its yields costs no futex wake-up and no context switch back, and
-/// the threads coming back from their queries run on past it. Parking at once made every
-/// oversubscribed acquire pay a wake-up: 16 threads on 8 PostgreSQL connections ran at
-/// 0.65x-0.76x r2d2_postgres (whose `parking_lot` lock also yields before it parks); two yields
-/// brought it level (benches/MISSES.md). More yields burn the cores the holders need.
-const YIELDS_BEFORE_PARKING: u32 = 2;
-
-/// Runs `fut` to completion on this thread, or gives up (dropping it) at `deadline`. While it
-/// is pending the thread yields `YIELDS_BEFORE_PARKING` times, polling again only when woken,
-/// and then parks.
+/// Runs `fut` to completion on this thread, or gives up (dropping it) at `deadline`. It polls
+/// `fut` again only when woken. (A waiting acquire may yield the core before it returns
+/// `Pending`: see `core::acquire`.)
 pub(crate) fn block_on<T>(fut: impl Future<Output = T>, deadline: Option<Instant>) -> Option<T> {
     let mut fut = pin!(fut);
     let (parker, unparker) = parking::pair();
     let waker = Waker::from(unparker);
     let mut cx = Context::from_waker(&waker);
-    'poll: loop {
+    loop {
         if let Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
             return Some(value);
-        }
-        for _ in 0..YIELDS_BEFORE_PARKING {
-            std::thread::yield_now();
-            // A zero timeout takes a wake-up that came meanwhile without parking; one that comes
-            // after the last look is kept by the parker, so the park below returns at once.
-            if parker.park_timeout(Duration::ZERO) {
-                continue 'poll;
-            }
         }
         match deadline {
             None => parker.park(),
@@ -412,9 +392,9 @@ mod tests {
     }
 
     #[test]
-    fn a_wake_up_during_the_yields_is_polled_at_once() {
-        // Woken before it even returns `Pending`: the wake-up lands while the thread yields (or
-        // just before it parks), and must lead to the next poll, not to a park until the deadline.
+    fn a_wake_up_before_it_parks_is_polled_at_once() {
+        // Woken before it even returns `Pending`: the parker keeps the wake-up, so the park
+        // returns at once and the future is polled again, rather than parking until the deadline.
         let polls = AtomicUsize::new(0);
         let far = Instant::now() + Duration::from_secs(60);
         let started = Instant::now();
@@ -433,7 +413,7 @@ mod tests {
         let out = block_on(pending_for(usize::MAX, &polls, |_| {}), Some(deadline));
         assert_eq!(out, None);
         assert!(Instant::now() >= deadline);
-        // Yielding is not polling: the future is asked again only when woken.
+        // The future is asked again only when woken.
         assert_eq!(polls.load(Ordering::Relaxed), 1);
     }
 

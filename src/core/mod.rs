@@ -51,7 +51,10 @@
 //!   are never barred (unlike Go's starvation mode, which convoyed the oldest threads here):
 //!   they can only take what sits in `idle`, and a release that finds a due waiter in front
 //!   hands its connection over without passing it through `idle`. No caller thus waits longer
-//!   than the bound past its first-come turn, plus one return and its own wake-up.
+//!   than the bound past its first-come turn, plus one return and its own wake-up. (While no
+//!   more callers wait than the pool has connections, a waiting thread yields its core twice
+//!   before it parks, its slot already linked: a hand-off or a wake to compete that comes
+//!   meanwhile costs no wake-up, and the list still keeps its turn; see `acquire`.)
 //!
 //! Either way, a connection the maintenance loop made or checked, or one a leaving waiter hands
 //! back (`Offer::Oldest`), goes to the oldest waiter whatever its age: nobody else is about to

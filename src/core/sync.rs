@@ -14,6 +14,11 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) use crossbeam_queue::ArrayQueue;
 
 #[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
+
+#[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};

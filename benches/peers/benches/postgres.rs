@@ -20,9 +20,9 @@
 //! - the same with `fairness_bound(10 ms)` (not a target: the trade-off of the bound).
 //! - r2d2_postgres: `test_on_check_out(false)`, its fastest setting.
 //! - the barging reference pool of issue 13 (`common::BargingPool`) over plain `postgres`
-//!   clients, as it is (a waiting thread parks at once, as nexus-pool's do) and yielding
-//!   (it first yields its core `YIELDS` times, as `parking_lot`'s locks, and so r2d2's, do): not
-//!   targets, they show where the blocking rows' gap to r2d2_postgres comes from (MISSES).
+//!   clients, as it is (a waiting thread parks at once) and yielding (it first yields its core
+//!   `YIELDS` times, as `parking_lot`'s locks, and so r2d2's, do): not targets, they show what
+//!   how a waiting thread waits is worth here (MISSES).
 //!
 //! Same max size (8), a 30 s acquire timeout everywhere. The variants are interleaved round-robin
 //! and ratios are medians of per-round ratios.
@@ -96,14 +96,16 @@ impl SyncSource for r2d2::Pool<r2d2_postgres::PostgresConnectionManager<postgres
     }
 }
 
-/// The barging reference pool over plain clients: it lends the index of a client, each behind a
-/// mutex of its own that only the holder of its index locks (never contended). A thread that
-/// finds nothing idle parks at once (`yields` 0, as nexus-pool's threads do), or first yields its
-/// core `yields` times, looking again after each (what `parking_lot`'s locks, and so r2d2's, do
-/// before they park).
 /// How many times the yielding barging rows yield before they park.
 const YIELDS: usize = 3;
 
+/// The barging reference pool over plain clients: it lends the index of a client, each behind a
+/// mutex of its own that only the holder of its index locks (never contended). A thread that
+/// finds nothing idle parks at once (`yields` 0), or first yields its core `yields` times,
+/// looking again after each (what `parking_lot`'s locks, and so r2d2's, do before they park).
+/// Either way it has no place in line while it yields: nexus-pool's threads also yield before
+/// they park (while no more wait than the pool has connections), but only once their place in
+/// the wait list is taken.
 struct BargingClients {
     pool: BargingPool,
     clients: Vec<std::sync::Mutex<postgres::Client>>,
@@ -540,10 +542,12 @@ hand-offs to parked threads) against the default rows. The *x4* rows are not a t
 lends a returned connection again first keeps each thread on its own server process. The \
 *ping* rows are not a target: `ping_clean_reuse(true)` is an opt-in setting (a round trip on \
 every checkout). The *barging reference* rows are not a target: issue 13's reference pool over \
-plain clients, whose waiting threads park at once (as nexus-pool's do) or first yield their core \
-three times (as r2d2's `parking_lot` mutex does); with the server on the same cores, a waiting \
-thread that stays runnable is passed over by the threads that keep a connection busy, which \
-buys throughput with a longer tail (`benches/MISSES.md`).\n",
+plain clients, whose waiting threads park at once or first yield their core three times (as \
+r2d2's `parking_lot` mutex does), with no place in line while they yield; with the server on \
+the same cores, a waiting thread that stays runnable is passed over by the threads that keep a \
+connection busy. nexus-pool's waiting threads yield twice before they park while no more wait \
+than the pool has connections, once their place in the wait list is taken, so the bound still \
+holds (`benches/MISSES.md`).\n",
     );
     println!("\n{md}");
     args.write("postgres", &md, &tg);
