@@ -169,15 +169,15 @@ where
             // Ready: woken since the last look (served, expired, closed, keeper stopped, asked
             // to compete): look again.
             if let Some(slot) = &self.slot {
-                if slot.poll_wait(cx).is_pending() {
-                    // Still linked, so the list keeps this waiter's turn (and the fairness
-                    // bound) while it yields; it only looks again, it takes nothing.
-                    if self.yields > 0 {
-                        self.yields -= 1;
-                        yield_now();
-                        continue;
+                // Still linked, so the list keeps this waiter's turn (and the fairness bound)
+                // while it yields. Anything that concerns it (served, expired, closed, asked to
+                // compete) wakes the slot, so looking at the slot alone is enough.
+                while slot.poll_wait(cx).is_pending() {
+                    if self.yields == 0 {
+                        return Poll::Pending;
                     }
-                    return Poll::Pending;
+                    self.yields -= 1;
+                    yield_now();
                 }
                 self.woken = true;
                 self.yields = self.yields_due();

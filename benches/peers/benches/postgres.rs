@@ -123,9 +123,7 @@ impl BargingClients {
             yields,
         })
     }
-}
 
-impl BargingClients {
     fn acquire(&self) -> common::BargingGuard<'_> {
         for _ in 0..self.yields {
             if let Some(lent) = self.pool.try_acquire() {
