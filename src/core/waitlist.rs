@@ -38,13 +38,20 @@ use std::time::Instant;
 
 use event_listener::Event;
 
-use super::sync::{Arc, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, fence};
+use super::sync::{Arc, ArrayQueue, AtomicBool, AtomicU64, Mutex, MutexGuard, Ordering, fence};
 use super::{Entry, Shared};
 use crate::ConnectionFactory;
+
+/// How many slots of gone waiters the free list keeps: enough for the waiters of any burst
+/// worth keeping memory for. The queue is allocated with the pool (16 KiB on 64-bit targets).
+const FREE_MAX: usize = 1024;
 
 /// The queue of waiting callers, oldest at the front, and the state of the deadline keeper.
 pub(crate) struct WaitList<C> {
     inner: Mutex<Inner<C>>,
+    /// Slots whose waiters are gone, for the next waiters: a wait then allocates nothing. Apart
+    /// from the list's lock, so that taking and giving back a slot does not queue on it.
+    free: ArrayQueue<Arc<Slot<C>>>,
     /// The keeper listens here for a deadline earlier than its timer, and for `close`.
     keeper_wanted: Event,
     /// Whether a deadline keeper runs (read without the lock by the async facade).
@@ -62,8 +69,6 @@ pub(crate) struct WaitList<C> {
 struct Inner<C> {
     /// The waiters, oldest first.
     queue: VecDeque<Waiting<C>>,
-    /// Slots whose waiters are gone, for the next waiters: a wait then allocates nothing.
-    free: Vec<Arc<Slot<C>>>,
     /// When the keeper will next look at the list, if it will; a waiter with an earlier deadline
     /// sets it to its own and wakes the keeper.
     armed: Option<Instant>,
@@ -119,9 +124,9 @@ impl<C> WaitList<C> {
         WaitList {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
-                free: Vec::new(),
                 armed: None,
             }),
+            free: ArrayQueue::new(FREE_MAX),
             keeper_wanted: Event::new(),
             keeper: AtomicBool::new(false),
             competing: AtomicBool::new(false),
@@ -335,25 +340,19 @@ impl<F: ConnectionFactory> Shared<F> {
 
     /// A slot for a new wait: one a gone waiter left on the free list, or a new one.
     pub(crate) fn slot(&self) -> Arc<Slot<F::Connection>> {
-        let recycled = self.waitlist.lock().free.pop();
-        recycled.unwrap_or_else(Slot::new)
+        self.waitlist.free.pop().unwrap_or_else(Slot::new)
     }
 
     /// Takes back the slot of a waiter that is gone (unlinked, its connection taken back), for
     /// a later wait. A slot something else still holds (a wake-up in flight) is left to drop.
     pub(crate) fn recycle(&self, slot: Arc<Slot<F::Connection>>) {
-        /// Enough for the waiters of any burst worth keeping memory for.
-        const FREE_MAX: usize = 1024;
         if Arc::strong_count(&slot) != 1 {
             return;
         }
-        // Invariant 7: the waiter's waker is dropped after the list's lock is released.
+        // Invariant 7: the waiter's waker is dropped with no lock held.
         let waker = slot.clear();
-        let mut inner = self.waitlist.lock();
-        if inner.free.len() < FREE_MAX {
-            inner.free.push(slot);
-        }
-        drop(inner);
+        // A full free list drops the slot, which holds nothing now.
+        let _ = self.waitlist.free.push(slot);
         drop(waker);
     }
 
