@@ -350,10 +350,9 @@ impl<F: ConnectionFactory> Shared<F> {
             return;
         }
         // Invariant 7: the waiter's waker is dropped with no lock held.
-        let waker = slot.clear();
+        drop(slot.clear());
         // A full free list drops the slot, which holds nothing now.
         let _ = self.waitlist.free.push(slot);
-        drop(waker);
     }
 
     /// Unlinks `slot` if it is still linked (a waiter giving up).
